@@ -1,0 +1,1 @@
+"""Other Earth-system components: the coarse classical model and data/forcing components."""
