@@ -40,6 +40,7 @@ _LAZY = {
     "open_store": "atmorep_coupler.data.store",
     "ERA5Store": "atmorep_coupler.data.store",
     "Regridder": "atmorep_coupler.regrid",
+    "Component": "atmorep_coupler.component",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import re
 import types
 
 from pathlib import Path
@@ -23,6 +24,8 @@ __all__ = ["from_dict", "load_yaml", "to_dict", "ConfigError"]
 
 T = TypeVar("T")
 
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
 
 def load_yaml(cls: type[T], source: str | Path | dict, *, prefix: str = "") -> T:
     """Read a YAML file (or an already parsed mapping) into dataclass ``cls``, strictly."""
@@ -35,6 +38,8 @@ def load_yaml(cls: type[T], source: str | Path | dict, *, prefix: str = "") -> T
         data = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    except ValueError as exc:  # PyYAML turns 2001-02-29 into a date and fails; quoting keeps it a string
+        raise ConfigError(f"{file}: not valid YAML: {exc} (quote dates of non-standard calendars)") from None
     if data is None:
         data = {}
     return from_dict(cls, data, path=prefix, origin=str(file))
@@ -48,7 +53,7 @@ def from_dict(cls: type[T], data: Any, *, path: str = "", origin: str = "<mappin
 def to_dict(obj: Any) -> Any:
     """The inverse of :func:`from_dict`: plain dicts, lists and scalars, ready for YAML."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {_key(f): to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -56,6 +61,11 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _key(field: dataclasses.Field) -> str:
+    """The mapping key of a field: its name, or ``metadata["key"]`` for keys Python reserves (``from``)."""
+    return field.metadata.get("key", field.name)
 
 
 def _fail(origin: str, path: str, message: str) -> ConfigError:
@@ -131,6 +141,8 @@ def _convert_scalar(tp: Any, value: Any, path: str, origin: str) -> Any:
             raise _fail(origin, path, f"expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-10 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _fail(origin, path, f"expected a number, got {value!r}")
         return float(value)
@@ -171,17 +183,17 @@ def _build_dataclass(cls: Any, value: Any, path: str, origin: str) -> Any:
     if not isinstance(value, dict):
         raise _fail(origin, path, f"expected a mapping for {cls.__name__}, got {value!r}")
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {_key(f): f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in value if k not in fields]
     if unknown:
         known = ", ".join(sorted(fields))
         raise _fail(origin, _join(path, str(unknown[0])), f"unknown key (allowed here: {known})")
     kwargs = {}
-    for name, field in fields.items():
-        if name in value:
-            kwargs[name] = _convert(hints[name], value[name], _join(path, name), origin)
+    for key, field in fields.items():
+        if key in value:
+            kwargs[field.name] = _convert(hints[field.name], value[key], _join(path, key), origin)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise _fail(origin, _join(path, name), "required key is missing")
+            raise _fail(origin, _join(path, key), "required key is missing")
     try:
         obj = cls(**kwargs)
     except (ValueError, TypeError) as exc:

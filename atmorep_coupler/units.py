@@ -38,14 +38,15 @@ def conversion(src: str, dst: str, *, what: str = "field") -> tuple[float, float
     u_src = parse_units(src, what=what)
     u_dst = parse_units(dst, what=what)
     try:
-        zero = ureg.Quantity(0.0, u_src).to(u_dst).magnitude
-        one = ureg.Quantity(1.0, u_src).to(u_dst).magnitude
+        offset = ureg.Quantity(0.0, u_src).to(u_dst).magnitude
     except pint.DimensionalityError:
         raise UnitError(
             f"{what}: cannot convert {src!r} to {dst!r} (dimensions "
             f"{ureg.get_dimensionality(u_src)} and {ureg.get_dimensionality(u_dst)} differ)"
         ) from None
-    return float(one - zero), float(zero)
+    # The scale from the root-unit factors is exact; a difference of two converted values is not.
+    scale = ureg.get_root_units(u_src)[0] / ureg.get_root_units(u_dst)[0]
+    return float(scale), float(offset)
 
 
 def convert(values, src: str, dst: str, *, what: str = "field"):

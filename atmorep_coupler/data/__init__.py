@@ -1,1 +1,27 @@
-"""data stage."""
+"""ERA5-layout data: open stores, normalisation statistics, and the embedded default dataset.
+
+``store`` and ``normalization`` need only numpy/xarray/zarr. The default-data generator
+(``default``, ``held_suarez``) imports JAX and dinosaur, so it is imported only when used:
+``python -m atmorep_coupler.data make-default``.
+"""
+
+from __future__ import annotations
+
+from atmorep_coupler.data.normalization import (
+    Normalization,
+    compute_normalization,
+    load_normalization,
+    month_index,
+)
+from atmorep_coupler.data.store import ALIASES, ERA5Store, canonical_name, open_store
+
+__all__ = [
+    "ALIASES",
+    "ERA5Store",
+    "Normalization",
+    "canonical_name",
+    "compute_normalization",
+    "load_normalization",
+    "month_index",
+    "open_store",
+]

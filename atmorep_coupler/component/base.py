@@ -1,0 +1,720 @@
+"""``Component``: the Basic Model Interface (all 41 ``bmipy.Bmi`` methods) plus a native layer.
+
+Every Earth-system component of the project (the AtmoRep multiformer, the dinosaur classical model,
+the forcing data components) derives from :class:`Component` and implements five hooks:
+
+=========================  ============================================================================
+``_initialize(config)``    build grids, items and the state from the typed config (``config_class``)
+``_grids()``               ``{grid_id: ComponentGrid}``
+``_items()``               the :class:`ExchangeItem` list
+``_state()``               ``{item name: array}``: the live arrays (shape = grid shape, dtype = item dtype)
+``_advance(dt)``           advance the state by ``dt`` seconds *in place*; the clock still reads the
+                           start of the step while it runs and moves on when it returns
+=========================  ============================================================================
+
+Optional hooks: ``_finalize()``; ``_restart_state()`` / ``_load_restart_state(arrays)`` for internal
+state that is not an exchange item (a context window, RNG counters); ``_read(name)`` /
+``_write(name, values, indices)`` for state that does not live in host memory (torch on a GPU).
+``partial_steps = True`` lets ``update_until`` end with a shorter last step (data components can
+evaluate any time exactly); without it an off-step target time is refused.
+
+Everything else lives here once: BMI plumbing and argument checks, unit conversion (pint, via
+:mod:`atmorep_coupler.units`), NaN and range checks on imported fields, time bookkeeping over a cftime
+calendar, and ``save_state``/``load_state`` (exact, so a restarted run continues bit-identically).
+
+Conventions: BMI time is float seconds since the start (``get_time_units() == "s"``); arrays are
+flattened in C order of ``(level, lat, lon)``, longitude fastest; cell centres are the BMI nodes
+(see :mod:`atmorep_coupler.component.items`). Unknown names, wrong buffers and bad imports raise
+:class:`~atmorep_coupler.errors.ComponentError`; BMI functions that do not apply to a grid type raise
+``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cftime
+import numpy as np
+import xarray as xr
+from bmipy import Bmi
+
+from atmorep_coupler.component.clock import Clock
+from atmorep_coupler.component.items import ComponentGrid, ExchangeItem
+from atmorep_coupler.component.settings import ComponentConfig
+from atmorep_coupler.config import load_yaml
+from atmorep_coupler.errors import CheckpointError, ComponentError
+from atmorep_coupler.units import convert
+
+__all__ = ["Component"]
+
+_STATE_FORMAT = "atmorep_coupler.component-state/1"
+_DLPACK_CPU = 1  # DLDeviceType kDLCPU
+_TIME_TOLERANCE_S = 1e-6  # dates resolve to microseconds; closer target times are the same time
+
+
+class Component(Bmi):
+    """Base class of all components: BMI facade over a small set of hooks (module docstring)."""
+
+    config_class: ClassVar[type[ComponentConfig]] = ComponentConfig
+    partial_steps: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._config: ComponentConfig | None = None
+        self._clock: Clock | None = None
+        self._config_dir = Path.cwd()
+        self._item_map: dict[str, ExchangeItem] = {}
+        self._aliases: dict[str, str] = {}
+        self._grid_map: dict[int, ComponentGrid] = {}
+        self._live: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(
+        cls, config: str | Path | Mapping | ComponentConfig, *, config_dir: str | Path | None = None
+    ) -> Component:
+        """Build and initialize a component in one call.
+
+        ``config_dir``: the folder relative paths in a mapping config resolve against (a coupling
+        driver passes the folder of the file the mapping came from); a file path sets it itself.
+        """
+        component = cls()
+        if config_dir is not None:
+            component._config_dir = Path(config_dir).resolve()
+        component.initialize(config)
+        return component
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    @abstractmethod
+    def _initialize(self, config: ComponentConfig) -> None:
+        """Build grids, items and state from the typed config."""
+
+    @abstractmethod
+    def _grids(self) -> Mapping[int, ComponentGrid]:
+        """The component's grids by BMI grid id."""
+
+    @abstractmethod
+    def _items(self) -> Sequence[ExchangeItem]:
+        """The exchange items (inputs and outputs)."""
+
+    @abstractmethod
+    def _state(self) -> Mapping[str, Any]:
+        """Live arrays by item name. Keep the objects; write into them in place."""
+
+    @abstractmethod
+    def _advance(self, dt: float) -> None:
+        """Advance the state by ``dt`` seconds (one step, or a shorter last one if ``partial_steps``)."""
+
+    def _finalize(self) -> None:
+        """Release resources (files, devices)."""
+
+    def _restart_state(self) -> dict[str, np.ndarray]:
+        """Internal arrays beyond the exchange items that a restart needs."""
+        return {}
+
+    def _load_restart_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`_restart_state` returned."""
+
+    def _read(self, name: str) -> np.ndarray:
+        """A host array with the values of ``name`` (a live view for host memory)."""
+        return self._host_view(name)
+
+    def _write(self, name: str, values: np.ndarray, indices: np.ndarray | None = None) -> None:
+        """Write ``values`` (grid-shaped, or flat at ``indices``) into the live state in place."""
+        target = self._host_view(name)
+        if indices is None:
+            np.copyto(target, values.reshape(target.shape), casting="same_kind")
+        else:
+            np.put(target, indices, values)
+
+    # ------------------------------------------------------------------ native layer: time
+    @property
+    def name(self) -> str:
+        return (self._config.name if self._config is not None else "") or type(self).__name__
+
+    @property
+    def config(self) -> ComponentConfig:
+        return self._require_config()
+
+    @property
+    def start(self) -> cftime.datetime:
+        return self._require_clock().start
+
+    @property
+    def end(self) -> cftime.datetime | None:
+        return self._require_clock().end
+
+    @property
+    def time_step(self) -> _dt.timedelta:
+        return self._require_clock().time_step
+
+    @property
+    def current_datetime(self) -> cftime.datetime:
+        """The current model date in the component's calendar."""
+        return self._require_clock().now
+
+    def datetime_at(self, time: float) -> cftime.datetime:
+        """The date of BMI time ``time`` (seconds since the start)."""
+        return self._require_clock().datetime_at(time)
+
+    def step(self, n: int = 1) -> None:
+        """Advance ``n`` model time steps."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ComponentError(f"component {self.name!r}: step(n) needs a whole number n >= 0, got {n!r}")
+        for _ in range(int(n)):
+            self.update()
+
+    def advance_to(self, when: object) -> None:
+        """Advance to a date (``datetime``, cftime date or ISO string) of the component's calendar."""
+        self.update_until(self._require_clock().seconds_since_start(when))
+
+    # ------------------------------------------------------------------ native layer: fields
+    def exchange_items(self) -> tuple[ExchangeItem, ...]:
+        """All exchange items (NUOPC-style advertise): name, standard name, units, grid, role."""
+        self._require_config()
+        return tuple(self._item_map.values())
+
+    @property
+    def grids(self) -> dict[int, ComponentGrid]:
+        """The component's grids by id; ``.horizontal`` has the bounds and areas for regridding."""
+        self._require_config()
+        return dict(self._grid_map)
+
+    def grid_of(self, name: str) -> ComponentGrid:
+        return self._grid_map[self._item_named(name).grid]
+
+    def get_field(self, name: str, units: str | None = None) -> xr.DataArray:
+        """A copy of a field as a labelled array at the current time, optionally converted to ``units``
+        (converted values are float64, so a conversion adds no rounding of its own)."""
+        item = self._item_named(name)
+        grid = self._grid_map[item.grid]
+        values = np.array(self._read(item.name), copy=True).reshape(grid.shape)
+        out_units = item.units
+        if units is not None and units != item.units:
+            values = convert(values.astype(np.float64), item.units, units, what=self._var_label(item))
+            out_units = units
+        attrs = {"units": out_units, "standard_name": item.standard_name, "long_name": item.long_name or item.name}
+        return xr.DataArray(
+            values,
+            dims=grid.dims,
+            coords={**_grid_coords(grid), "time": self.current_datetime},
+            name=item.name,
+            attrs=attrs,
+        )
+
+    def set_field(self, name: str, data: xr.DataArray | np.ndarray, units: str | None = None) -> None:
+        """Import a field: dims put into the grid's order, units converted, then checked and written.
+
+        The source units come from ``units`` or else ``data.attrs["units"]``; one of them is required.
+        """
+        item = self._input_item_named(name)
+        grid = self._grid_map[item.grid]
+        if isinstance(data, xr.DataArray):
+            src_units = units if units is not None else data.attrs.get("units")
+            extra = [d for d in data.dims if d not in grid.dims]
+            if any(data.sizes[d] != 1 for d in extra) or len(data.dims) - len(extra) != len(grid.dims):
+                raise ComponentError(
+                    f"{self._var_label(item)}: set_field got dims {dict(data.sizes)}; expected {grid.dims} "
+                    f"with sizes {grid.shape} (plus size-1 dims only)"
+                )
+            values = data.squeeze(extra, drop=True).transpose(*grid.dims).values
+        else:
+            src_units = units
+            values = np.asarray(data)
+        if src_units is None:
+            raise ComponentError(
+                f"{self._var_label(item)}: set_field needs units: pass units=... or set data.attrs['units'] "
+                f"(the component's units are {item.units!r})"
+            )
+        if values.shape != grid.shape:
+            raise ComponentError(f"{self._var_label(item)}: set_field got shape {values.shape}, expected {grid.shape}")
+        values = convert(np.asarray(values, dtype=np.float64), str(src_units), item.units, what=self._var_label(item))
+        self._check_import(item, values)
+        self._write(item.name, values)
+
+    # ------------------------------------------------------------------ restarts
+    def save_state(self, path: str | Path) -> Path:
+        """Write the clock, every exchange item and the restart hooks' arrays to an ``.npz`` file.
+
+        Written to a temporary file first and renamed, so an interrupted save never leaves a torn file.
+        """
+        clock = self._require_clock()
+        path = Path(path)
+        arrays = {f"item/{name}": np.array(self._read(name), copy=True) for name in self._item_map}
+        for key, value in self._restart_state().items():
+            arrays[f"extra/{key}"] = np.asarray(value)
+            if arrays[f"extra/{key}"].dtype.hasobject:
+                raise ComponentError(
+                    f"component {self.name!r}: _restart_state()[{key!r}] is not a numeric array; restart files "
+                    "hold plain arrays only (no pickles), so convert it (e.g. json text in a numpy string)"
+                )
+        meta = self._state_signature()
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh, __meta__=np.array(json.dumps(meta)), __elapsed__=np.array(clock.elapsed, dtype=np.float64), **arrays
+            )
+        os.replace(tmp, path)
+        return path
+
+    def load_state(self, path: str | Path) -> None:
+        """Restore a state written by :meth:`save_state` into this (initialized) component.
+
+        The file must come from the same component class, name, calendar, start, time step and items;
+        anything else raises :class:`CheckpointError` naming the file and the mismatch.
+        """
+        clock = self._require_clock()
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                data = {key: npz[key] for key in npz.files}
+            meta = json.loads(str(data.pop("__meta__")))
+            elapsed = float(data.pop("__elapsed__"))
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: not a component state file written by save_state ({exc})") from None
+        for key, want in self._state_signature().items():
+            if meta.get(key) != want:
+                raise CheckpointError(
+                    f"{path}: state {key} is {meta.get(key)!r} but component {self.name!r} has {want!r}; "
+                    "load it into a component initialized with the same configuration"
+                )
+        for name in self._item_map:
+            self._write(name, data[f"item/{name}"])
+        self._load_restart_state({k[len("extra/") :]: v for k, v in data.items() if k.startswith("extra/")})
+        clock.elapsed = elapsed
+
+    def _state_signature(self) -> dict[str, Any]:
+        """What a state file must share with the component it is loaded into."""
+        clock = self._require_clock()
+        return {
+            "format": _STATE_FORMAT,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "name": self.name,
+            "start": clock.start.isoformat(),
+            "calendar": clock.calendar,
+            "time_step": clock.step_seconds,
+            "items": {
+                name: [item.dtype, list(self._grid_map[item.grid].shape)] for name, item in self._item_map.items()
+            },
+        }
+
+    # ------------------------------------------------------------------ BMI: control
+    def initialize(self, config_file: str | Path | Mapping | ComponentConfig) -> None:
+        """Read the YAML config (or take a mapping / config object) and build the component."""
+        if isinstance(config_file, self.config_class):
+            config = config_file
+        else:
+            if isinstance(config_file, (str, Path)):
+                self._config_dir = Path(config_file).resolve().parent
+            config = load_yaml(self.config_class, config_file)
+        self._config = config
+        self._clock = config.make_clock()
+        try:
+            self._initialize(config)
+            self._register()
+        except BaseException:
+            self._reset()  # a half-built component must not look initialized
+            raise
+
+    def update(self) -> None:
+        """Advance exactly one time step of ``get_time_step()`` seconds."""
+        clock = self._require_clock()
+        self._advance_by(clock.step_seconds)
+
+    def update_until(self, time: float) -> None:
+        """Advance to BMI time ``time``; afterwards ``get_current_time() == time`` exactly.
+
+        Whole steps are taken up to ``time``. What remains (if ``time`` is not a whole number of steps
+        away) is one shorter step when ``partial_steps`` is set (exact for data components, which can
+        evaluate any time); otherwise the call is refused before anything advances.
+        """
+        clock = self._require_clock()
+        time = float(time)
+        now, dt = clock.elapsed, clock.step_seconds
+        if time < now - _TIME_TOLERANCE_S:
+            raise ComponentError(
+                f"component {self.name!r}: update_until({time}) is before the current time {now} s "
+                f"({self.current_datetime.isoformat()}); components only move forward (use load_state to go back)"
+            )
+        n_steps = int(np.floor((time - now) / dt + _TIME_TOLERANCE_S / dt))
+        remainder = time - (now + n_steps * dt)
+        if remainder > _TIME_TOLERANCE_S and not self.partial_steps:
+            raise ComponentError(
+                f"component {self.name!r}: update_until({time}) is not a whole number of {dt} s steps after "
+                f"{now} s, and this component cannot take a shorter step; ask for a multiple of the time step"
+            )
+        self._check_end(time)
+        for _ in range(n_steps):
+            self._advance_by(dt)
+        if remainder > _TIME_TOLERANCE_S:
+            self._advance_by(time - clock.elapsed)
+        clock.elapsed = time
+
+    def finalize(self) -> None:
+        """Release resources; the component can be initialized again afterwards."""
+        if self._config is not None:
+            self._finalize()
+        self._reset()
+
+    # ------------------------------------------------------------------ BMI: model information
+    def get_component_name(self) -> str:
+        return self.name
+
+    def get_input_item_count(self) -> int:
+        return len(self.get_input_var_names())
+
+    def get_output_item_count(self) -> int:
+        return len(self.get_output_var_names())
+
+    def get_input_var_names(self) -> tuple[str, ...]:
+        self._require_config()
+        return tuple(name for name, item in self._item_map.items() if item.is_input)
+
+    def get_output_var_names(self) -> tuple[str, ...]:
+        self._require_config()
+        return tuple(name for name, item in self._item_map.items() if item.is_output)
+
+    # ------------------------------------------------------------------ BMI: variable information
+    def get_var_grid(self, name: str) -> int:
+        return self._item_named(name).grid
+
+    def get_var_type(self, name: str) -> str:
+        return self._item_named(name).dtype
+
+    def get_var_units(self, name: str) -> str:
+        return self._item_named(name).units
+
+    def get_var_itemsize(self, name: str) -> int:
+        return np.dtype(self._item_named(name).dtype).itemsize
+
+    def get_var_nbytes(self, name: str) -> int:
+        item = self._item_named(name)
+        return np.dtype(item.dtype).itemsize * self._grid_map[item.grid].size
+
+    def get_var_location(self, name: str) -> str:
+        """Always ``"node"``: cell centres are declared as the grid's nodes (module docstring)."""
+        self._item_named(name)
+        return "node"
+
+    # ------------------------------------------------------------------ BMI: time
+    def get_current_time(self) -> float:
+        return float(self._require_clock().elapsed)
+
+    def get_start_time(self) -> float:
+        self._require_clock()
+        return 0.0
+
+    def get_end_time(self) -> float:
+        return float(self._require_clock().end_seconds)
+
+    def get_time_units(self) -> str:
+        return "s"
+
+    def get_time_step(self) -> float:
+        return float(self._require_clock().step_seconds)
+
+    # ------------------------------------------------------------------ BMI: getters and setters
+    def get_value(self, name: str, dest: np.ndarray) -> np.ndarray:
+        """Copy the values into the caller's flat buffer ``dest`` and return it."""
+        item = self._item_named(name)
+        self._check_buffer(item, dest, self._grid_map[item.grid].size, "dest")
+        np.copyto(dest, np.asarray(self._read(item.name)).reshape(-1), casting="same_kind")
+        return dest
+
+    def get_value_ptr(self, name: str) -> np.ndarray:
+        """A flat view of the live state: later updates show in it, writes into it change the model.
+
+        Raises ``NotImplementedError`` for state outside host memory (coupling.md §1.2, pitfall 8).
+        """
+        item = self._item_named(name)
+        view = self._host_view(item.name)
+        flat = view.reshape(-1)
+        if not np.shares_memory(flat, view):
+            raise NotImplementedError(f"{self._var_label(item)}: the state array is not contiguous; no live flat view")
+        return flat
+
+    def get_value_at_indices(self, name: str, dest: np.ndarray, inds: np.ndarray) -> np.ndarray:
+        """Copy the values at flat indices ``inds`` into ``dest`` and return it."""
+        item = self._item_named(name)
+        inds = self._check_indices(item, inds)
+        self._check_buffer(item, dest, inds.size, "dest")
+        np.copyto(dest, np.asarray(self._read(item.name)).reshape(-1)[inds], casting="same_kind")
+        return dest
+
+    def set_value(self, name: str, src: np.ndarray) -> None:
+        """Import values (in the item's units) from a flat array; checked for NaN and range."""
+        item = self._input_item_named(name)
+        grid = self._grid_map[item.grid]
+        src = np.asarray(src)
+        if src.size != grid.size:
+            raise ComponentError(f"{self._var_label(item)}: set_value got {src.size} values, expected {grid.size}")
+        values = src.reshape(grid.shape)
+        self._check_import(item, values)
+        self._write(item.name, values)
+
+    def set_value_at_indices(self, name: str, inds: np.ndarray, src: np.ndarray) -> None:
+        """Import values at flat indices ``inds``; checked like :meth:`set_value`."""
+        item = self._input_item_named(name)
+        inds = self._check_indices(item, inds)
+        src = np.asarray(src).reshape(-1)
+        if src.size != inds.size:
+            raise ComponentError(
+                f"{self._var_label(item)}: set_value_at_indices got {src.size} values for {inds.size} indices"
+            )
+        self._check_import(item, src)
+        self._write(item.name, src, inds)
+
+    # ------------------------------------------------------------------ BMI: grids
+    def get_grid_rank(self, grid: int) -> int:
+        return self._grid_by_id(grid).rank
+
+    def get_grid_size(self, grid: int) -> int:
+        return self._grid_by_id(grid).size
+
+    def get_grid_type(self, grid: int) -> str:
+        return self._grid_by_id(grid).bmi_type
+
+    def get_grid_shape(self, grid: int, shape: np.ndarray) -> np.ndarray:
+        g = self._grid_by_id(grid)
+        self._check_grid_buffer(grid, shape, g.rank, "shape")
+        shape[:] = g.shape
+        return shape
+
+    def get_grid_spacing(self, grid: int, spacing: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(self._not_uniform(grid, "get_grid_spacing"))
+
+    def get_grid_origin(self, grid: int, origin: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(self._not_uniform(grid, "get_grid_origin"))
+
+    def get_grid_x(self, grid: int, x: np.ndarray) -> np.ndarray:
+        return self._fill_coordinates(grid, "x", x)
+
+    def get_grid_y(self, grid: int, y: np.ndarray) -> np.ndarray:
+        return self._fill_coordinates(grid, "y", y)
+
+    def get_grid_z(self, grid: int, z: np.ndarray) -> np.ndarray:
+        return self._fill_coordinates(grid, "z", z)
+
+    def get_grid_node_count(self, grid: int) -> int:
+        return self._grid_by_id(grid).size
+
+    def get_grid_edge_count(self, grid: int) -> int:
+        raise NotImplementedError(self._not_unstructured(grid, "get_grid_edge_count"))
+
+    def get_grid_face_count(self, grid: int) -> int:
+        raise NotImplementedError(self._not_unstructured(grid, "get_grid_face_count"))
+
+    def get_grid_edge_nodes(self, grid: int, edge_nodes: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(self._not_unstructured(grid, "get_grid_edge_nodes"))
+
+    def get_grid_face_edges(self, grid: int, face_edges: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(self._not_unstructured(grid, "get_grid_face_edges"))
+
+    def get_grid_face_nodes(self, grid: int, face_nodes: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(self._not_unstructured(grid, "get_grid_face_nodes"))
+
+    def get_grid_nodes_per_face(self, grid: int, nodes_per_face: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(self._not_unstructured(grid, "get_grid_nodes_per_face"))
+
+    # ------------------------------------------------------------------ internals
+    def resolve_path(self, path: str | Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self._config_dir / path
+
+    def _register(self) -> None:
+        """Collect grids and items from the hooks and check the state against them."""
+        grids = dict(self._grids())
+        items: dict[str, ExchangeItem] = {}
+        for item in self._items():
+            if item.name in items:
+                raise ComponentError(f"component {self.name!r}: exchange item {item.name!r} is declared twice")
+            if item.grid not in grids:
+                raise ComponentError(f"component {self.name!r}: item {item.name!r} is on unknown grid {item.grid}")
+            items[item.name] = item
+        standard = [item.standard_name for item in items.values()]
+        self._aliases = {
+            item.standard_name: name
+            for name, item in items.items()
+            if standard.count(item.standard_name) == 1 and item.standard_name not in items
+        }
+        self._grid_map, self._item_map = grids, items
+        state = self._state()
+        self._live = {name: state.get(name) for name in items}
+        for name, item in items.items():
+            if state.get(name) is None:
+                raise ComponentError(f"component {self.name!r}: _state() has no array for item {name!r}")
+            value = self._read(name)
+            shape = grids[item.grid].shape
+            if tuple(value.shape) != shape or value.dtype != np.dtype(item.dtype):
+                raise ComponentError(
+                    f"component {self.name!r}: state of {name!r} is {value.dtype}{tuple(value.shape)}, "
+                    f"but the item declares {item.dtype}{shape}"
+                )
+
+    def _advance_by(self, dt: float) -> None:
+        clock = self._require_clock()
+        self._check_end(clock.elapsed + dt)
+        self._advance(dt)
+        state = self._state()
+        for name, obj in self._live.items():
+            if state.get(name) is not obj:
+                raise ComponentError(
+                    f"component {self.name!r}: _advance replaced the array of {name!r}; write into it in place "
+                    "(arr[...] = new) so that get_value_ptr stays live"
+                )
+        clock.elapsed = clock.elapsed + dt
+
+    def _check_end(self, time: float) -> None:
+        clock = self._require_clock()
+        if time > clock.end_seconds + _TIME_TOLERANCE_S:
+            raise ComponentError(
+                f"component {self.name!r}: cannot advance to {clock.datetime_at(time).isoformat()}, after its end "
+                f"{clock.end.isoformat()}; raise 'end' in its configuration"
+            )
+
+    def _check_import(self, item: ExchangeItem, values: np.ndarray) -> None:
+        """Refuse NaN/infinite or out-of-range imports, naming component, field and time."""
+        values = np.asarray(values)
+        where = f"component {self.name!r}: imported field {item.name!r} at {self.current_datetime.isoformat()}"
+        finite = np.isfinite(values)
+        if not item.allow_nan and not finite.all():
+            bad = np.flatnonzero(~finite.reshape(-1))
+            raise ComponentError(
+                f"{where}: {bad.size} of {values.size} values are NaN or infinite (first at flat index {bad[0]}); "
+                "fix the producer or its regridding mask"
+            )
+        if item.valid_range is not None and finite.any():
+            low, high = item.valid_range
+            checked = values[finite]
+            vmin, vmax = float(checked.min()), float(checked.max())
+            if vmin < low or vmax > high:
+                raise ComponentError(
+                    f"{where}: values span [{vmin:g}, {vmax:g}] {item.units}, outside the valid range "
+                    f"[{low:g}, {high:g}]; check the producer's units and data"
+                )
+
+    def _host_view(self, name: str) -> np.ndarray:
+        value = self._state()[name]
+        if isinstance(value, np.ndarray):
+            return value
+        if _dlpack_device_type(value) == _DLPACK_CPU:
+            return np.from_dlpack(value)
+        raise NotImplementedError(
+            f"component {self.name!r}: {name!r} is a {type(value).__name__} outside host memory; "
+            "get_value_ptr cannot return live memory for it (use get_value, which copies)"
+        )
+
+    def _require_config(self) -> ComponentConfig:
+        if self._config is None:
+            raise ComponentError(f"component {type(self).__name__}: call initialize(config_file) first")
+        return self._config
+
+    def _require_clock(self) -> Clock:
+        self._require_config()
+        return self._clock
+
+    def _item_named(self, name: str) -> ExchangeItem:
+        self._require_config()
+        item = self._item_map.get(name) or self._item_map.get(self._aliases.get(name, ""))
+        if item is None:
+            raise ComponentError(f"component {self.name!r}: unknown variable {name!r}; known: {sorted(self._item_map)}")
+        return item
+
+    def _input_item_named(self, name: str) -> ExchangeItem:
+        item = self._item_named(name)
+        if not item.is_input:
+            raise ComponentError(
+                f"{self._var_label(item)}: is an output ({item.role}), not an input; inputs: {list(self.get_input_var_names())}"
+            )
+        return item
+
+    def _grid_by_id(self, grid: int) -> ComponentGrid:
+        self._require_config()
+        try:
+            return self._grid_map[int(grid)]
+        except (KeyError, TypeError, ValueError):
+            raise ComponentError(
+                f"component {self.name!r}: unknown grid id {grid!r}; known: {sorted(self._grid_map)}"
+            ) from None
+
+    def _var_label(self, item: ExchangeItem) -> str:
+        return f"component {self.name!r}, variable {item.name!r}"
+
+    def _check_buffer(self, item: ExchangeItem, buffer: Any, size: int, what: str) -> None:
+        if not isinstance(buffer, np.ndarray) or buffer.ndim != 1 or not buffer.flags.writeable:
+            raise ComponentError(
+                f"{self._var_label(item)}: {what} must be a writeable 1-D numpy array, got {type(buffer).__name__}"
+            )
+        if buffer.size != size:
+            raise ComponentError(f"{self._var_label(item)}: {what} has {buffer.size} elements, expected {size}")
+
+    def _check_indices(self, item: ExchangeItem, inds: Any) -> np.ndarray:
+        inds = np.asarray(inds)
+        size = self._grid_map[item.grid].size
+        if inds.ndim != 1 or (inds.size and inds.dtype.kind not in "iu"):
+            raise ComponentError(
+                f"{self._var_label(item)}: indices must be a 1-D integer array, got {inds.dtype}{inds.shape}"
+            )
+        if inds.size and (inds.min() < 0 or inds.max() >= size):
+            raise ComponentError(
+                f"{self._var_label(item)}: indices span [{inds.min()}, {inds.max()}], outside [0, {size - 1}]"
+            )
+        return inds
+
+    def _check_grid_buffer(self, grid: int, buffer: Any, size: int, what: str) -> None:
+        if not isinstance(buffer, np.ndarray) or buffer.ndim != 1 or buffer.size != size:
+            raise ComponentError(
+                f"component {self.name!r}: grid {grid}: {what} must be a 1-D numpy array of {size} elements, "
+                f"got {getattr(buffer, 'shape', type(buffer).__name__)}"
+            )
+
+    def _fill_coordinates(self, grid: int, axis: str, buffer: np.ndarray) -> np.ndarray:
+        values = self._grid_by_id(grid).node_coordinates(axis)
+        self._check_grid_buffer(grid, buffer, values.size, axis)
+        buffer[:] = values
+        return buffer
+
+    def _not_uniform(self, grid: int, function: str) -> str:
+        return (
+            f"component {self.name!r}: {function} applies to uniform_rectilinear grids; grid {grid} is "
+            f"{self._grid_by_id(grid).bmi_type} (use get_grid_x/get_grid_y)"
+        )
+
+    def _not_unstructured(self, grid: int, function: str) -> str:
+        return (
+            f"component {self.name!r}: {function} applies to unstructured grids; grid {grid} is "
+            f"{self._grid_by_id(grid).bmi_type} (use get_grid_shape and get_grid_x/get_grid_y)"
+        )
+
+
+def _dlpack_device_type(value: Any) -> int | None:
+    """The DLPack device type of an array (1 = host memory), None when it has none or cannot say."""
+    try:
+        return int(value.__dlpack_device__()[0])
+    except Exception:  # no DLPack support, or a device DLPack cannot describe (torch "meta")
+        return None
+
+
+def _grid_coords(grid: ComponentGrid) -> dict[str, Any]:
+    """xarray coordinates of a grid: 1-D lat/lon for rectilinear grids, 2-D for curvilinear ones."""
+    if grid.horizontal is None:
+        return {}
+    coords: dict[str, Any] = {}
+    if grid.levels:
+        coords["level"] = ("level", np.asarray(grid.levels), {"units": grid.level_units})
+    if grid.is_rectilinear:
+        coords["lat"] = ("lat", grid.node_coordinates("y"), {"units": "degrees_north", "standard_name": "latitude"})
+        coords["lon"] = ("lon", grid.node_coordinates("x"), {"units": "degrees_east", "standard_name": "longitude"})
+    else:
+        h = grid.horizontal
+        coords["lat"] = (("y", "x"), np.asarray(h.center_lat), {"units": "degrees_north", "standard_name": "latitude"})
+        coords["lon"] = (("y", "x"), np.asarray(h.center_lon), {"units": "degrees_east", "standard_name": "longitude"})
+    return coords

@@ -1,0 +1,237 @@
+"""Turn a validated coupling config into objects: grids, component configs, regridders, exchanges.
+
+Kept apart from the run loop so that each piece is built in one place (and errors name the YAML key
+that caused them). Regridders are built once per distinct (source grid and mask, destination grid,
+method, fallback, weight file) and shared by every coupling that needs the same mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from atmorep_coupler.coupling.exchange import Exchange, FieldRoute, area_integral_weights
+from atmorep_coupler.coupling.schema import COMPONENT_KINDS, CoupledRunConfig, CouplingSpec, GridSpec, RunSpec
+from atmorep_coupler.errors import ConfigError, RegridError
+from atmorep_coupler.regrid.grids import GaussianGrid, Grid, LatLonGrid
+
+__all__ = ["build_grid", "resolve_kind", "component_config", "check_component_grid", "RegridderCache", "build_exchange"]
+
+#: Largest centre difference (degrees) at which a component's grid counts as the configured one.
+GRID_TOLERANCE_DEG = 1e-6
+
+
+def build_grid(name: str, spec: GridSpec) -> Grid:
+    """The grid ``grids.<name>`` describes, with its static mask applied."""
+    where = f"grids.{name}"
+    try:
+        if spec.type == "regular_latlon":
+            grid = LatLonGrid(spec.nlat, spec.nlon, lat_order=spec.lat_order or "descending")
+        elif spec.type == "gaussian":
+            grid = GaussianGrid(spec.nlat, spec.nlon, lat_order=spec.lat_order or "descending")
+        else:
+            grid = Grid.from_scrip(spec.file)
+    except (RegridError, OSError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if spec.mask is not None:
+        grid = grid.with_mask(_read_mask(where, spec.mask.file, spec.mask.variable, grid))
+    return grid
+
+
+def _read_mask(where: str, file: Path, variable: str, grid: Grid) -> np.ndarray:
+    import xarray as xr
+
+    if not file.exists():
+        raise ConfigError(f"{where}.mask.file: {file} not found")
+    opener = xr.open_zarr if file.is_dir() or file.suffix == ".zarr" else xr.open_dataset
+    with opener(file) as ds:
+        if variable not in ds.variables:
+            raise ConfigError(f"{where}.mask.variable: {variable!r} is not in {file} (it has {sorted(ds.variables)})")
+        var = ds[variable]
+        values = np.asarray(var.values)
+        lat_name = next((c for c in ("lat", "latitude") if c in var.coords and var[c].ndim == 1), None)
+        lat = np.asarray(var[lat_name].values) if lat_name else None
+    if values.shape != grid.shape:
+        raise ConfigError(f"{where}.mask: {variable!r} in {file} has shape {values.shape}, the grid {grid.shape}")
+    if lat is not None and not np.allclose(lat, grid.center_lat[:, 0], atol=GRID_TOLERANCE_DEG):
+        raise ConfigError(
+            f"{where}.mask: the latitudes of {variable!r} in {file} differ from the grid's; check lat_order"
+        )
+    return np.nan_to_num(values) != 0
+
+
+def resolve_kind(name: str, kind: str):
+    """The component class of ``components.<name>.kind`` (registry name or ``pkg.module:Class``)."""
+    from atmorep_coupler.component.base import Component
+
+    path = COMPONENT_KINDS.get(kind, kind)
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"components.{name}.kind: cannot import {module_name!r} for {kind!r} ({exc})") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Component)):
+        raise ConfigError(f"components.{name}.kind: {path!r} is not a Component subclass")
+    return cls
+
+
+def component_config(name: str, config: CoupledRunConfig, base_dir: Path) -> tuple[str, dict[str, Any], Path]:
+    """``(class path, config mapping, folder for relative paths)`` of component ``name``.
+
+    The clock keys (``name``, ``start``, ``end``, ``calendar``, ``time_step``) come from the coupling
+    YAML and may not be set in the component's own config. ``components.<id>.device`` and
+    ``.ensemble`` are passed on (the config class must have these keys); ``run.seed`` and
+    ``run.device`` are defaults for config classes with a ``seed`` or ``device`` key.
+    """
+    spec = config.components[name]
+    where = f"components.{name}.config"
+    cls = resolve_kind(name, spec.kind)
+    if isinstance(spec.config, Path):
+        if not spec.config.is_file():
+            raise ConfigError(f"{where}: file {spec.config} not found")
+        try:
+            mapping = yaml.safe_load(spec.config.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{spec.config}: not valid YAML: {exc}") from None
+        folder = spec.config.parent
+        where = f"{spec.config}"
+    else:
+        mapping, folder = dict(spec.config or {}), base_dir
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: a component config must be a mapping, got {type(mapping).__name__}")
+    run: RunSpec = config.run
+    clock = {"name": name, "start": run.start, "end": run.end, "calendar": run.calendar, "time_step": spec.timestep}
+    for key in clock:
+        if key in mapping:
+            raise ConfigError(
+                f"{where}: key {key!r} is set by the coupling YAML (run.start/end/calendar, "
+                f"components.{name}.timestep, the component id); remove it here"
+            )
+    accepted = {f.name for f in dataclasses.fields(cls.config_class)}
+    explicit = {"device": spec.device, "ensemble": dataclasses.asdict(spec.ensemble) if spec.ensemble else None}
+    explicit = {key: value for key, value in explicit.items() if value is not None}
+    for key in explicit:
+        if key not in accepted:
+            raise ConfigError(f"components.{name}.{key}: {cls.__name__} has no {key!r} setting")
+    defaults = {key: value for key, value in {"seed": run.seed, "device": run.device}.items() if key in accepted}
+    mapping = {**defaults, **mapping, **explicit, **clock}
+    return f"{cls.__module__}:{cls.__qualname__}", mapping, folder
+
+
+def check_component_grid(name: str, grid_name: str, grid: Grid, horizontal) -> None:
+    """The component's own horizontal grid must be the configured one (same cells, same order)."""
+    where = f"components.{name}.grid"
+    if tuple(horizontal.shape) != tuple(grid.shape):
+        raise ConfigError(
+            f"{where}: component {name!r} has a grid of shape {tuple(horizontal.shape)}, grid {grid_name!r} "
+            f"has {tuple(grid.shape)}"
+        )
+    dlat = np.abs(np.asarray(horizontal.center_lat) - grid.center_lat)
+    dlon = np.abs((np.asarray(horizontal.center_lon) - grid.center_lon + 180.0) % 360.0 - 180.0)
+    dlon = np.where(np.abs(grid.center_lat) >= 90.0, 0.0, dlon)  # longitude is arbitrary at a pole
+    if dlat.max() > GRID_TOLERANCE_DEG or dlon.max() > GRID_TOLERANCE_DEG:
+        j, i = np.unravel_index(int(np.argmax(np.maximum(dlat, dlon))), grid.shape)
+        raise ConfigError(
+            f"{where}: the cell centres of component {name!r} differ from grid {grid_name!r}; first at (j, i) = "
+            f"({j}, {i}): component ({horizontal.center_lat[j, i]:.6f}, {horizontal.center_lon[j, i]:.6f}), "
+            f"grid ({grid.center_lat[j, i]:.6f}, {grid.center_lon[j, i]:.6f}) (lat, lon); check lat_order and sizes"
+        )
+
+
+class RegridderCache:
+    """Regridders by what determines their weights, built on first use."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, Any] = {}
+
+    def get(self, where: str, spec: CouplingSpec, src: tuple[str, Grid], dst: tuple[str, Grid], *, fallback: bool = True):
+        """The regridder of ``spec.remap`` between the named grids (``fallback=False``: the method alone)."""
+        from atmorep_coupler.regrid.regridder import Regridder
+        from atmorep_coupler.regrid.weightfile import read_weight_file
+
+        remap = spec.remap
+        fallback = tuple(step if isinstance(step, str) else step.fixed for step in remap.fallback) if fallback else ()
+        key = (src[0], _digest(src[1].mask), dst[0], _digest(dst[1].mask), remap.method, fallback, remap.weights)
+        if key not in self._cache:
+            try:
+                if remap.weights is None:
+                    regridder = Regridder(src[1], dst[1], remap.method, fallback=fallback)
+                else:
+                    wf = read_weight_file(remap.weights)
+                    if wf.method is not None and wf.method != remap.method:
+                        raise RegridError(f"{remap.weights} holds {wf.method!r} weights, remap.method is {remap.method!r}")
+                    regridder = Regridder(src[1], dst[1], remap.method, weights=wf.to_weights(src[1], dst[1]),
+                                          fallback=fallback)
+            except RegridError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            self._cache[key] = regridder
+        return self._cache[key]
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def _digest(mask: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(mask).tobytes()).hexdigest()
+
+
+def build_exchange(
+    index: int,
+    spec: CouplingSpec,
+    config: CoupledRunConfig,
+    items: Mapping[str, Mapping[str, Any]],
+    component_grids: Mapping[str, Mapping[int, Any]],
+    grids: Mapping[str, Grid],
+    regridders: RegridderCache,
+) -> Exchange:
+    """The :class:`Exchange` of ``couplings[index]``: one route per field, regridders from the cache.
+
+    Source grids carry the configured mask and (with ``remap.src_mask``) the mask the component
+    publishes with its grid (e.g. the land cells of a prescribed SST); destination grids carry the
+    configured mask only.
+    """
+    src_comp, dst_comp = spec.from_, spec.to
+    routes = []
+    for j, f in enumerate(spec.fields):
+        where = f"couplings[{index}].fields[{j}]"
+        src_items = [items[src_comp][n] for n in f.src_names]
+        dst_items = [items[dst_comp][n] for n in f.dst_names]
+        src_grid = component_grids[src_comp][src_items[0].grid]
+        dst_grid = component_grids[dst_comp][dst_items[0].grid]
+        for kind, group, comp in (("src", src_items, src_comp), ("dst", dst_items, dst_comp)):
+            if len({(i.grid, i.units) for i in group}) != 1:
+                raise ConfigError(f"{where}.{kind}: the vector components of {comp!r} must share grid and units")
+        if (src_grid.horizontal is None) != (dst_grid.horizontal is None):
+            raise ConfigError(
+                f"{where}: {f.src!r} of {src_comp!r} and {f.dst!r} of {dst_comp!r} must both be gridded or both "
+                "scalars; the coupler does not broadcast or average between them"
+            )
+        if tuple(src_grid.levels) != tuple(dst_grid.levels):
+            raise ConfigError(
+                f"{where}: levels differ ({list(src_grid.levels)} vs {list(dst_grid.levels)}); the coupler "
+                "maps horizontally only"
+            )
+        regridder = integral_weights = None
+        if src_grid.horizontal is not None and spec.remap is not None:
+            src_name = config.components[src_comp].grid
+            dst_name = config.components[dst_comp].grid
+            src = grids[src_name]
+            if spec.remap.src_mask:
+                src = src.with_mask(src.mask & np.asarray(src_grid.horizontal.mask, dtype=bool))
+            pair = (f"couplings[{index}].remap", spec, (src_name, src), (dst_name, grids[dst_name]))
+            regridder = regridders.get(*pair)
+            if spec.conservation is not None and not f.is_vector:
+                integral_weights = area_integral_weights(regridders.get(*pair, fallback=False))
+        routes.append(FieldRoute(
+            src=f.src_names, dst=f.dst_names, src_units=src_items[0].units, units=f.units or dst_items[0].units,
+            dst_dims=tuple(dst_grid.dims), regridder=regridder, integral_weights=integral_weights,
+        ))
+    return Exchange(index, spec, routes)

@@ -1,0 +1,363 @@
+"""The run loop of a coupled simulation driven by a coupling YAML.
+
+Time is counted in whole seconds since ``run.start``. Each component steps with its own
+``timestep``; each coupling has a ``period`` P (a multiple of both components' timesteps) and a
+``lag`` L (a multiple of P).
+
+**Order of operations.** The run advances in synchronisation intervals S (the least common
+multiple of all periods and timesteps: at multiples of S every component is at the same time and
+every coupling window is closed). Within an interval the driver repeatedly walks the components (in
+an order where zero-lag sources come before their destinations) and lets each take as many steps
+as it can. Before a component takes a step that starts one of its import windows ``[T, T + P)``, it
+receives every import due at T (``set_field``); a step may only start when those imports exist.
+After every step the driver samples the component's exports for each coupling it feeds (all
+steps for average/accumulate/min/max; only the step ending a window for instant) and for its
+outputs. When a source reaches a window end E, the window ``(E - P, E]`` is reduced, converted
+and regridded: the *put* for E.
+
+**Lag in time units.** The import for the destination window ``[T, T + P)`` is the put for
+``E = T + P - L``. ``L = 0``: the source's reduction over the same span, so the source runs the
+window first (sequential coupling; zero-lag couplings may not form a cycle). ``L = P``: the window
+that ended at T, so the two sides may run the span in any order (the usual way to close a two-way
+coupling). ``L = kP`` looks k windows back.
+
+**t = 0.** A put for a window ending at or before the start (``E <= 0``, which happens for the
+first ``L / P`` windows) is the source's initial state: one instant sample taken before anyone
+steps, whatever the time reduction.
+
+**Determinism.** Every component's inputs are fixed by data times alone (which put serves which
+window), not by the order in which the driver happens to call components, and all reductions run
+in the driver in step order in float64. A run is therefore the same in-process and with Ray, and
+the same after a restart. Seeds come from ``run.seed``.
+
+**Restarts.** Every ``run.restart.every`` (a multiple of S) and at the end, the driver writes each
+component's ``save_state``, the open accumulators and lag buffers of every exchange, the output
+streams' record counts and open reductions, and the clock. Resuming loads all of these, cuts each
+output store back to its recorded length, and continues: the outputs are bit-identical to those of
+an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atmorep_coupler.coupling.build import (
+    RegridderCache,
+    build_exchange,
+    build_grid,
+    check_component_grid,
+    component_config,
+)
+from atmorep_coupler.coupling.clock import RunClock
+from atmorep_coupler.coupling.exchange import ConservationRecord
+from atmorep_coupler.coupling.output import OutputStream
+from atmorep_coupler.coupling.restart import RestartStore
+from atmorep_coupler.coupling.schema import CoupledRunConfig, check_exchange_items, load_coupling_config
+from atmorep_coupler.coupling.transport import RayCluster, create_component
+from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError
+
+__all__ = ["CoupledRun", "RunSummary"]
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or resumed and finished) run reports."""
+
+    elapsed_seconds: int
+    resumed_from: Path | None
+    outputs: list[Path]
+    restarts: list[Path] = field(default_factory=list)
+    max_conservation_error: dict[str, float] = field(default_factory=dict)
+    #: Wall-clock seconds by part: ``setup``, ``component:<id>`` (steps, get/set field), ``exchange``
+    #: (reduction, units, regridding), ``output``, ``restart``.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class CoupledRun:
+    """A coupled run: components, exchanges, outputs, restarts and the loop that drives them.
+
+    ``out_dir``: relative output paths and the restart folder resolve against it. ``resume``:
+    ``True`` requires a restart, ``False`` never uses one, ``None`` follows ``run.restart.resume``.
+    """
+
+    def __init__(
+        self,
+        config: CoupledRunConfig,
+        *,
+        base_dir: Path,
+        out_dir: Path,
+        resume: bool | None = None,
+        progress: bool = True,
+        origin: str = "<coupling config>",
+    ) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.timings: dict[str, float] = defaultdict(float)
+        self._ray = RayCluster() if config.run.transport == "ray" else None
+        try:
+            with self._timed("setup"):
+                self._build(base_dir)
+                self._restarts = self._restart_store()
+                self.resumed_from = self._start(resume)
+        except ConfigError as exc:  # name the coupling file in errors of the pre-run checks
+            self.close()
+            if str(exc).startswith(origin):
+                raise
+            raise ConfigError(f"{origin}: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, out_dir: Path | None = None, **kwargs) -> CoupledRun:
+        config, base_dir = load_coupling_config(path)
+        out_dir = Path(out_dir) if out_dir is not None else Path("runs") / config.run.name
+        return cls(config, base_dir=base_dir, out_dir=out_dir, origin=str(path), **kwargs)
+
+    # -- construction --------------------------------------------------------------------------
+    def _build(self, base_dir: Path) -> None:
+        config = self.config
+        self.grids = {name: build_grid(name, spec) for name, spec in config.grids.items()}
+        self.components: dict[str, Any] = {}
+        for name, spec in config.components.items():
+            class_path, mapping, folder = component_config(name, config, base_dir)
+            self.components[name] = create_component(
+                config.run.transport, class_path, mapping, folder, device=spec.device or config.run.device
+            )
+        self.items = {name: {i.name: i for i in comp.exchange_items()} for name, comp in self.components.items()}
+        component_grids = {name: comp.grids for name, comp in self.components.items()}
+        for name, spec in config.components.items():
+            for grid in component_grids[name].values():
+                if grid.horizontal is not None:
+                    if spec.grid is None:
+                        raise ConfigError(f"components.{name}.grid: component {name!r} has gridded fields; name its grid")
+                    check_component_grid(name, spec.grid, self.grids[spec.grid], grid.horizontal)
+        check_exchange_items(config, self.items, self.grids)
+        self.regridders = RegridderCache()
+        self.exchanges = [
+            build_exchange(i, spec, config, self.items, component_grids, self.grids, self.regridders)
+            for i, spec in enumerate(config.couplings)
+        ]
+        self.clock = RunClock(config.run.start, config.run.end, config.run.calendar, config.sync_seconds)
+        self.steps = {name: int(spec.timestep.total_seconds()) for name, spec in config.components.items()}
+        self.elapsed = {name: 0 for name in config.components}
+        self.order = self._component_order()
+        self.outputs: dict[str, list[OutputStream]] = {name: [] for name in config.components}
+        for spec in config.outputs:
+            comp = self.components[spec.component]
+            templates = {var: comp.get_field(var) for var in spec.variables}
+            stream = OutputStream(spec, self._out_path(spec.path), templates, self.clock,
+                                  title=f"{config.run.name}: {spec.component}")
+            self.outputs[spec.component].append(stream)
+        self.diagnostics_path = self.out_dir / "conservation.csv"
+        self.max_conservation_error: dict[str, float] = {}
+
+    def _out_path(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.out_dir / path
+
+    def _component_order(self) -> list[str]:
+        """YAML order, moved so that every zero-lag source comes before its destinations."""
+        names = list(self.config.components)
+        before = {n: {c.from_ for c in self.config.couplings if c.to == n and c.lag.total_seconds() == 0} for n in names}
+        order: list[str] = []
+        while len(order) < len(names):
+            order.append(next(n for n in names if n not in order and before[n] <= set(order)))
+        return order
+
+    def _restart_store(self) -> RestartStore | None:
+        restart = self.config.run.restart
+        if restart is None:
+            return None
+        return RestartStore(self._out_path(restart.dir) / self.config.run.name)
+
+    def _start(self, resume: bool | None) -> Path | None:
+        """Resume from the latest restart, or prepare a fresh start (initial puts, empty outputs)."""
+        restart = self.config.run.restart
+        mode = {True: "require", False: "never", None: restart.resume if restart else "never"}[resume]
+        latest = self._restarts.latest() if self._restarts is not None else None
+        if mode == "require" and latest is None:
+            where = self._restarts.root if self._restarts is not None else "run.restart (not configured)"
+            raise CheckpointError(f"{where}: no restart to resume from")
+        if latest is not None and mode != "never":
+            self._resume(latest)
+            return latest
+        if latest is not None:
+            warnings.warn(f"{self._restarts.root}: holds restarts of an earlier run named {self.config.run.name!r}; "
+                          "this fresh run will overwrite them as it passes the same times", stacklevel=2)
+        for streams in self.outputs.values():
+            for stream in streams:
+                stream.check_fresh()
+        if self.diagnostics_path.exists():
+            raise ConfigError(f"{self.diagnostics_path}: exists from an earlier run; delete it, choose another "
+                              "--out folder, or resume (--resume)")
+        for exchange in self.exchanges:
+            if exchange.needs_initial:
+                exchange.set_initial(self._sample(exchange.spec.from_, exchange.source_fields))
+        return None
+
+    def _resume(self, folder: Path) -> None:
+        state = self._restarts.load(folder, self.components)
+        self.clock.load_state_dict(state["clock"])
+        for name in self.elapsed:
+            self.elapsed[name] = self.clock.elapsed
+        for exchange, ex_state in zip(self.exchanges, state["exchanges"], strict=True):
+            exchange.load_state_dict(ex_state)
+        streams = [s for group in self.outputs.values() for s in group]
+        for stream, out_state in zip(streams, state["outputs"], strict=True):
+            stream.load_state_dict(out_state)
+        self._truncate_diagnostics(self.clock.elapsed)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Run from the current time to ``run.end``; returns a summary."""
+        from tqdm.auto import tqdm
+
+        restart_every = int(self.config.run.restart.every.total_seconds()) if self.config.run.restart else 0
+        written = []
+        hours = self.clock.total_seconds / 3600
+        with tqdm(total=hours, initial=self.clock.elapsed / 3600, unit="h", unit_scale=False, disable=not self.progress,
+                  desc=f"{self.config.run.name} (simulated hours)", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} h "
+                  "[{elapsed}<{remaining}{postfix}]") as bar:
+            while not self.clock.done:
+                stop = self.clock.next_stop
+                self._advance_all(stop)
+                self.clock.advance()
+                self._write_diagnostics()
+                if restart_every and (self.clock.elapsed % restart_every == 0 or self.clock.done):
+                    with self._timed("restart"):
+                        written.append(self._save_restart())
+                bar.set_postfix_str(self.clock.now.isoformat(), refresh=False)
+                bar.update(self.clock.elapsed / 3600 - bar.n)
+        return RunSummary(
+            elapsed_seconds=self.clock.elapsed,
+            resumed_from=self.resumed_from,
+            outputs=[s.path for group in self.outputs.values() for s in group],
+            restarts=written,
+            max_conservation_error=dict(self.max_conservation_error),
+            timings=dict(self.timings),
+        )
+
+    def _advance_all(self, stop: int) -> None:
+        """Step every component to ``stop``, each step as soon as its imports exist."""
+        while True:
+            progressed = False
+            for name in self.order:
+                while self.elapsed[name] < stop and self._deliver_imports(name):
+                    self._step(name)
+                    progressed = True
+            if all(t >= stop for t in self.elapsed.values()):
+                return
+            if not progressed:
+                waiting = {n: t for n, t in self.elapsed.items() if t < stop}
+                raise ComponentError(f"no component can advance (stuck at {waiting} s); a coupling put is missing")
+
+    def _deliver_imports(self, name: str) -> bool:
+        """Set the imports due at the component's current time; False if one is not available yet."""
+        now = self.elapsed[name]
+        for exchange in self.exchanges:
+            if exchange.spec.to != name or not exchange.import_due(now):
+                continue
+            if not exchange.import_ready():
+                return False
+            with self._timed(f"component:{name}"):
+                for field_name, data in exchange.take_import().items():
+                    self.components[name].set_field(field_name, data)
+        return True
+
+    def _step(self, name: str) -> None:
+        now = self.elapsed[name] + self.steps[name]
+        sources = [e for e in self.exchanges if e.spec.from_ == name and e.wants_sample(now)]
+        streams = [s for s in self.outputs[name] if s.wants_sample(now)]
+        needed = {f for e in sources for f in e.source_fields} | {v for s in streams for v in s.spec.variables}
+        with self._timed(f"component:{name}"):
+            self.components[name].step(1)
+            self.elapsed[name] = now
+            values = self._sample(name, needed)
+        with self._timed("exchange"):
+            for exchange in sources:
+                exchange.add_sample(now, values)
+        with self._timed("output"):
+            for stream in streams:
+                stream.add(now, values)
+
+    def _sample(self, name: str, fields) -> dict[str, np.ndarray]:
+        component = self.components[name]
+        return {f: np.asarray(component.get_field(f).values) for f in sorted(fields)}
+
+    # -- restarts and diagnostics ----------------------------------------------------------------
+    def _save_restart(self) -> Path:
+        state = {
+            "clock": self.clock.state_dict(),
+            "exchanges": [e.state_dict() for e in self.exchanges],
+            "outputs": [s.state_dict() for group in self.outputs.values() for s in group],
+        }
+        label = self.clock.now.strftime("%Y%m%dT%H%M%S")
+        return self._restarts.save(label, state, self.components)
+
+    def _write_diagnostics(self) -> None:
+        records: list[ConservationRecord] = [r for e in self.exchanges for r in e.records]
+        if not records:
+            return
+        new = not self.diagnostics_path.exists()
+        self.diagnostics_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.diagnostics_path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["time_seconds", "coupling", "field", "source_integral", "destination_integral",
+                                 "relative_error"])
+            for r in sorted(records, key=lambda r: (r.time, r.coupling, r.field)):
+                writer.writerow([r.time, r.coupling, r.field, repr(r.source), repr(r.destination),
+                                 f"{r.relative_error:.3e}"])
+        for r in records:
+            self.max_conservation_error[r.coupling] = max(self.max_conservation_error.get(r.coupling, 0.0),
+                                                          r.relative_error)
+        for exchange in self.exchanges:
+            exchange.records.clear()
+
+    def _truncate_diagnostics(self, elapsed: int) -> None:
+        if not self.diagnostics_path.exists():
+            return
+        with open(self.diagnostics_path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= elapsed]
+        with open(self.diagnostics_path, "w", newline="") as fh:
+            csv.writer(fh).writerows(kept)
+
+    @contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] += time.perf_counter() - start
+
+    # -- teardown ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Finalize the components and stop a Ray instance this run started."""
+        for component in getattr(self, "components", {}).values():
+            try:
+                component.finalize()
+            except Exception as exc:  # finalize every component even if one fails
+                warnings.warn(f"finalize failed: {exc}", stacklevel=2)
+        self.components = {}
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
+
+    def __enter__(self) -> CoupledRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

@@ -1,0 +1,553 @@
+"""The coupling YAML: a strict schema (dataclasses loaded by :func:`atmorep_coupler.config.load_yaml`).
+
+Layout (coupling.md §5)::
+
+    version: 1
+    run: {name, start, end, calendar, seed, device, transport, restart: {dir, every, resume}}
+    grids:      {<id>: {type: regular_latlon | gaussian | curvilinear, nlat, nlon, lat_order, mask, file}}
+    components: {<id>: {kind, config, grid, timestep, ensemble, device}}
+    couplings:  [{from, to, fields: [{src, dst, units}], period, lag, time_reduction, remap, conservation}]
+    outputs:    [{component, variables, interval, reduction, path}]
+
+Unknown keys, missing keys and wrong types are rejected by the loader with the file and key path.
+:meth:`CoupledRunConfig.validate` adds the checks that need the whole file (references exist,
+periods are multiples of time steps, lags are whole periods, one producer per imported field,
+vector pairs complete, no zero-lag coupling cycle). :func:`check_exchange_items` runs the checks that
+need the built components and grids (fields exist, units convert, weight files fit the grids);
+the driver calls it before the first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from atmorep_coupler.component.clock import Calendar, to_cftime
+from atmorep_coupler.config import load_yaml
+from atmorep_coupler.coupling.clock import lcm_seconds, whole_seconds
+from atmorep_coupler.errors import ConfigError, UnitError
+from atmorep_coupler.timeutil import format_duration
+from atmorep_coupler.units import conversion, parse_units
+
+__all__ = [
+    "CoupledRunConfig", "RunSpec", "RestartSpec", "GridSpec", "MaskSpec", "ComponentSpec", "EnsembleSpec",
+    "CouplingSpec", "FieldSpec", "RemapSpec", "FixedFill", "ConservationSpec", "OutputSpec",
+    "COMPONENT_KINDS", "REMAP_METHODS", "load_coupling_config", "check_exchange_items",
+]
+
+TimeReduction = Literal["instant", "average", "accumulate", "min", "max"]
+OutputReduction = Literal["mean", "instant", "min", "max"]
+ComputedMethod = Literal["conservative", "conservative_normed", "bilinear", "nearest_s2d", "nearest_d2s"]
+RemapMethod = Literal["conservative", "conservative_normed", "bilinear", "nearest_s2d", "nearest_d2s", "patch"]
+"""``patch`` weights come only from an ESMF weight file; the others are also computed natively."""
+REMAP_METHODS: tuple[str, ...] = RemapMethod.__args__  # type: ignore[attr-defined]
+COMPUTED_METHODS: tuple[str, ...] = ComputedMethod.__args__  # type: ignore[attr-defined]
+CONSERVATIVE_METHODS = ("conservative", "conservative_normed")
+
+COMPONENT_KINDS: dict[str, str] = {
+    "prescribed": "components.forcing:PrescribedField",
+    "insolation": "components.forcing:Insolation",
+    "co2_scenario": "components.forcing:CO2Scenario",
+    "receiver": "atmorep_coupler.coupling.receiver:FieldReceiver",
+}
+"""Registry names for ``components.<id>.kind``; any other class is named as ``"pkg.module:Class"``."""
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+# --------------------------------------------------------------------------------------------- run
+@dataclass(frozen=True)
+class RestartSpec:
+    """Restart files every ``every`` of simulated time under ``dir/<run.name>/``.
+
+    ``resume``: ``auto`` continues from the latest restart when one exists, ``never`` always starts
+    afresh, ``require`` fails when there is none (the CLI flag ``--resume`` means ``require``).
+    """
+
+    every: _dt.timedelta
+    dir: Path = Path("restarts")
+    resume: Literal["auto", "never", "require"] = "auto"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    start: _dt.datetime | str
+    end: _dt.datetime | str
+    calendar: Calendar = "proleptic_gregorian"
+    seed: int = 0
+    device: str = "cpu"
+    transport: Literal["inprocess", "ray"] = "inprocess"
+    restart: RestartSpec | None = None
+
+    def validate(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"name: {self.name!r} may only contain letters, digits, '_', '-' and '.' (it names restart folders)"
+            )
+        start = to_cftime(self.start, self.calendar, what="start")
+        end = to_cftime(self.end, self.calendar, what="end")
+        if end <= start:
+            raise ConfigError(f"end: {end.isoformat()} is not after start {start.isoformat()}")
+
+
+# ------------------------------------------------------------------------------------------- grids
+@dataclass(frozen=True)
+class MaskSpec:
+    """A static mask read from a netCDF/zarr file: ``variable`` of the grid's shape, non-zero = active."""
+
+    file: Path
+    variable: str
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """``regular_latlon`` (nlat, nlon), ``gaussian`` (nlat, optional nlon) or ``curvilinear`` (a SCRIP grid file)."""
+
+    type: Literal["regular_latlon", "gaussian", "curvilinear"]
+    nlat: int | None = None
+    nlon: int | None = None
+    lat_order: Literal["descending", "ascending"] | None = None
+    mask: MaskSpec | None = None
+    file: Path | None = None
+
+    def validate(self) -> None:
+        if self.type == "curvilinear":
+            if self.file is None:
+                raise ConfigError("file: a curvilinear grid needs a SCRIP grid file")
+            for key in ("nlat", "nlon", "lat_order"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{key}: not allowed for a curvilinear grid (its file defines it)")
+            return
+        if self.file is not None:
+            raise ConfigError(f"file: not allowed for type {self.type!r}; use type: curvilinear for a grid file")
+        required = ("nlat", "nlon") if self.type == "regular_latlon" else ("nlat",)
+        for key in required:
+            if getattr(self, key) is None:
+                raise ConfigError(f"{key}: required for type {self.type!r}")
+        for key in ("nlat", "nlon"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{key}: must be positive, got {value}")
+        if self.type == "gaussian" and self.nlat % 2:
+            raise ConfigError(f"nlat: a Gaussian grid has an even number of latitudes, got {self.nlat}")
+
+
+# -------------------------------------------------------------------------------------- components
+@dataclass(frozen=True)
+class EnsembleSpec:
+    members: int
+
+    def validate(self) -> None:
+        if self.members < 1:
+            raise ConfigError(f"members: must be at least 1, got {self.members}")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """``kind``: a name of :data:`COMPONENT_KINDS` or ``"pkg.module:Class"``; ``grid``: the id of its
+    horizontal grid (none for a component of global scalars only); ``config``: the component's own
+    config (a YAML path or an inline mapping) without the clock keys, which the driver fills from
+    ``run`` and ``timestep``."""
+
+    kind: str
+    timestep: _dt.timedelta
+    grid: str | None = None
+    config: Path | dict[str, Any] | None = None
+    ensemble: EnsembleSpec | None = None
+    device: str | None = None
+
+    def validate(self) -> None:
+        if self.kind not in COMPONENT_KINDS and not _IMPORT_PATH.match(self.kind):
+            raise ConfigError(
+                f"kind: {self.kind!r} is neither a registered kind ({', '.join(sorted(COMPONENT_KINDS))}) "
+                "nor an import path 'package.module:Class'"
+            )
+        whole_seconds(self.timestep, what="timestep")
+
+
+# --------------------------------------------------------------------------------------- couplings
+@dataclass(frozen=True)
+class FieldSpec:
+    """One exchanged field; ``src``/``dst`` as ``[u, v]`` pairs mark a vector. ``units``: the units the
+    destination receives (default: its import units)."""
+
+    src: str | list[str]
+    dst: str | list[str]
+    units: str | None = None
+
+    def validate(self) -> None:
+        if isinstance(self.src, list) or isinstance(self.dst, list):
+            for key in ("src", "dst"):
+                value = getattr(self, key)
+                if not isinstance(value, list) or len(value) != 2:
+                    raise ConfigError(f"{key}: a vector needs [u, v] pairs in both src and dst, got {value!r}")
+                if value[0] == value[1]:
+                    raise ConfigError(f"{key}: the two components of a vector must differ, got {value!r}")
+        if self.units is not None:
+            try:
+                parse_units(self.units, what="units")
+            except UnitError as exc:
+                raise ConfigError(str(exc)) from None
+
+    @property
+    def is_vector(self) -> bool:
+        return isinstance(self.src, list)
+
+    @property
+    def src_names(self) -> tuple[str, ...]:
+        return tuple(self.src) if isinstance(self.src, list) else (self.src,)
+
+    @property
+    def dst_names(self) -> tuple[str, ...]:
+        return tuple(self.dst) if isinstance(self.dst, list) else (self.dst,)
+
+
+@dataclass(frozen=True)
+class FixedFill:
+    """Fallback that fills still-unmapped destination cells with a constant (YAC ``fixed``)."""
+
+    fixed: float
+
+
+@dataclass(frozen=True)
+class RemapSpec:
+    """``method`` and an optional ESMF/SCRIP ``weights`` file (read instead of computing weights);
+    ``src_mask``: honour the source grid's static mask; ``fraction``: a source field used as a
+    dynamic fraction (fraction-weighted normalised mapping); ``fallback``: methods or ``{fixed: v}``
+    that fill what the previous ones left unmapped; ``vector``: how [u, v] pairs are mapped."""
+
+    method: RemapMethod
+    weights: Path | None = None
+    src_mask: bool = True
+    fraction: str | None = None
+    fallback: list[str | FixedFill] = field(default_factory=list)
+    vector: Literal["cart3d"] = "cart3d"
+
+    def validate(self) -> None:
+        for k, step in enumerate(self.fallback):
+            if isinstance(step, str) and step not in COMPUTED_METHODS:
+                raise ConfigError(f"fallback[{k}]: {step!r} is not one of {list(COMPUTED_METHODS)} or {{fixed: value}}")
+            if isinstance(step, FixedFill) and k != len(self.fallback) - 1:
+                raise ConfigError(f"fallback[{k}]: a fixed fill fills everything; it must come last")
+
+
+@dataclass(frozen=True)
+class ConservationSpec:
+    """Diagnose source vs destination area integral per exchange; with ``check`` fail beyond ``rtol``."""
+
+    check: bool = False
+    rtol: float = 1e-9
+
+    def validate(self) -> None:
+        if not self.rtol > 0:
+            raise ConfigError(f"rtol: must be positive, got {self.rtol}")
+
+
+@dataclass(frozen=True)
+class CouplingSpec:
+    from_: str = field(metadata={"key": "from"})
+    to: str
+    fields: list[FieldSpec]
+    period: _dt.timedelta
+    lag: _dt.timedelta = _dt.timedelta(0)
+    time_reduction: TimeReduction = "instant"
+    remap: RemapSpec | None = None
+    conservation: ConservationSpec | None = None
+
+
+# ----------------------------------------------------------------------------------------- outputs
+@dataclass(frozen=True)
+class OutputSpec:
+    """Write ``variables`` of ``component`` to the zarr store ``path`` once per ``interval``."""
+
+    component: str
+    variables: list[str]
+    interval: _dt.timedelta
+    path: Path
+    reduction: OutputReduction = "mean"
+
+
+# --------------------------------------------------------------------------------------- the file
+@dataclass(frozen=True)
+class CoupledRunConfig:
+    version: Literal[1]
+    run: RunSpec
+    grids: dict[str, GridSpec]
+    components: dict[str, ComponentSpec]
+    couplings: list[CouplingSpec] = field(default_factory=list)
+    outputs: list[OutputSpec] = field(default_factory=list)
+
+    def validate(self) -> None:
+        """Checks across sections; messages carry full key paths (``couplings[1].period``)."""
+        if not self.components:
+            raise ConfigError("components: at least one component is needed")
+        for name, comp in self.components.items():
+            if not _NAME.match(name):
+                raise ConfigError(f"components.{name}: component ids may only contain letters, digits, '_', '-' and '.'")
+            if comp.grid is not None and comp.grid not in self.grids:
+                raise ConfigError(f"components.{name}.grid: unknown grid {comp.grid!r} (defined: {_names(self.grids)})")
+        producers: dict[tuple[str, str], str] = {}
+        for i, coupling in enumerate(self.couplings):
+            self._validate_coupling(f"couplings[{i}]", coupling, producers)
+        self._validate_no_zero_lag_cycle()
+        for i, output in enumerate(self.outputs):
+            self._validate_output(f"outputs[{i}]", output)
+        paths = [o.path for o in self.outputs]
+        for i, path in enumerate(paths):
+            if path in paths[:i]:
+                raise ConfigError(f"outputs[{i}].path: {str(path)!r} is already written by outputs[{paths.index(path)}]")
+        self._validate_schedule()
+
+    # -- helpers of validate -----------------------------------------------------------------
+    def _timestep(self, component: str) -> int:
+        return whole_seconds(self.components[component].timestep, what=f"components.{component}.timestep")
+
+    def _validate_coupling(self, path: str, c: CouplingSpec, producers: dict[tuple[str, str], str]) -> None:
+        for key, comp in (("from", c.from_), ("to", c.to)):
+            if comp not in self.components:
+                raise ConfigError(f"{path}.{key}: unknown component {comp!r} (defined: {_names(self.components)})")
+        if c.from_ == c.to:
+            raise ConfigError(f"{path}.to: a component cannot be coupled to itself ({c.to!r})")
+        if not c.fields:
+            raise ConfigError(f"{path}.fields: at least one field is needed")
+        period = whole_seconds(c.period, what=f"{path}.period")
+        for comp in (c.from_, c.to):
+            step = self._timestep(comp)
+            if period % step:
+                raise ConfigError(
+                    f"{path}.period: {format_duration(c.period)} is not a multiple of component {comp!r} "
+                    f"timestep {format_duration(self.components[comp].timestep)}"
+                )
+        lag = whole_seconds(c.lag, what=f"{path}.lag", allow_zero=True)
+        if lag % period:
+            raise ConfigError(
+                f"{path}.lag: {format_duration(c.lag)} is not a whole number of periods ({format_duration(c.period)}); "
+                "use 0 (same window, source first) or a multiple of the period"
+            )
+        grids = (self.components[c.from_].grid, self.components[c.to].grid)
+        if c.remap is None and None not in grids and grids[0] != grids[1]:
+            raise ConfigError(
+                f"{path}.remap: required, because {c.from_!r} (grid {self.components[c.from_].grid!r}) and "
+                f"{c.to!r} (grid {self.components[c.to].grid!r}) are on different grids"
+            )
+        if c.remap is not None:
+            self._validate_remap(f"{path}.remap", c)
+        if c.conservation is not None and c.conservation.check:
+            method = c.remap.method if c.remap is not None else None
+            if method is not None and method not in CONSERVATIVE_METHODS:
+                raise ConfigError(
+                    f"{path}.conservation.check: remap method {method!r} does not conserve area integrals; "
+                    f"use one of {list(CONSERVATIVE_METHODS)} or set check: false"
+                )
+        for j, f in enumerate(c.fields):
+            for dst in f.dst_names:
+                key = (c.to, dst)
+                if key in producers:
+                    raise ConfigError(
+                        f"{path}.fields[{j}].dst: field {dst!r} of component {c.to!r} is already imported by "
+                        f"{producers[key]}; every imported field needs exactly one producer"
+                    )
+                producers[key] = path
+            if f.is_vector and c.time_reduction in ("min", "max"):
+                raise ConfigError(
+                    f"{path}.time_reduction: {c.time_reduction!r} of vector components {f.src!r} is not a vector "
+                    "operation; use instant or average"
+                )
+
+    def _validate_remap(self, path: str, c: CouplingSpec) -> None:
+        remap = c.remap
+        if remap.fraction is not None:
+            if c.time_reduction not in ("instant", "average"):
+                raise ConfigError(
+                    f"{path}.fraction: fraction-weighted mapping needs time_reduction instant or average, "
+                    f"got {c.time_reduction!r}"
+                )
+            if any(remap.fraction in f.src_names for f in c.fields):
+                raise ConfigError(
+                    f"{path}.fraction: {remap.fraction!r} is one of the mapped fields; name a separate fraction field"
+                )
+        if remap.method == "patch" and remap.weights is None:
+            raise ConfigError(f"{path}.method: 'patch' weights are not computed here; give them in a weights file (ESMF)")
+
+    def _validate_no_zero_lag_cycle(self) -> None:
+        """With lag 0 the source runs a window before the destination may start it: those edges must not form a cycle."""
+        edges: dict[str, set[str]] = {name: set() for name in self.components}
+        for c in self.couplings:
+            if c.lag == _dt.timedelta(0):
+                edges[c.from_].add(c.to)
+        done: set[str] = set()
+
+        def visit(node: str, stack: list[str]) -> None:
+            for succ in sorted(edges[node]):
+                if succ in stack:
+                    cycle = " -> ".join(stack[stack.index(succ):] + [succ])
+                    raise ConfigError(
+                        f"couplings: the zero-lag couplings {cycle} form a cycle, so no component could start "
+                        "its window; give one of them a lag of one period"
+                    )
+                if succ not in done:
+                    visit(succ, stack + [succ])
+            done.add(node)
+
+        for node in sorted(edges):
+            if node not in done:
+                visit(node, [node])
+
+    def _validate_output(self, path: str, o: OutputSpec) -> None:
+        if o.component not in self.components:
+            raise ConfigError(f"{path}.component: unknown component {o.component!r} (defined: {_names(self.components)})")
+        if not o.variables:
+            raise ConfigError(f"{path}.variables: at least one variable is needed")
+        for k, var in enumerate(o.variables):
+            if var in o.variables[:k]:
+                raise ConfigError(f"{path}.variables[{k}]: {var!r} is listed twice")
+        interval = whole_seconds(o.interval, what=f"{path}.interval")
+        if interval % self._timestep(o.component):
+            raise ConfigError(
+                f"{path}.interval: {format_duration(o.interval)} is not a multiple of component {o.component!r} "
+                f"timestep {format_duration(self.components[o.component].timestep)}"
+            )
+
+    def _validate_schedule(self) -> None:
+        """The run must be a whole number of synchronisation intervals (and of output intervals)."""
+        sync = self.sync_seconds
+        start = to_cftime(self.run.start, self.run.calendar, what="run.start")
+        end = to_cftime(self.run.end, self.run.calendar, what="run.end")
+        length = whole_seconds(end - start, what="run.end")
+        if length % sync:
+            raise ConfigError(
+                f"run.end: the run length {format_duration(end - start)} is not a whole number of synchronisation "
+                f"intervals ({format_duration(_dt.timedelta(seconds=sync))}, the least common multiple of all "
+                "coupling periods and component timesteps)"
+            )
+        for i, o in enumerate(self.outputs):
+            if length % whole_seconds(o.interval, what=f"outputs[{i}].interval"):
+                raise ConfigError(
+                    f"outputs[{i}].interval: the run length {format_duration(end - start)} is not a whole number "
+                    f"of output intervals ({format_duration(o.interval)})"
+                )
+        restart = self.run.restart
+        if restart is not None and whole_seconds(restart.every, what="run.restart.every") % sync:
+            raise ConfigError(
+                f"run.restart.every: {format_duration(restart.every)} is not a multiple of the synchronisation "
+                f"interval {format_duration(_dt.timedelta(seconds=sync))}"
+            )
+
+    # -- derived quantities ------------------------------------------------------------------
+    @property
+    def sync_seconds(self) -> int:
+        """Least common multiple of all coupling periods and timesteps: every component is at the same
+        time at multiples of it, every coupling window closed; the driver syncs and restarts there."""
+        values = [self._timestep(name) for name in self.components]
+        values += [whole_seconds(c.period, what="period") for c in self.couplings]
+        return lcm_seconds(values)
+
+
+def _names(mapping: Mapping[str, Any]) -> str:
+    return ", ".join(sorted(mapping)) or "none"
+
+
+def load_coupling_config(source: str | Path | dict) -> tuple[CoupledRunConfig, Path]:
+    """Load and validate a coupling YAML; returns the config and the folder relative input paths
+    (grid, mask, weight and component config files) are resolved against."""
+    config = load_yaml(CoupledRunConfig, source)
+    base = Path(source).resolve().parent if not isinstance(source, dict) else Path.cwd()
+    return _resolve_inputs(config, base), base
+
+
+def _resolve_inputs(config: CoupledRunConfig, base: Path) -> CoupledRunConfig:
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None or path.is_absolute() else base / path
+
+    grids = {}
+    for name, grid in config.grids.items():
+        mask = grid.mask and dataclasses.replace(grid.mask, file=absolute(grid.mask.file) or grid.mask.file)
+        grids[name] = dataclasses.replace(grid, mask=mask, file=absolute(grid.file) or grid.file)
+    components = {
+        name: dataclasses.replace(comp, config=absolute(comp.config) or comp.config)
+        if isinstance(comp.config, Path) else comp
+        for name, comp in config.components.items()
+    }
+    couplings = [
+        dataclasses.replace(c, remap=dataclasses.replace(c.remap, weights=absolute(c.remap.weights) or c.remap.weights))
+        if c.remap is not None and c.remap.weights is not None else c
+        for c in config.couplings
+    ]
+    return dataclasses.replace(config, grids=grids, components=components, couplings=couplings)
+
+
+# ------------------------------------------------------------------ checks against built components
+def check_exchange_items(
+    config: CoupledRunConfig,
+    items: Mapping[str, Mapping[str, Any]],
+    grids: Mapping[str, Any],
+) -> None:
+    """Pre-run checks that need the components (``items[component][name]`` → an object with
+    ``units``, ``intent``, ``is_input``, ``is_output``) and the built grids (``grids[grid id]``).
+
+    Every source field is an export of its component and every destination field an import; every
+    import of every component has exactly one producer; units convert; weight files fit the grids.
+    """
+
+    def fail(path: str, message: str) -> ConfigError:
+        return ConfigError(f"{path}: {message}")
+
+    def check_export(path: str, component: str, name: str) -> None:
+        item = items[component].get(name)
+        if item is None or not item.is_output:
+            exports = _names({k: v for k, v in items[component].items() if v.is_output})
+            raise fail(path, f"{name!r} is not an export of component {component!r} (exports: {exports})")
+
+    produced = set()
+    for i, c in enumerate(config.couplings):
+        if c.remap is not None and c.remap.fraction is not None:
+            check_export(f"couplings[{i}].remap.fraction", c.from_, c.remap.fraction)
+        for j, f in enumerate(c.fields):
+            path = f"couplings[{i}].fields[{j}]"
+            for src in f.src_names:
+                check_export(f"{path}.src", c.from_, src)
+            for src, dst in zip(f.src_names, f.dst_names, strict=True):
+                item = items[c.to].get(dst)
+                if item is None or not item.is_input:
+                    raise fail(f"{path}.dst", f"{dst!r} is not an import of component {c.to!r} "
+                               f"(imports: {_names({k: v for k, v in items[c.to].items() if v.is_input})})")
+                produced.add((c.to, dst))
+                src_units = items[c.from_][src].units
+                delivered = f.units or item.units
+                try:
+                    conversion(src_units, delivered, what=f"{src} -> {dst}")
+                    conversion(delivered, item.units, what=f"{src} -> {dst}")
+                except UnitError as exc:
+                    raise fail(f"{path}.units", f"{exc}; source units {src_units!r}, destination units {item.units!r}") from None
+        if c.remap is not None and c.remap.weights is not None:
+            _check_weight_file(fail, f"couplings[{i}].remap.weights", c.remap.weights,
+                               grids[config.components[c.from_].grid], grids[config.components[c.to].grid])
+    for name, component_items in items.items():
+        for item_name, item in component_items.items():
+            # An "inout" (prognostic) item is the component's own state: coupling into it is optional.
+            if item.intent == "in" and (name, item_name) not in produced:
+                raise fail("couplings", f"import {item_name!r} of component {name!r} has no producer; "
+                           "add a coupling that delivers it")
+    for i, o in enumerate(config.outputs):
+        for k, var in enumerate(o.variables):
+            if var not in items[o.component]:
+                raise fail(f"outputs[{i}].variables[{k}]", f"{var!r} is not an exchange item of component "
+                           f"{o.component!r} (items: {_names(items[o.component])})")
+
+
+def _check_weight_file(fail, path: str, file: Path, src, dst) -> None:
+    """An ESMF/SCRIP weight file must fit the grids: sizes, grid dims and cell centres (lat order)."""
+    from atmorep_coupler.errors import RegridError
+    from atmorep_coupler.regrid.weightfile import check_matches, read_weight_file
+
+    try:
+        check_matches(read_weight_file(file), src, dst)
+    except RegridError as exc:
+        raise fail(path, f"{exc}") from None

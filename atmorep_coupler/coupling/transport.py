@@ -1,0 +1,108 @@
+"""How the driver reaches its components: in this process, or each in its own Ray actor.
+
+The driver only uses the native Component API (``step``, ``get_field``, ``set_field``,
+``exchange_items``, ``grids``, ``save_state``, ``load_state``, ``finalize``). ``inprocess`` hands it the
+component itself; ``ray`` hands it a :class:`RayComponent` with the same methods, each a blocking
+call to an actor that holds the component, so components can sit on other nodes or GPUs. Ray is
+imported only when the ray transport is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+__all__ = ["create_component", "RayComponent", "RayCluster"]
+
+
+def _instantiate(class_path: str, mapping: dict[str, Any], config_dir: str):
+    module_name, _, class_name = class_path.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls.from_config(mapping, config_dir=config_dir)
+
+
+def create_component(transport: str, class_path: str, mapping: dict[str, Any], config_dir: Path, *, device: str = "cpu"):
+    """A component handle for ``transport`` (``inprocess`` or ``ray``)."""
+    if transport == "inprocess":
+        return _instantiate(class_path, mapping, str(config_dir))
+    return RayComponent(class_path, mapping, str(config_dir), device=device)
+
+
+class _ComponentActor:
+    """Runs inside a Ray worker: owns one component and forwards calls to it."""
+
+    def __init__(self, class_path: str, mapping: dict[str, Any], config_dir: str) -> None:
+        self.component = _instantiate(class_path, mapping, config_dir)
+
+    def call(self, method: str, *args, **kwargs):
+        return getattr(self.component, method)(*args, **kwargs)
+
+    def attribute(self, name: str):
+        return getattr(self.component, name)
+
+
+class RayComponent:
+    """The native Component API of a component living in a Ray actor (blocking calls)."""
+
+    def __init__(self, class_path: str, mapping: dict[str, Any], config_dir: str, *, device: str = "cpu") -> None:
+        import ray
+
+        options: dict[str, Any] = {"num_cpus": 0}
+        if device.startswith("cuda"):
+            options["num_gpus"] = 1
+        self._actor = ray.remote(_ComponentActor).options(**options).remote(class_path, mapping, config_dir)
+        self._ray = ray
+
+    def _call(self, method: str, *args, **kwargs):
+        return self._ray.get(self._actor.call.remote(method, *args, **kwargs))
+
+    def _get(self, name: str):
+        return self._ray.get(self._actor.attribute.remote(name))
+
+    @property
+    def grids(self):
+        return self._get("grids")
+
+    def exchange_items(self):
+        return self._call("exchange_items")
+
+    def step(self, n: int = 1) -> None:
+        self._call("step", n)
+
+    def get_field(self, name: str, units: str | None = None):
+        return self._call("get_field", name, units)
+
+    def set_field(self, name: str, data, units: str | None = None) -> None:
+        self._call("set_field", name, data, units)
+
+    def save_state(self, path):
+        return self._call("save_state", path)
+
+    def load_state(self, path) -> None:
+        self._call("load_state", path)
+
+    def finalize(self) -> None:
+        self._call("finalize")
+        self._ray.kill(self._actor)
+
+
+class RayCluster:
+    """Starts a local Ray instance for the run unless one is already running (then it is left alone).
+
+    Listeners stay on loopback (the package sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``); the
+    dashboard is off. Only an instance started here is shut down by :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        import ray
+
+        self._started = not ray.is_initialized()
+        if self._started:
+            ray.init(address="local", include_dashboard=False)
+
+    def close(self) -> None:
+        import ray
+
+        if self._started and ray.is_initialized():
+            ray.shutdown()

@@ -1,0 +1,407 @@
+"""Dinosaur's primitive equations with a seasonal, warming Held–Suarez forcing, as a steppable model.
+
+One class, :class:`HeldSuarezModel`, used by the default-data generator and (later) by the coarse
+classical component. It builds a spectral dynamical core at a triangular truncation (T10 ... T42
+and up), starts from a seeded rest state, advances by any number of steps through one compiled
+loop, diagnoses vorticity, divergence, temperature, geopotential, u and v on pressure levels on its
+native Gaussian grid or conservatively regridded to a regular latitude-longitude grid, exposes its
+state as numpy arrays for restarts, and can be nudged toward a target state.
+
+The forcing is Held & Suarez (1994) with the equilibrium temperature of
+:func:`.forcings.equilibrium_temperature`: the latitude of maximum heating follows the solar
+declination and the surface equilibrium temperature carries a warming ramp. Time enters through the
+model clock (step index times dt, days since the scenario epoch), so the same model with another
+:class:`.forcings.ClimateScenario` is a counterfactual run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from dinosaur import (
+    coordinate_systems,
+    primitive_equations,
+    primitive_equations_states,
+    scales,
+    sigma_coordinates,
+    spherical_harmonic,
+    time_integration,
+    vertical_interpolation,
+    xarray_utils,
+)
+
+from atmorep_coupler.data import forcings
+from atmorep_coupler.data.default import cache_dir
+from atmorep_coupler.data.forcings import ClimateScenario, HeldSuarezParameters
+from atmorep_coupler.errors import ConfigError, DataError
+
+# Compiling the model costs seconds and every generator run, restart and test compiles the same
+# programs: keep XLA executables in the user cache unless the user configured a cache already.
+if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+
+__all__ = ["FIELDS", "HeldSuarezModel", "ModelConfig", "truncation"]
+
+units = scales.units
+
+#: Diagnosed pressure-level fields (ARCO-ERA5 names) and their SI units.
+FIELDS = {
+    "vorticity": "s-1",
+    "divergence": "s-1",
+    "temperature": "K",
+    "geopotential": "m2 s-2",
+    "u_component_of_wind": "m s-1",
+    "v_component_of_wind": "m s-1",
+}
+#: The same units in the spelling of dinosaur's own pint registry.
+_PINT_UNITS = {"s-1": "1/s", "K": "K", "m2 s-2": "m**2/s**2", "m s-1": "m/s", "Pa": "Pa"}
+_PROGNOSTIC = ("vorticity", "divergence", "temperature_variation", "log_surface_pressure")
+# Exponential spectral filter of dinosaur's Held-Suarez example (NeuralGCM), per unit model time.
+_FILTER = {"tau": 0.0087504, "order": 1.5, "cutoff": 0.8}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Resolution, vertical levels, time step and output pressure levels."""
+
+    resolution: str = "T21"
+    sigma_levels: int = 8
+    #: Time step in minutes; 0 picks a stable default for the resolution (20 min at T21).
+    dt_minutes: float = 0.0
+    pressure_levels_hPa: tuple[float, ...] = (200.0, 250.0, 300.0, 500.0, 700.0, 850.0, 1000.0)
+    held_suarez: HeldSuarezParameters = field(default_factory=HeldSuarezParameters)
+
+    def validate(self, path: str = "") -> None:
+        truncation(self.resolution)
+        levels = np.asarray(self.pressure_levels_hPa)
+        if levels.size == 0 or np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] > 1100:
+            raise ConfigError(
+                f"{path or 'model'}.pressure_levels_hPa: need strictly increasing pressures in "
+                f"(0, 1100] hPa, got {list(self.pressure_levels_hPa)}"
+            )
+        if self.sigma_levels < 2:
+            raise ConfigError(f"{path or 'model'}.sigma_levels: need at least 2, got {self.sigma_levels}")
+
+    @property
+    def time_step_minutes(self) -> float:
+        """The configured step, or the default: the largest divisor of 3 h not above
+        20 min x 21 / N (20 min at T21 and coarser, 10 min at T42)."""
+        if self.dt_minutes > 0:
+            return float(self.dt_minutes)
+        limit = 20.0 * min(1.0, 21.0 / truncation(self.resolution))
+        return float(next(d for d in (20, 18, 15, 12, 10, 9, 6, 5, 4, 3, 2, 1) if d <= limit))
+
+
+def truncation(resolution: str) -> int:
+    """Maximum total wavenumber of a ``"T<N>"`` resolution string."""
+    text = str(resolution).strip().upper()
+    if not (text.startswith("T") and text[1:].isdigit() and int(text[1:]) >= 5):
+        raise ConfigError(f"resolution: expected 'T<N>' with N >= 5 (e.g. 'T21', 'T42'), got {resolution!r}")
+    return int(text[1:])
+
+
+def _gaussian_grid(n: int) -> spherical_harmonic.Grid:
+    """Quadratic (alias-free) Gaussian grid for truncation T<n>: nlat >= (3n + 1) / 2, nlon = 2 nlat
+    (T21 -> 64x32, T42 -> 128x64, as dinosaur's named grids)."""
+    return spherical_harmonic.Grid.construct(max_wavenumber=n, gaussian_nodes=math.ceil((3 * n + 1) / 4))
+
+
+def _latitude_overlap_weights(src_sin_bounds: np.ndarray, dst_sin_bounds: np.ndarray) -> np.ndarray:
+    """Conservative weights W[dst, src] on the sphere along latitude: overlap of the cells' areas
+    (differences of sin latitude), normalised by the destination cell area."""
+    lo = np.maximum(dst_sin_bounds[:-1, None], src_sin_bounds[None, :-1])
+    hi = np.minimum(dst_sin_bounds[1:, None], src_sin_bounds[None, 1:])
+    overlap = np.clip(hi - lo, 0.0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def _longitude_overlap_weights(src_deg: np.ndarray, dst_deg: np.ndarray) -> np.ndarray:
+    """Conservative weights W[dst, src] along longitude for uniform cells centred on the points,
+    counting overlaps across the 0°/360° seam."""
+    half_s = 180.0 / src_deg.size
+    half_d = 180.0 / dst_deg.size
+    overlap = sum(
+        np.clip(
+            np.minimum(dst_deg[:, None] + half_d, src_deg[None, :] + half_s + shift)
+            - np.maximum(dst_deg[:, None] - half_d, src_deg[None, :] - half_s + shift),
+            0.0,
+            None,
+        )
+        for shift in (-360.0, 0.0, 360.0)
+    )
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+class _SeasonalHeldSuarezForcing(time_integration.ExplicitODE):
+    """Held–Suarez relaxation (their eqs. 1-4) toward the time-dependent equilibrium temperature
+    of :func:`.forcings.equilibrium_temperature`; time is read from ``state.sim_time``."""
+
+    def __init__(
+        self,
+        coords,
+        physics_specs,
+        reference_temperature,
+        scenario: ClimateScenario,
+        hs: HeldSuarezParameters,
+        p0: float,
+        day: float,
+        kelvin: float,
+    ):
+        self.coords = coords
+        self.scenario = scenario
+        self.hs = hs
+        self.reference_temperature = reference_temperature
+        self.p0, self.day, self.kelvin = p0, day, kelvin
+        sigma = coords.vertical.centers
+        _, sin_lat = coords.horizontal.nodal_mesh
+        self.lat = np.arcsin(sin_lat)
+        boundary = np.maximum(0.0, (sigma - hs.sigma_b) / (1.0 - hs.sigma_b))[:, None, None]
+        k_f, k_a, k_s = (x / day for x in (hs.k_f_per_day, hs.k_a_per_day, hs.k_s_per_day))
+        self.k_v = k_f * boundary
+        self.k_t = k_a + (k_s - k_a) * boundary * np.cos(self.lat) ** 4
+        self.sigma = sigma[:, None, None]
+
+    def explicit_terms(self, state):
+        aux = primitive_equations.compute_diagnostic_state_sigma(state=state, coords=self.coords)
+        grid = self.coords.horizontal
+        velocity_tendency = jax.tree.map(lambda x: -self.k_v * x / grid.cos_lat**2, aux.cos_lat_u)
+        temperature = self.reference_temperature[:, None, None] + aux.temperature_variation
+        surface_pressure = jnp.exp(grid.to_nodal(state.log_surface_pressure))
+        days = state.sim_time / self.day
+        t_eq = self.kelvin * forcings.equilibrium_temperature(
+            self.lat, self.sigma * surface_pressure / self.p0, days, self.scenario, self.hs, xp=jnp
+        )
+        velocity_tendency = grid.to_modal(velocity_tendency)
+        return primitive_equations.State(
+            vorticity=grid.curl_cos_lat(velocity_tendency),
+            divergence=grid.div_cos_lat(velocity_tendency),
+            temperature_variation=grid.to_modal(-self.k_t * (temperature - t_eq)),
+            log_surface_pressure=jnp.zeros_like(state.log_surface_pressure),
+            sim_time=0.0,
+        )
+
+
+class _Nudging(time_integration.ExplicitODE):
+    """Newtonian relaxation of the prognostic fields toward a target state,
+    ∂x/∂t = -(x - x_target) / τ; ``rate`` = 1/τ (0 switches it off)."""
+
+    def __init__(self, target: dict, rate):
+        self.target, self.rate = target, rate
+
+    def explicit_terms(self, state):
+        relax = {k: -self.rate * (getattr(state, k) - self.target[k]) for k in _PROGNOSTIC}
+        return primitive_equations.State(**relax, sim_time=0.0)
+
+
+class HeldSuarezModel:
+    """Held–Suarez primitive-equation model on a Gaussian grid; see the module docstring.
+
+    The clock is ``step_index`` (an integer, negative during spin-up): model time is
+    ``step_index * dt`` after the scenario epoch, so restarts and counterfactuals are exact.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, scenario: ClimateScenario | None = None):
+        self.config = config or ModelConfig()
+        self.config.validate()
+        self.scenario = scenario or ClimateScenario()
+        self.truncation = truncation(self.config.resolution)
+        self.dt_seconds = 60.0 * self.config.time_step_minutes
+        grid = _gaussian_grid(self.truncation)
+        self.coords = coordinate_systems.CoordinateSystem(
+            horizontal=grid, vertical=sigma_coordinates.SigmaCoordinates.equidistant(self.config.sigma_levels)
+        )
+        self.physics = primitive_equations.PrimitiveEquationsSpecs.from_si()
+        ps = self.physics
+        self._day = float(ps.nondimensionalize(1.0 * units.day))
+        self._dt = float(ps.nondimensionalize(self.dt_seconds * units.s))
+        p0 = float(ps.nondimensionalize(1e5 * units.pascal))
+        self._init_fn, aux = primitive_equations_states.isothermal_rest_atmosphere(
+            coords=self.coords, physics_specs=ps, p0=1e5 * units.pascal, p1=5e3 * units.pascal
+        )
+        self._ref_temps = np.asarray(aux[xarray_utils.REF_TEMP_KEY])
+        orography = primitive_equations.truncated_modal_orography(aux[xarray_utils.OROGRAPHY], self.coords)
+        self._nodal_orography = grid.to_nodal(orography)
+        self._dynamics = primitive_equations.PrimitiveEquations(self._ref_temps, orography, self.coords, ps)
+        self._forcing = _SeasonalHeldSuarezForcing(
+            self.coords,
+            ps,
+            self._ref_temps,
+            self.scenario,
+            self.config.held_suarez,
+            p0,
+            self._day,
+            float(ps.nondimensionalize(1.0 * units.degK)),
+        )
+        self._pressure = vertical_interpolation.PressureCoordinates(
+            np.asarray(
+                [ps.nondimensionalize(p * 100.0 * units.pascal) for p in self.config.pressure_levels_hPa]
+            )
+        )
+        self._scale = {
+            name: float(ps.dimensionalize(1.0, units(_PINT_UNITS[u])).magnitude)
+            for name, u in {**FIELDS, "surface_pressure": "Pa"}.items()
+        }
+        self._setup_grids(grid)
+        self._init_fn = jax.jit(self._init_fn)
+        self._advance = jax.jit(self._advance_fn)
+        self._diagnose = jax.jit(self._diagnose_fn)
+        self._state = None
+        self.step_index = 0
+        self._nudge_target: dict | None = None
+        self._nudge_rate = 0.0
+
+    # ------------------------------------------------------------------------------ grids
+    def _setup_grids(self, grid: spherical_harmonic.Grid) -> None:
+        lon_rad, sin_lat = grid.nodal_axes
+        _, weights = spherical_harmonic.get_latitude_nodes(grid.latitude_nodes, "gauss")
+        # Gaussian cells: bounded in sin(latitude) by the cumulative quadrature weights, so cell
+        # areas equal the quadrature weights and the regridding conserves the model's global mean.
+        src_bounds = np.concatenate([[-1.0], -1.0 + np.cumsum(weights)])
+        src_bounds[-1] = 1.0
+        nlat, nlon = grid.latitude_nodes, grid.longitude_nodes
+        self.gaussian_latitudes = np.rad2deg(np.arcsin(sin_lat))[::-1].copy()
+        self.gaussian_longitudes = np.rad2deg(lon_rad)
+        self.gaussian_weights = np.asarray(weights)[::-1].copy()
+        edges = 90.0 - 180.0 * np.arange(nlat + 1) / nlat  # descending
+        self.latitudes = 0.5 * (edges[:-1] + edges[1:])
+        self.longitudes = 360.0 * np.arange(nlon) / nlon
+        # rows: destination north first; columns: Gaussian cells north first (as diagnosed)
+        w_lat = _latitude_overlap_weights(src_bounds, np.sin(np.deg2rad(edges[::-1])))[::-1, ::-1]
+        w_lon = _longitude_overlap_weights(self.gaussian_longitudes, self.longitudes)
+        self._w_lat, self._w_lon = w_lat, w_lon
+
+    def regrid(self, field: np.ndarray) -> np.ndarray:
+        """Gaussian ``[..., lat (north first), lon]`` -> regular lat-lon, conservatively (float64)."""
+        return self._w_lat @ np.asarray(field, dtype=np.float64) @ self._w_lon.T
+
+    # ------------------------------------------------------------------------------ state
+    @property
+    def time_days(self) -> float:
+        """Model time in days since the scenario epoch."""
+        return self.step_index * self.dt_seconds / 86400.0
+
+    def steps_per(self, seconds: float) -> int:
+        """Number of model steps in ``seconds``; ConfigError unless it is a whole number."""
+        n = seconds / self.dt_seconds
+        if abs(n - round(n)) > 1e-9:
+            raise ConfigError(
+                f"interval of {seconds:g} s is not a multiple of the {self.dt_seconds:g} s model step"
+            )
+        return int(round(n))
+
+    def initialize(self, seed: int, step_index: int = 0) -> None:
+        """Rest atmosphere with a 50 hPa surface-pressure bump placed at random by ``seed``."""
+        state = self._init_fn(jax.random.PRNGKey(seed))
+        self._state = dataclasses.replace(state, sim_time=jnp.float32(step_index * self._dt))
+        self.step_index = int(step_index)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Prognostic modal arrays plus ``step_index``; feed back to :meth:`set_state`."""
+        self._require_state()
+        out = {k: np.asarray(getattr(self._state, k)) for k in _PROGNOSTIC}
+        out["step_index"] = np.asarray(self.step_index, dtype=np.int64)
+        return out
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        missing = [k for k in (*_PROGNOSTIC, "step_index") if k not in state]
+        if missing:
+            raise DataError(f"model state is missing {missing}; expected the keys of get_state()")
+        shape = self.coords.modal_shape
+        for k in ("vorticity", "divergence", "temperature_variation"):
+            if tuple(state[k].shape) != tuple(shape):
+                raise DataError(
+                    f"model state {k!r} has shape {state[k].shape}, expected {shape} ({self.config.resolution})"
+                )
+        self.step_index = int(state["step_index"])
+        self._state = primitive_equations.State(
+            **{k: jnp.asarray(state[k], dtype=jnp.float32) for k in _PROGNOSTIC},
+            sim_time=jnp.float32(self.step_index * self._dt),
+        )
+
+    def set_nudging(self, target: dict[str, np.ndarray] | None, tau_seconds: float | None = None) -> None:
+        """Relax toward ``target`` (a :meth:`get_state` dict) on time scale ``tau_seconds``;
+        ``None`` switches nudging off. Changing either does not recompile."""
+        if target is None:
+            self._nudge_target, self._nudge_rate = None, 0.0
+            return
+        if not tau_seconds or tau_seconds <= 0:
+            raise ConfigError(f"nudging time scale must be positive, got {tau_seconds!r} s")
+        self._nudge_target = {k: jnp.asarray(target[k], dtype=jnp.float32) for k in _PROGNOSTIC}
+        self._nudge_rate = 1.0 / float(self.physics.nondimensionalize(tau_seconds * units.s))
+
+    def _require_state(self) -> None:
+        if self._state is None:
+            raise DataError("HeldSuarezModel has no state: call initialize(seed) or set_state() first")
+
+    # ------------------------------------------------------------------------------ stepping
+    def _advance_fn(self, state, start_index, n, target, rate):
+        equations = time_integration.compose_equations(
+            [self._dynamics, self._forcing, _Nudging(target, rate)]
+        )
+        step = time_integration.step_with_filters(
+            time_integration.imex_rk_sil3(equations, self._dt),
+            [time_integration.exponential_step_filter(self.coords.horizontal, self._dt, **_FILTER)],
+        )
+
+        def body(i, s):
+            s = step(s)
+            # Time from the integer clock, not accumulated in float32: exact and chunking-independent.
+            return dataclasses.replace(s, sim_time=((start_index + i + 1) * self._dt).astype(jnp.float32))
+
+        return jax.lax.fori_loop(0, n, body, state)
+
+    def step(self, n: int) -> None:
+        """Advance ``n`` model steps (one compiled loop for every ``n``)."""
+        self._require_state()
+        target = self._nudge_target or {k: jnp.zeros_like(getattr(self._state, k)) for k in _PROGNOSTIC}
+        self._state = self._advance(
+            self._state, jnp.int32(self.step_index), jnp.int32(n), target, jnp.float32(self._nudge_rate)
+        )
+        self.step_index += int(n)
+
+    # ------------------------------------------------------------------------------ diagnostics
+    def _diagnose_fn(self, state) -> dict:
+        grid = self.coords.horizontal
+        u, v = spherical_harmonic.vor_div_to_uv_nodal(grid, state.vorticity, state.divergence)
+        temperature = grid.to_nodal(state.temperature_variation) + self._ref_temps[:, None, None]
+        surface_pressure = jnp.exp(grid.to_nodal(state.log_surface_pressure))
+        geopotential = primitive_equations.get_geopotential_on_sigma(
+            temperature,
+            nodal_orography=self._nodal_orography,
+            sigma=self.coords.vertical,
+            gravity_acceleration=self.physics.gravity_acceleration,
+            ideal_gas_constant=self.physics.ideal_gas_constant,
+        )
+        sigma_fields = {
+            "vorticity": grid.to_nodal(state.vorticity),
+            "divergence": grid.to_nodal(state.divergence),
+            "temperature": temperature,
+            "geopotential": geopotential,
+            "u_component_of_wind": u,
+            "v_component_of_wind": v,
+        }
+        on_pressure = vertical_interpolation.interp_sigma_to_pressure(
+            sigma_fields, self._pressure, self.coords.vertical, surface_pressure
+        )
+        out = {k: self._scale[k] * on_pressure[k] for k in FIELDS}
+        out["surface_pressure"] = self._scale["surface_pressure"] * surface_pressure
+        # dinosaur's nodal layout is [..., lon, lat (south first)] -> [..., lat (north first), lon]
+        return {k: jnp.swapaxes(v, -1, -2)[..., ::-1, :] for k, v in out.items()}
+
+    def diagnose(self, grid: str = "latlon") -> dict[str, np.ndarray]:
+        """Pressure-level fields ``[level, lat, lon]`` (levels as configured, ascending hPa; latitude
+        north first) in SI units (:data:`FIELDS`), plus ``surface_pressure`` [Pa] ``[1, lat, lon]``.
+        ``grid``: ``"latlon"`` (regular, cell centres :attr:`latitudes`/:attr:`longitudes`, conservative
+        from the Gaussian cells) or ``"gaussian"`` (:attr:`gaussian_latitudes`)."""
+        self._require_state()
+        if grid not in ("latlon", "gaussian"):
+            raise ConfigError(f"diagnose grid must be 'latlon' or 'gaussian', got {grid!r}")
+        fields = {k: np.asarray(v) for k, v in self._diagnose(self._state).items()}
+        if grid == "latlon":
+            fields = {k: self.regrid(v) for k, v in fields.items()}
+        return {k: v.astype(np.float32) for k, v in fields.items()}

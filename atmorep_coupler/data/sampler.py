@@ -1,0 +1,282 @@
+"""Hierarchical Monte-Carlo sampling of space-time neighbourhoods from an ERA5-layout store.
+
+Per batch: draw ``ceil(B / samples_per_window)`` time windows, then ``samples_per_window``
+neighbourhoods (places) per window -- the "unbiased hierarchical Monte Carlo sampling" of AtmoRep,
+which amortises each time-window read over several places. Every batch is a pure function of
+``(seed, stream, rank, index)``, so a stream can be resumed at any batch index and replayed bit for bit.
+
+Where the reference went wrong, and what is done here:
+
+- **Latitude (D5)**: a neighbourhood's start row is drawn with probability proportional to the area
+  of the grid band at its centre (``sin(north edge) - sin(south edge)``), i.e. centres are uniform on
+  the sphere, not in latitude (the v2 sampler over-sampled the poles by ~1/cos(lat)). Works for
+  regular and Gaussian grids alike.
+- **Poles**: windows never cross a pole (rows are clamped to the grid), so there is no mirrored or
+  invented data; every row, polar rows included, is covered by some window.
+- **Longitude**: uniform start column, periodic (indices wrap across 0°/360°) on global grids.
+- **Record ends (D14)**: only windows whose time steps are consecutive (regular spacing, no gap) and
+  lie inside both the record and the configured period are drawn; nothing wraps to the other end.
+- **Reproducibility (D9)**: randomness comes from ``SeedSequence(seed, spawn_key=(stream, rank,
+  index))`` -- disjoint for each rank; loader workers take disjoint batch indices of their rank, so
+  the stream does not depend on the number of workers. The stream position is one integer.
+- **Memory**: a window is read as a bounded box: when the global slab of a time window is small
+  (``max_slab_bytes``, e.g. a 5.625° grid) it is read once and cropped; otherwise each neighbourhood
+  is read on its own. Never more than one window's data per field (0.25° stores included).
+
+Fields are normalised with the store's statistics (``Normalization``; global or local per field) at
+the month of each time step. Input-only fields may contain NaN (e.g. SST over land): they become 0, the
+normalised mean; NaN in a predicted field is a ``DataError``.
+
+Derived fields: ``FieldConfig.transform`` names a reader registered with :func:`register_transform`
+that replaces ``store.read`` for that field (same signature); it is normalised with the statistics of
+``FieldConfig.variable``. Later issues use it for conditioning fields such as the truth coarsened to a
+classical model grid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from atmorep_coupler.data.normalization import month_index
+from atmorep_coupler.data.store import ERA5Store
+from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
+from atmorep_coupler.errors import ConfigError, DataError
+from atmorep_coupler.model.config import FieldConfig, ModelConfig
+
+__all__ = [
+    "Batch",
+    "BatchStream",
+    "NeighbourhoodSampler",
+    "register_transform",
+    "TRAIN_STREAM",
+    "VALIDATION_STREAM",
+]
+
+TRAIN_STREAM, VALIDATION_STREAM = 0, 1
+
+#: ``reader(store, variable, *, time, levels, lat, lon) -> array`` like ``ERA5Store.read``.
+Reader = Callable[..., np.ndarray]
+_TRANSFORMS: dict[str, Reader] = {}
+
+
+def register_transform(name: str, reader: Reader) -> None:
+    """Make ``reader`` available to fields with ``transform: <name>``."""
+    _TRANSFORMS[name] = reader
+
+
+@dataclass
+class Batch:
+    """One batch of neighbourhoods: clean normalised tokens and metadata per field, plus coordinates."""
+
+    tokens: dict[str, torch.Tensor]  # [B, L, T, Y, X, t, y, x]
+    meta: dict[str, torch.Tensor]  # [B, L, T, Y, X, len(META_FEATURES)]
+    latitude: torch.Tensor  # [B, Y*y] degrees north
+    longitude: torch.Tensor  # [B, X*x] degrees east, in [0, 360)
+    time: torch.Tensor  # [B, T*t] int64 nanoseconds since 1970-01-01
+    origin: torch.Tensor  # [B, 3] int64: time index, row, column of the first grid point
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = lambda d: {k: v.to(device, non_blocking=True) for k, v in d.items()}  # noqa: E731
+        return Batch(move(self.tokens), move(self.meta), self.latitude.to(device), self.longitude.to(device),
+                     self.time.to(device), self.origin.to(device))
+
+
+def _row_areas(latitudes: np.ndarray) -> np.ndarray:
+    """Area of each latitude row's band on the unit sphere per unit longitude (edges midway, clamped)."""
+    lat = np.deg2rad(latitudes)
+    mid = 0.5 * (lat[1:] + lat[:-1])
+    edges = np.concatenate([[np.sign(lat[0]) * np.pi / 2], mid, [np.sign(lat[-1]) * np.pi / 2]])
+    return np.abs(np.sin(edges[:-1]) - np.sin(edges[1:]))
+
+
+class NeighbourhoodSampler:
+    """Draws batches of neighbourhoods of all fields of ``config`` from ``store`` (see module docs)."""
+
+    def __init__(self, store: ERA5Store, config: ModelConfig, *, batch_size: int,
+                 start: dt.datetime | None = None, end: dt.datetime | None = None,
+                 samples_per_window: int = 4, seed: int = 0, stream: int = TRAIN_STREAM,
+                 rank: int = 0, max_slab_bytes: int = 64 * 2**20):
+        self.store, self.config = store, config
+        self.batch_size, self.samples_per_window = batch_size, max(1, min(samples_per_window, batch_size))
+        self.seed, self.stream, self.rank = seed, stream, rank
+        self.max_slab_bytes = max_slab_bytes
+        self.extent = config.neighbourhood  # time steps, rows, columns
+        self.norm = store.normalization
+        for field in config.fields:
+            self._check_field(field)
+        self.time_starts = self._valid_time_starts(start, end)
+        self.row_starts, self.row_probability = self._row_distribution()
+        nlon, nx = store.longitudes.size, self.extent[2]
+        self.periodic = store.is_global
+        if nx > nlon:
+            raise ConfigError(f"neighbourhood of {nx} longitudes exceeds the store's {nlon}")
+        self.col_starts = nlon if self.periodic else nlon - nx + 1
+
+    # ------------------------------------------------------------------------------ set-up checks
+    def _check_field(self, field: FieldConfig) -> None:
+        where = f"store {str(self.store.path)!r}: field {field.name!r}"
+        if field.transform is not None and field.transform not in _TRANSFORMS:
+            raise ConfigError(f"field {field.name!r}: transform {field.transform!r} is not registered "
+                              f"(registered: {sorted(_TRANSFORMS)})")
+        var = self.store.resolve(field.variable)
+        if bool(field.levels) != self.store.has_levels(var):
+            raise DataError(f"{where}: variable {var!r} {'has' if self.store.has_levels(var) else 'has no'} "
+                            f"pressure levels but the config gives levels {list(field.levels)}")
+        if field.levels:
+            self.store.level_indices(var, field.levels)  # raises naming a missing level
+        self.norm.mean(var, [0], mode=field.normalization)  # raises if no statistics for var
+
+    def _valid_time_starts(self, start: dt.datetime | None, end: dt.datetime | None) -> np.ndarray:
+        """First time indices of windows inside [start, end] and the record with no gap (D14)."""
+        times, nt = self.store.times, self.extent[0]
+        lo = 0 if start is None else int(np.searchsorted(times, np.datetime64(start, "ns"), side="left"))
+        hi = times.size if end is None else int(np.searchsorted(times, np.datetime64(end, "ns"), side="right"))
+        candidates = np.arange(lo, hi - nt + 1)
+        if candidates.size:
+            step = np.median(np.diff(times)) if times.size > 1 else np.timedelta64(0, "ns")
+            regular = times[candidates + nt - 1] - times[candidates] == (nt - 1) * step
+            candidates = candidates[regular]
+        if not candidates.size:
+            raise DataError(
+                f"store {str(self.store.path)!r}: no window of {nt} consecutive time steps inside "
+                f"{start} .. {end} (store: {times[0] if times.size else '-'} .. "
+                f"{times[-1] if times.size else '-'}); widen the period or shorten the neighbourhood"
+            )
+        return candidates
+
+    def _row_distribution(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start rows and their probabilities: proportional to the area at the window centre (D5)."""
+        nlat, ny = self.store.latitudes.size, self.extent[1]
+        if ny > nlat:
+            raise ConfigError(f"neighbourhood of {ny} latitudes exceeds the store's {nlat}")
+        starts = np.arange(nlat - ny + 1)
+        area = _row_areas(self.store.latitudes)
+        weight = 0.5 * (area[starts + (ny - 1) // 2] + area[starts + ny // 2])
+        return starts, weight / weight.sum()
+
+    # ------------------------------------------------------------------------------ sampling
+    def __len__(self) -> int:  # number of distinct time windows, for information
+        return self.time_starts.size
+
+    def draw(self, index: int) -> np.ndarray:
+        """Origins ``[B, 3]`` (time index, row, column) of batch ``index``, grouped by time window."""
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.stream, self.rank, index)))
+        B, per = self.batch_size, self.samples_per_window
+        windows = rng.choice(self.time_starts, size=math.ceil(B / per))
+        t0 = np.repeat(windows, per)[:B]
+        rows = rng.choice(self.row_starts, size=B, p=self.row_probability)
+        cols = rng.integers(0, self.col_starts, size=B)
+        return np.stack([t0, rows, cols], axis=-1).astype(np.int64)
+
+    def batch(self, index: int) -> Batch:
+        return self.read(self.draw(index))
+
+    def read(self, origins: np.ndarray) -> Batch:
+        """Read, normalise and tokenise the neighbourhoods starting at ``origins [B, 3]``."""
+        nt, ny, nx = self.extent
+        store = self.store
+        times = store.times[origins[:, :1] + np.arange(nt)]  # [B, nt]
+        rows = origins[:, 1:2] + np.arange(ny)  # [B, ny]
+        cols = origins[:, 2:3] + np.arange(nx)
+        if self.periodic:
+            cols = cols % store.longitudes.size
+        lat, lon = store.latitudes[rows], store.longitudes[cols]
+        tokens, meta = {}, {}
+        for field in self.config.fields:
+            cube = self._read_field(field, origins[:, 0], rows, cols)  # [B, L, nt, ny, nx]
+            tokens[field.name] = torch.from_numpy(tokenize(cube, field.token_size).copy())
+            meta[field.name] = torch.from_numpy(token_metadata(times, lat, lon, field.levels, field.token_size))
+        return Batch(tokens, meta, torch.from_numpy(lat.astype(np.float32)), torch.from_numpy(lon.astype(np.float32)),
+                     torch.from_numpy(times.astype("datetime64[ns]").astype(np.int64)), torch.from_numpy(origins))
+
+    def _read_field(self, field: FieldConfig, t0: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Normalised cube ``[B, L, nt, ny, nx]`` of one field, window by window."""
+        nt, ny, nx = self.extent
+        B = t0.size
+        store, var = self.store, self.store.resolve(field.variable)
+        reader = _TRANSFORMS[field.transform] if field.transform else None
+        read = (lambda **kw: reader(store, var, **kw)) if reader else (lambda **kw: store.read(var, **kw))
+        levels = list(field.levels) or None
+        level_idx = self.norm.level_index(field.levels) if field.levels else None
+        out = np.empty((B, field.num_levels, nt, ny, nx), dtype=np.float32)
+        series = "latitude" not in store.dataset[var].dims
+        slab_bytes = 4 * nt * field.num_levels * store.latitudes.size * store.longitudes.size
+        for start in np.unique(t0):
+            members = np.flatnonzero(t0 == start)
+            time = slice(int(start), int(start) + nt)
+            months = month_index(store.times[time])
+            if series:
+                values = self.norm.normalize(var, read(time=time), months, mode=field.normalization)
+                out[members] = values[None, None, :, None, None]
+                continue
+            slab = read(time=time, levels=levels) if slab_bytes <= self.max_slab_bytes else None
+            for b in members:
+                if slab is None:
+                    window = read(time=time, levels=levels, lat=slice(int(rows[b, 0]), int(rows[b, -1]) + 1),
+                                  lon=cols[b])
+                else:
+                    window = slab[..., rows[b][:, None], cols[b][None, :]]
+                out[b] = self._normalise(field, var, window, months, level_idx, rows[b], cols[b],
+                                         when=str(store.times[int(start)]))
+        return out
+
+    def denormalize(self, name: str, tokens: torch.Tensor, origins: np.ndarray) -> np.ndarray:
+        """Tokens ``[B, L, T, Y, X, t, y, x]`` of field ``name`` at ``origins`` back in store units."""
+        field = self.config.field(name)
+        var = self.store.resolve(field.variable)
+        cube = detokenize(tokens.detach().cpu().numpy())  # [B, L, nt, ny, nx]
+        nt, ny, nx = self.extent
+        out = np.empty(cube.shape, dtype=np.float32)
+        level_idx = self.norm.level_index(field.levels) if field.levels else None
+        for b, (t0, row, col) in enumerate(np.asarray(origins)):
+            months = month_index(self.store.times[t0:t0 + nt])
+            rows, cols = row + np.arange(ny), (col + np.arange(nx)) % self.store.longitudes.size
+            x = cube[b].transpose(1, 0, 2, 3) if field.levels else cube[b, 0]
+            x = self.norm.denormalize(var, x, months, level_idx, rows, cols, mode=field.normalization)
+            out[b] = x.transpose(1, 0, 2, 3) if field.levels else x[None]
+        return tokenize(out, field.token_size)
+
+    def _normalise(self, field: FieldConfig, var: str, window: np.ndarray, months: np.ndarray,
+                   level_idx: np.ndarray | None, rows: np.ndarray, cols: np.ndarray, when: str) -> np.ndarray:
+        """``[nt, (L), ny, nx]`` physical -> ``[L, nt, ny, nx]`` normalised; NaN policy per field."""
+        x = self.norm.normalize(var, window, months, level_idx, rows, cols, mode=field.normalization)
+        x = x if field.levels else x[:, None]
+        if np.isnan(x).any():
+            if field.predicted:
+                raise DataError(
+                    f"store {str(self.store.path)!r}: predicted field {field.name!r} has NaN in the window "
+                    f"from {when}, rows {rows[0]}..{rows[-1]}, columns {cols[0]}..{cols[-1]}; "
+                    "predicted fields must be complete (make it input-only or fill the gaps)"
+                )
+            x = np.nan_to_num(x, nan=0.0)
+        return x.transpose(1, 0, 2, 3)
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """An endless stream of ``(index, batch, masked)`` from ``start`` on, for a ``DataLoader`` with
+    ``batch_size=None``. Worker ``w`` of ``W`` produces indices ``start + w + k W``; the loader's
+    round-robin then yields them in order, so the stream is the same for any number of workers."""
+
+    def __init__(self, sampler: NeighbourhoodSampler, transform: Callable | None = None, start: int = 0,
+                 stop: int | None = None, step: int = 1):
+        super().__init__()
+        self.sampler, self.transform = sampler, transform
+        self.start, self.stop, self.step = start, stop, step
+
+    def __iter__(self) -> Iterator[tuple[int, Batch, object]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        index = self.start + worker * self.step
+        while self.stop is None or index < self.stop:
+            batch = self.sampler.batch(index)
+            key = (self.sampler.stream, self.sampler.rank, index)
+            masked = self.transform(batch.tokens, self.sampler.seed, key) if self.transform else None
+            yield index, batch, masked
+            index += workers * self.step

@@ -1,0 +1,262 @@
+"""Typed, validated configuration of the multiformer.
+
+Built with :func:`atmorep_coupler.config.from_dict` / ``load_yaml``: unknown keys, missing keys and
+wrong types are errors naming the key path (``model.fields[2].token_size``). ``validate`` adds the
+cross-field checks the reference code never made: every field spans the same space-time
+neighbourhood, coupled fields exist, token sizes fit the coarsening factors and the masking
+strategies fit the token grid.
+
+A field is a stack of ``levels`` of one store variable, cut into ``num_tokens = [T, Y, X]`` tokens of
+``token_size = [t, y, x]`` grid points (time steps, latitude rows, longitude columns). Fields with no
+``levels`` are surface fields (``[time, lat, lon]``) or global time series (``[time]``, e.g.
+``co2_equivalent``), both read as one "level". Input-only fields (``predicted: false``) are the
+conditioning and forcing fields: they are never masked, have no decoder or tail and enter the
+model only through the embedding and the cross-field attention of the fields that couple to them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from atmorep_coupler.errors import ConfigError
+
+__all__ = ["MaskingRates", "StrategyConfig", "FieldConfig", "ModelConfig", "StrategyKind"]
+
+StrategyKind = Literal["BERT", "forecast", "temporal_interpolation", "spatial_interpolation", "identity"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class MaskingRates:
+    """BERT rates of one field: ``total`` bounds the fraction of tokens selected per sample and level
+    (drawn from ``U(0, total)``); each selected token is independently hidden (``mask``), noised
+    (``noise``) and coarsened (``coarsen``) with these probabilities."""
+
+    total: float = 0.5
+    mask: float = 0.9
+    noise: float = 0.2
+    coarsen: float = 0.05
+
+    def validate(self) -> None:
+        for name in ("total", "mask", "noise", "coarsen"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}: {value} is not a probability in [0, 1]")
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """One masking strategy. With several strategies, each batch draws one with probability
+    proportional to ``weight`` (e.g. BERT for representation learning mixed with forecast)."""
+
+    kind: StrategyKind
+    weight: float = 1.0
+    forecast_slices: int = 1  # forecast: the last n time slices are hidden and predicted
+    interpolation_slices: tuple[int, ...] = ()  # temporal_interpolation: hidden slices; () = [T // 2]
+    region: tuple[int, int] = (1, 1)  # spatial_interpolation: hidden block of [Y', X'] tokens
+
+    def validate(self) -> None:
+        if self.weight <= 0:
+            raise ConfigError(f"weight: {self.weight} must be > 0")
+        if self.forecast_slices < 1:
+            raise ConfigError(f"forecast_slices: {self.forecast_slices} must be >= 1")
+        if min(self.region) < 1:
+            raise ConfigError(f"region: {list(self.region)} must be >= 1 token in each direction")
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """One field of the multiformer (see the module docstring)."""
+
+    name: str
+    token_size: tuple[int, int, int]
+    num_tokens: tuple[int, int, int]
+    embed_dim: int
+    levels: tuple[float, ...] = ()  # hPa; () for surface fields and scalar time series
+    coupled_fields: tuple[str, ...] = ()  # cross-attention sources (keys/values) of this field
+    masking: MaskingRates = field(default_factory=MaskingRates)
+    normalization: Literal["global", "local"] = "global"
+    loss_weight: float = 1.0
+    predicted: bool = True
+    source: str | None = None  # store variable to read; default: ``name``
+    transform: str | None = None  # registered window reader (data.sampler.register_transform)
+
+    @property
+    def num_levels(self) -> int:
+        return max(len(self.levels), 1)
+
+    @property
+    def variable(self) -> str:
+        """The store variable this field reads."""
+        return self.source or self.name
+
+    @property
+    def neighbourhood(self) -> tuple[int, int, int]:
+        """Extent ``num_tokens * token_size`` in grid points (time steps, rows, columns)."""
+        return tuple(n * s for n, s in zip(self.num_tokens, self.token_size))
+
+    @property
+    def token_points(self) -> int:
+        return math.prod(self.token_size)
+
+    @property
+    def tokens_per_level(self) -> int:
+        return math.prod(self.num_tokens)
+
+    def validate(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(f"name: {self.name!r} must be an identifier (letters, digits, '_')")
+        if min(self.token_size) < 1 or min(self.num_tokens) < 1:
+            raise ConfigError(
+                f"token_size {list(self.token_size)} and num_tokens {list(self.num_tokens)} must be >= 1"
+            )
+        if self.num_levels * self.tokens_per_level < 2:
+            raise ConfigError(
+                f"num_tokens: {list(self.num_tokens)} gives one token; attention over a single token "
+                "ignores its queries and keys, so split the neighbourhood (e.g. one token per time slice)"
+            )
+        if self.embed_dim < 8 or self.embed_dim % 8:
+            raise ConfigError(
+                f"embed_dim: {self.embed_dim} must be a positive multiple of 8 "
+                "(the positional encoding gives each of level, time, lat, lon sin/cos pairs)"
+            )
+        if len(set(self.levels)) != len(self.levels) or any(p <= 0 for p in self.levels):
+            raise ConfigError(f"levels: {list(self.levels)} must be distinct pressures > 0 hPa")
+        if self.name in self.coupled_fields or len(set(self.coupled_fields)) != len(self.coupled_fields):
+            raise ConfigError(
+                f"coupled_fields: {list(self.coupled_fields)} must not repeat a field or name the field itself"
+            )
+        if self.predicted and self.loss_weight <= 0:
+            raise ConfigError(f"loss_weight: {self.loss_weight} must be > 0 for a predicted field")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The multiformer: fields plus the hyper-parameters shared by all of them."""
+
+    fields: tuple[FieldConfig, ...]
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    heads: int = 4
+    coupling_heads: int = 1  # heads per coupled field in each encoder layer
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    ensemble_size: int = 8
+    tail_hidden_layers: int = 0
+    qk_norm: bool = True  # one switch for self, coupling and decoder heads (D18)
+    relative_position_bias: bool = True  # learned per-head offset biases within a field
+    activation_checkpointing: bool = False
+    coarsen_factors: tuple[int, ...] = (2,)  # BERT coarsening: block-average by k, then back (D4)
+    strategies: tuple[StrategyConfig, ...] = (StrategyConfig("BERT"),)
+
+    def field(self, name: str) -> FieldConfig:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise ConfigError(f"no field {name!r} in the model (fields: {[f.name for f in self.fields]})")
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def predicted_fields(self) -> list[FieldConfig]:
+        return [f for f in self.fields if f.predicted]
+
+    @property
+    def neighbourhood(self) -> tuple[int, int, int]:
+        return self.fields[0].neighbourhood
+
+    def validate(self) -> None:
+        if not self.fields:
+            raise ConfigError("fields: at least one field is required")
+        names = self.field_names
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError(f"fields[{i}].name: {name!r} appears twice")
+        if not self.predicted_fields:
+            raise ConfigError("fields: at least one field must have predicted: true")
+        ref = self.fields[0]
+        for i, f in enumerate(self.fields):
+            where = f"fields[{i}] ({f.name})"
+            if f.neighbourhood != ref.neighbourhood:
+                raise ConfigError(
+                    f"{where}: num_tokens x token_size = {list(f.neighbourhood)} grid points, but "
+                    f"{ref.name} spans {list(ref.neighbourhood)}; every field must cover the same "
+                    "space-time neighbourhood"
+                )
+            for source in f.coupled_fields:
+                if source not in names:
+                    raise ConfigError(f"{where}.coupled_fields: {source!r} is not a field of the model")
+            if not f.predicted and not any(f.name in g.coupled_fields for g in self.fields):
+                raise ConfigError(
+                    f"{where}: input-only field is in no field's coupled_fields, so it would have no "
+                    "effect; couple a predicted field to it or remove it"
+                )
+            if f.embed_dim % self.heads or (f.embed_dim // self.heads) % 2:
+                raise ConfigError(
+                    f"{where}.embed_dim: {f.embed_dim} must be divisible by heads={self.heads} "
+                    "into an even head dimension"
+                )
+            if f.predicted and f.masking.coarsen > 0:
+                bad = [k for k in self.coarsen_factors if f.token_size[1] % k or f.token_size[2] % k]
+                if bad:
+                    raise ConfigError(
+                        f"{where}.token_size: coarsen_factors {bad} do not divide the token's "
+                        f"{f.token_size[1]}x{f.token_size[2]} points; change coarsen_factors or set "
+                        "masking.coarsen: 0 for this field"
+                    )
+        positive = {
+            "encoder_layers": self.encoder_layers,
+            "decoder_layers": self.decoder_layers,
+            "heads": self.heads,
+            "coupling_heads": self.coupling_heads,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{key}: {value} must be >= 1")
+        if self.decoder_layers > self.encoder_layers:
+            raise ConfigError(
+                f"decoder_layers: {self.decoder_layers} > encoder_layers {self.encoder_layers}; decoder "
+                "layer k attends to encoder layer (encoder_layers - 1 - k)"
+            )
+        if self.ensemble_size < 2:
+            raise ConfigError(f"ensemble_size: {self.ensemble_size} must be >= 2 (spread needs two members)")
+        if self.mlp_ratio <= 0 or not 0 <= self.dropout < 1 or self.tail_hidden_layers < 0:
+            raise ConfigError("mlp_ratio must be > 0, dropout in [0, 1), tail_hidden_layers >= 0")
+        if not self.coarsen_factors or min(self.coarsen_factors) < 2:
+            raise ConfigError(f"coarsen_factors: {list(self.coarsen_factors)} must be integers >= 2")
+        if not self.strategies:
+            raise ConfigError("strategies: at least one masking strategy is required")
+        predicted = self.predicted_fields
+        for i, s in enumerate(self.strategies):
+            self._validate_strategy(f"strategies[{i}]", s, predicted)
+
+    @staticmethod
+    def _validate_strategy(where: str, s: StrategyConfig, predicted: list[FieldConfig]) -> None:
+        """Strategies count in token slices/blocks; all predicted fields must then hide the same span."""
+        if s.kind in ("forecast", "temporal_interpolation") and len({f.token_size[0] for f in predicted}) > 1:
+            raise ConfigError(
+                f"{where}: {s.kind} hides whole time slices, so every predicted field needs the same "
+                f"token time size (got {[f.token_size[0] for f in predicted]})"
+            )
+        if s.kind == "spatial_interpolation" and len({f.num_tokens[1:] for f in predicted}) > 1:
+            raise ConfigError(
+                f"{where}: spatial_interpolation hides a block of tokens, so every predicted field needs "
+                f"the same [Y, X] token grid (got {[list(f.num_tokens[1:]) for f in predicted]})"
+            )
+        T, Y, X = predicted[0].num_tokens
+        if s.kind == "forecast" and s.forecast_slices >= T:
+            raise ConfigError(
+                f"{where}.forecast_slices: {s.forecast_slices} must be < the {T} time slices of a "
+                "neighbourhood (the model needs at least one visible slice)"
+            )
+        if s.kind == "temporal_interpolation" and any(not 0 <= k < T for k in s.interpolation_slices):
+            raise ConfigError(f"{where}.interpolation_slices: {list(s.interpolation_slices)} not in [0, {T})")
+        if s.kind == "spatial_interpolation" and (s.region[0] > Y or s.region[1] > X):
+            raise ConfigError(f"{where}.region: {list(s.region)} exceeds the {Y}x{X} token grid")

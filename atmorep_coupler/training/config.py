@@ -1,0 +1,159 @@
+"""The training run configuration: model, data, losses, optimiser, schedule, checkpoints, logging.
+
+One YAML file describes a run (see ``atmorep_coupler/configs/``); it is loaded strictly
+(``load_run_config``) and stored as YAML text in every checkpoint, so a checkpoint alone is enough to
+resume (D21: no single-line JSON, no tracker-issued run ids).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from atmorep_coupler.config import from_dict, load_yaml, to_dict
+from atmorep_coupler.errors import ConfigError
+from atmorep_coupler.model.config import ModelConfig
+from atmorep_coupler.model.losses import LOSSES
+
+__all__ = [
+    "Period",
+    "DataConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "ValidationConfig",
+    "CheckpointConfig",
+    "LoggingConfig",
+    "InitFromConfig",
+    "RunConfig",
+    "load_run_config",
+    "run_config_to_yaml",
+    "run_config_from_yaml",
+]
+
+
+@dataclass(frozen=True)
+class Period:
+    """Time range ``[start, end]`` (inclusive); a missing bound means the start or end of the record."""
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+    def validate(self) -> None:
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ConfigError(f"end {self.end} is before start {self.start}")
+
+    def overlaps(self, other: Period) -> bool:
+        lo = max(self.start or dt.datetime.min, other.start or dt.datetime.min)
+        hi = min(self.end or dt.datetime.max, other.end or dt.datetime.max)
+        return lo <= hi
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    store: str  # path or fsspec URL of the ERA5-layout zarr store (with its normalisation group)
+    train: Period = field(default_factory=Period)
+    validation: Period | None = None  # held-out period; required for validation and evaluation
+    batch_size: int = 8
+    samples_per_window: int = 4  # neighbourhoods drawn per time window (hierarchical sampling)
+    num_workers: int = 0  # DataLoader worker processes; the batch stream does not depend on it
+    max_slab_bytes: int = 64 * 2**20  # read a time window globally when it is at most this large
+
+    def validate(self) -> None:
+        if self.validation is not None and self.train.overlaps(self.validation):
+            raise ConfigError(
+                f"train period {self.train.start} .. {self.train.end} overlaps validation period "
+                f"{self.validation.start} .. {self.validation.end}; validation must be held out"
+            )
+        if self.batch_size < 1 or self.samples_per_window < 1 or self.num_workers < 0:
+            raise ConfigError("batch_size and samples_per_window must be >= 1, num_workers >= 0")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = 3e-4  # peak learning rate (after warm-up)
+    weight_decay: float = 0.05  # AdamW, on matrices only (not biases, norms, mask embeddings)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0  # max global gradient norm; <= 0 disables clipping
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    warmup_steps: int = 100  # linear warm-up from 0
+    decay: Literal["cosine", "linear", "constant"] = "cosine"  # over the remaining ``RunConfig.steps``
+    min_lr_ratio: float = 0.1  # floor of the decay, as a fraction of the peak
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    every_steps: int = 200  # 0 disables periodic validation
+    batches: int = 4  # fixed batches from the validation period, split across ranks
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_steps: int = 500  # 0: only at the end of fit()
+    keep: int = 2  # periodic checkpoints kept besides ``last.pt``
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    every_steps: int = 10
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class InitFromConfig:
+    """Initialise fields from a checkpoint (plug-and-play): e.g. single-field runs seeding a
+    multiformer, or a trained model whose fields stay frozen while a new field is added."""
+
+    checkpoint: str
+    fields: tuple[str, ...] = ()  # () = every field present in both
+    freeze: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    data: DataConfig
+    losses: dict[str, float] = field(default_factory=lambda: {"mse_ensemble": 1.0, "stats": 1.0})
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    init_from: tuple[InitFromConfig, ...] = ()
+    steps: int = 1000  # training steps of a run (also the horizon of the learning-rate decay)
+    seed: int = 0
+    amp: bool = True  # bf16 autocast on CUDA devices; no effect on CPU
+
+    def validate(self) -> None:
+        unknown = [name for name in self.losses if name not in LOSSES]
+        if unknown or not self.losses:
+            raise ConfigError(f"losses: {unknown or '{}'} not among the known losses {sorted(LOSSES)}")
+        if any(w <= 0 for w in self.losses.values()):
+            raise ConfigError(f"losses: weights {self.losses} must be > 0")
+        if self.steps < 1:
+            raise ConfigError(f"steps: {self.steps} must be >= 1")
+
+    def with_overrides(self, *, steps: int | None = None, store: str | None = None) -> RunConfig:
+        """A copy with command-line overrides applied."""
+        run = self if steps is None else replace(self, steps=steps)
+        return run if store is None else replace(run, data=replace(run.data, store=store))
+
+
+def load_run_config(source: str | Path | dict) -> RunConfig:
+    """Read and validate a run YAML (or a mapping)."""
+    return load_yaml(RunConfig, source)
+
+
+def run_config_to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def run_config_from_yaml(text: str, *, origin: str = "<checkpoint>") -> RunConfig:
+    return from_dict(RunConfig, yaml.safe_load(text), origin=origin)

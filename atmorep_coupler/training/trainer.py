@@ -1,0 +1,358 @@
+"""Single-process training loop with exact resume; the Ray path wraps the same class.
+
+``Trainer`` owns the model, optimiser (AdamW), schedule (linear warm-up, then cosine/linear decay to a
+floor), the batch streams and the checkpoint format. One ``train_step`` is one optimiser step on the
+next batch of this rank's stream; ``validate`` scores fixed batches of the held-out period;
+``fit`` is the local loop with a progress bar, CSV + TensorBoard logs and checkpoints.
+
+Distributed training (``training/distributed.py``) passes ``rank``/``world_size``, a ``wrap_model``
+(e.g. ``ray.train.torch.prepare_model``) and ``reduce_metrics``, a function that **sums** a
+``dict[str, float]`` across ranks (validation adds up additive statistics, then computes scores).
+
+Exact resume (D13): a checkpoint holds the model, optimiser and scheduler states, the step (which is
+also the position of the batch stream: batch ``k`` is a pure function of (seed, rank, k)), the torch
+RNG state (dropout), the frozen parameter names, the run config as YAML text and a fingerprint of the
+normalisation statistics. It contains only tensors, numbers, strings, lists and dicts, so
+``torch.load(path, weights_only=True)`` reads it. On CPU a resumed run continues bit for bit.
+
+Mixed precision: bf16 autocast on CUDA when ``amp`` (bf16 has fp32's range, so no loss scaling and no
+GradScaler state is needed); the ensemble tail and the losses run in fp32. No effect on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import time
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tqdm.auto import tqdm
+
+from atmorep_coupler.data.sampler import VALIDATION_STREAM, BatchStream, NeighbourhoodSampler, TRAIN_STREAM
+from atmorep_coupler.data.store import open_store
+from atmorep_coupler.errors import CheckpointError, ConfigError
+from atmorep_coupler.model.losses import total_loss
+from atmorep_coupler.model.masking import Masker
+from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_latitudes
+from atmorep_coupler.model.multiformer import Multiformer, load_fields
+from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
+
+__all__ = ["Trainer", "WarmupDecay", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "atmorep_coupler.trainer/1"
+
+
+class WarmupDecay:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then decay to ``floor`` at ``total``."""
+
+    def __init__(self, warmup: int, total: int, decay: str, floor: float):
+        self.warmup, self.total, self.decay, self.floor = warmup, total, decay, floor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.decay == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        shape = 0.5 * (1 + math.cos(math.pi * progress)) if self.decay == "cosine" else 1 - progress
+        return self.floor + (1 - self.floor) * shape
+
+
+def _stream_seed(seed: int, *key: int) -> int:
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def normalization_fingerprint(norm) -> str:
+    """SHA-256 over the normalisation statistics (names and values), to detect a changed store."""
+    digest = hashlib.sha256()
+    for name in sorted(norm.dataset.data_vars):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(norm.dataset[name].values).tobytes())
+    return digest.hexdigest()
+
+
+class Trainer:
+    def __init__(self, run_config: RunConfig, *, rank: int = 0, world_size: int = 1,
+                 device: str | torch.device = "cpu", wrap_model: Callable | None = None,
+                 reduce_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None,
+                 log_dir: str | Path | None = None, frozen: list[str] | None = None):
+        """``frozen``: parameter names to freeze instead of applying ``init_from`` (used on resume)."""
+        self.config = run_config
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self.reduce_metrics = reduce_metrics
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        cfg = run_config.model
+        torch.manual_seed(run_config.seed)  # identical initial weights on every rank
+        self.raw_model = Multiformer(cfg)
+        if frozen is None:
+            frozen = []
+            for init in run_config.init_from:
+                loaded = load_fields(self.raw_model, init.checkpoint, list(init.fields) or None, freeze=init.freeze)
+                frozen += loaded if init.freeze else []
+        params = dict(self.raw_model.named_parameters())
+        for name in frozen:
+            params[name].requires_grad_(False)
+        self.frozen = [n for n, p in params.items() if not p.requires_grad]
+        self.raw_model.to(self.device)
+        self.model = wrap_model(self.raw_model) if wrap_model else self.raw_model
+        self.optimizer = self._build_optimizer()
+        total = run_config.steps
+        sched = run_config.schedule
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, WarmupDecay(sched.warmup_steps, total, sched.decay, sched.min_lr_ratio)
+        )
+        self.step = 0
+        torch.manual_seed(_stream_seed(run_config.seed, 2, rank))  # dropout stream of this rank
+        data = run_config.data
+        self.store = open_store(data.store)
+        self.masker = Masker(cfg)
+        self.train_sampler = self._sampler(TRAIN_STREAM, data.train, rank)
+        self.validation_sampler = self._sampler(VALIDATION_STREAM, data.validation, 0) if data.validation else None
+        self._batches: Iterator | None = None
+        self._levels = {f.name: level_labels(f) for f in cfg.predicted_fields}
+        self._field_weights = {f.name: f.loss_weight for f in cfg.predicted_fields}
+        use_amp = run_config.amp and self.device.type == "cuda"
+        self._autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+
+    # ------------------------------------------------------------------------------ construction
+    def _build_optimizer(self) -> torch.optim.AdamW:
+        opt = self.config.optimizer
+        trainable = [(n, p) for n, p in self.raw_model.named_parameters() if p.requires_grad]
+        if not trainable:
+            raise ConfigError("every parameter is frozen: nothing to train (check init_from[].freeze)")
+        groups = [
+            {"params": [p for _, p in trainable if p.ndim >= 2], "weight_decay": opt.weight_decay},
+            {"params": [p for _, p in trainable if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=opt.lr, betas=opt.betas)
+
+    def _sampler(self, stream: int, period, rank: int) -> NeighbourhoodSampler:
+        data = self.config.data
+        return NeighbourhoodSampler(
+            self.store, self.config.model, batch_size=data.batch_size, start=period.start, end=period.end,
+            samples_per_window=data.samples_per_window, seed=self.config.seed, stream=stream, rank=rank,
+            max_slab_bytes=data.max_slab_bytes,
+        )
+
+    def _loader(self, stream: BatchStream) -> Iterator:
+        workers = self.config.data.num_workers
+        if workers == 0:
+            return iter(stream)
+        return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
+                                                pin_memory=self.device.type == "cuda"))
+
+    # ------------------------------------------------------------------------------ steps
+    def _forward(self, batch, masked):
+        masked = {k: v.to(self.device) for k, v in masked.items()}
+        meta = {k: v.to(self.device) for k, v in batch.meta.items()}
+        with self._autocast():
+            outputs = self.model(masked, meta)
+        targets = {k: masked[k].targets for k in outputs}
+        loss, parts = total_loss(outputs, targets, self.config.losses, self._field_weights)
+        return outputs, masked, loss, parts
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step on the next batch of this rank's stream."""
+        if self._batches is None:
+            self._batches = self._loader(BatchStream(self.train_sampler, self.masker, start=self.step))
+        index, batch, masked = next(self._batches)
+        if index != self.step:  # the stream position is the step; anything else is a bug
+            raise RuntimeError(f"batch stream at index {index}, trainer at step {self.step}")
+        self.model.train()
+        _, _, loss, parts = self._forward(batch, masked)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.optimizer.grad_clip
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        metrics = {"loss": float(loss.detach()), "lr": lr, "grad_norm": float(grad_norm),
+                   "samples": float(self.config.data.batch_size)}
+        metrics.update({k: float(v) for k, v in parts.items()})
+        return metrics
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss and latitude-weighted scores on the fixed validation batches (summed across ranks)."""
+        if self.validation_sampler is None:
+            raise ConfigError("data.validation: no validation period configured")
+        n = self.config.validation.batches
+        stream = BatchStream(self.validation_sampler, self.masker, start=self.rank, stop=n, step=self.world_size)
+        acc = ScoreAccumulator(self._levels, self.config.model.ensemble_size)
+        loss_sum, count = 0.0, 0
+        self.model.eval()
+        for _, batch, masked in self._loader(stream):
+            outputs, masked, loss, _ = self._forward(batch, masked)
+            loss_sum, count = loss_sum + float(loss), count + 1
+            lat = batch.latitude.to(self.device)
+            for name, out in outputs.items():
+                field = self.config.model.field(name)
+                index = masked[name].target_index
+                acc.update(name, out.mean, masked[name].targets, index[:, 1],
+                           target_latitudes(lat, index, field.token_size), out.members)
+        sums = acc.sums() | {"loss_sum": loss_sum, "batches": float(count)}
+        if self.reduce_metrics is not None:
+            sums = self.reduce_metrics(sums)
+        result = scores({k: v for k, v in sums.items() if "/" in k}, self.config.model.ensemble_size)
+        result["loss"] = sums["loss_sum"] / max(sums["batches"], 1.0)
+        return result
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": run_config_to_yaml(self.config),
+            "step": self.step,
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
+            "frozen": list(self.frozen),
+            "sampler": {"seed": self.config.seed, "rank": self.rank, "next_index": self.step},
+            "normalization": {"store": str(self.store.path), "source": str(self.store.normalization.source),
+                              "fingerprint": normalization_fingerprint(self.store.normalization)},
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"not a trainer checkpoint (format {state.get('format')!r}, "
+                                  f"expected {CHECKPOINT_FORMAT!r})")
+        fingerprint = normalization_fingerprint(self.store.normalization)
+        if state["normalization"]["fingerprint"] != fingerprint:
+            raise CheckpointError(
+                f"normalisation statistics of store {str(self.store.path)!r} differ from those the "
+                f"checkpoint was trained with ({state['normalization']['source']}); use the same store "
+                "or statistics, or start a new run with init_from"
+            )
+        self.raw_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self._batches = None  # restart the stream at the restored step
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write atomically (temporary file, then rename), so a crash never leaves half a checkpoint."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, store: str | None = None, steps: int | None = None,
+                        **kwargs) -> Trainer:
+        """Rebuild a trainer from ``path`` (config included) and restore its state; ``store`` points
+        to the data if it moved, ``steps`` extends the run (and its schedule horizon)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
+        if not isinstance(state, dict) or "config" not in state:
+            raise CheckpointError(f"{path}: not a trainer checkpoint (no 'config' entry)")
+        config = run_config_from_yaml(state["config"], origin=f"{path}: config").with_overrides(
+            steps=steps, store=store)
+        trainer = cls(config, frozen=state["frozen"], **kwargs)
+        trainer.load_state_dict(state)
+        return trainer
+
+    # ------------------------------------------------------------------------------ local loop
+    def fit(self, num_steps: int | None = None, *, progress: bool = True) -> dict[str, float]:
+        """Train until step ``num_steps`` (default ``config.steps``) with logs and checkpoints under
+        ``log_dir``; returns the last training metrics (plus ``val/...`` of the last validation)."""
+        cfg = self.config
+        end = cfg.steps if num_steps is None else num_steps
+        main = self.rank == 0 and self.log_dir is not None
+        logger = _Logger(self.log_dir, cfg.logging.tensorboard) if main else None
+        metrics: dict[str, float] = {}
+        bar = tqdm(total=end, initial=self.step, desc="training", unit="step",
+                   disable=not progress or self.rank != 0)
+        try:
+            while self.step < end:
+                start = time.perf_counter()
+                metrics = self.train_step()
+                metrics["samples_per_s"] = metrics["samples"] / (time.perf_counter() - start)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_per_s=f"{metrics['samples_per_s']:.1f}")
+                if logger and (self.step % cfg.logging.every_steps == 0 or self.step == end):
+                    logger.log("train", self.step, metrics)
+                val_every = cfg.validation.every_steps
+                if self.validation_sampler is not None and val_every and (self.step % val_every == 0 or self.step == end):
+                    val = self.validate()
+                    metrics.update({f"val/{k}": v for k, v in val.items()})
+                    bar.write(f"step {self.step}: validation loss {val['loss']:.4f}")
+                    if logger:
+                        logger.log("validation", self.step, val)
+                every = cfg.checkpoint.every_steps
+                if main and every and self.step % every == 0 and self.step != end:
+                    self._save_periodic()
+            if main:
+                self.save_checkpoint(self.log_dir / "checkpoints" / "last.pt")
+        finally:
+            bar.close()
+            if logger:
+                logger.close()
+        return metrics
+
+    def _save_periodic(self) -> None:
+        folder = self.log_dir / "checkpoints"
+        self.save_checkpoint(folder / f"step_{self.step:08d}.pt")
+        self.save_checkpoint(folder / "last.pt")
+        old = sorted(folder.glob("step_*.pt"))[: -self.config.checkpoint.keep or None]
+        for path in old:
+            path.unlink()
+
+
+class _Logger:
+    """CSV files (``train.csv``, ``validation.csv``; appended on resume) and TensorBoard scalars."""
+
+    def __init__(self, folder: Path, tensorboard: bool):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self._writers: dict[str, tuple] = {}
+        self.tensorboard = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(folder / "tensorboard"))
+
+    def log(self, kind: str, step: int, metrics: Mapping[str, float]) -> None:
+        row = {"step": step, **metrics}
+        if kind not in self._writers:
+            path = self.folder / f"{kind}.csv"
+            new = not path.exists()
+            handle = path.open("a", newline="")
+            writer = csv.DictWriter(handle, fieldnames=list(row), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            self._writers[kind] = (handle, writer)
+        handle, writer = self._writers[kind]
+        writer.writerow(row)
+        handle.flush()
+        if self.tensorboard is not None:
+            for key, value in metrics.items():
+                self.tensorboard.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        for handle, _ in self._writers.values():
+            handle.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up the environment and run the main job on the embedded default data:
+# generate (or reuse) the default Held–Suarez dataset, then the steps that exist so far.
+# Extra arguments go to `python -m atmorep_coupler.quickstart`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+export PYTHONUNBUFFERED=1
+exec .venv/bin/python -m atmorep_coupler.quickstart "$@"

@@ -1,0 +1,49 @@
+"""Session-wide fixtures shared by every test area.
+
+``tiny_store``: the ``--tiny`` default dataset (dinosaur Held–Suarez, T21, 4 days of 3-hourly
+output on 7 pressure levels, 32x64 grid, normalisation statistics included), generated once per
+test session into a temporary folder by the real command line in a subprocess (so JAX never loads
+into the test process just for this). Open it with ``atmorep_coupler.data.open_store(tiny_store)``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_STORE_TIMEOUT_S = 600
+
+
+def make_tiny_store(out: Path, *, seed: int = 0, extra_env: dict | None = None) -> Path:
+    """Run ``python -m atmorep_coupler.data make-default --tiny`` into ``out`` and return it."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "atmorep_coupler.data",
+        "make-default",
+        "--tiny",
+        "--quiet",
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=TINY_STORE_TIMEOUT_S, env=extra_env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """Path of the tiny default store (read it; do not modify it -- other tests share it)."""
+    return make_tiny_store(tmp_path_factory.mktemp("default_data") / "tiny.zarr")
+
+
+@pytest.fixture(scope="session")
+def make_default_cli():
+    """The function behind ``tiny_store``, for tests that need another generator run."""
+    return make_tiny_store

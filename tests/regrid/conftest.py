@@ -1,0 +1,60 @@
+"""Shared fixtures for the regridding tests: the ESMF reference directory and analytic fields."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: ESMF 8.8.1 reference cases (see its README.md); CI keeps them beside the repository.
+REFERENCE_DIR = Path(
+    os.environ.get(
+        "ATMOREP_ESMF_REFERENCE",
+        Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "esmf-weights",
+    )
+).resolve()
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE_DIR / "summary.json").exists():
+        pytest.skip(f"ESMF reference files not found at {REFERENCE_DIR} (set ATMOREP_ESMF_REFERENCE)")
+    return REFERENCE_DIR
+
+
+def reference_field(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
+    """The README's test field ``2 + sin(2 lat) cos(lon) + cos(lat)^2 cos(2 lon)`` (integral 8 pi)."""
+    lat, lon = np.deg2rad(lat_deg), np.deg2rad(lon_deg)
+    return 2 + np.sin(2 * lat) * np.cos(lon) + np.cos(lat) ** 2 * np.cos(2 * lon)
+
+
+def harmonic_field(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
+    """A smooth field of (unnormalised) real spherical harmonics, 3 + Y_3^2 + Y_5^1 + Y_4^0.
+
+    With ``x = sin(lat) = cos(colatitude)``: ``Y_3^2 ~ (1 - x^2) x cos(2 lon)``,
+    ``Y_5^1 ~ sqrt(1 - x^2) (21 x^4 - 14 x^2 + 1) sin(lon)``, ``Y_4^0 ~ 35 x^4 - 30 x^2 + 3``;
+    the non-constant terms integrate to zero over the sphere.
+    """
+    x = np.sin(np.deg2rad(lat_deg))
+    c = np.cos(np.deg2rad(lat_deg))
+    lon = np.deg2rad(lon_deg)
+    return (
+        3.0
+        + (1 - x**2) * x * np.cos(2 * lon)
+        + 0.25 * c * (21 * x**4 - 14 * x**2 + 1) * np.sin(lon)
+        + 0.125 * (35 * x**4 - 30 * x**2 + 3)
+    )
+
+
+@pytest.fixture(scope="session")
+def field_f():
+    """The README's reference test field as a function of (lat, lon) in degrees."""
+    return reference_field
+
+
+@pytest.fixture(scope="session")
+def field_ylm():
+    """A spherical-harmonic test field as a function of (lat, lon) in degrees."""
+    return harmonic_field
