@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     ray = parser.add_argument_group("distributed training with Ray Train (docs/training.md)")
     ray.add_argument("--num-workers", type=int, default=0,
                      help="Ray Train workers (DDP ranks); 0 = this process, no Ray (default: %(default)s)")
-    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs reserved per worker (default: %(default)s)")
-    ray.add_argument("--gpus-per-worker", type=int, default=0, choices=(0, 1), help="GPUs per worker (default: %(default)s)")
+    ray.add_argument("--cpus-per-worker", type=float, default=1.0,
+                     help="CPUs reserved per worker; fractions allowed (default: %(default)s)")
+    ray.add_argument("--gpus-per-worker", type=int, default=0, choices=(0, 1),
+                     help="GPUs per worker (default: %(default)s)")
     ray.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp",
                      help="ddp: replicate the model; fsdp: shard it over the ranks (default: %(default)s)")
     ray.add_argument("--run-name", help="run folder under --storage; re-running a name resumes it "
@@ -109,7 +111,9 @@ def _main_distributed(args: argparse.Namespace) -> dict:
         storage=storage.resolve(),
         progress=not args.no_progress,
     )
-    config = load_run_config(config_path(args.config)).with_overrides(steps=args.steps, store=args.store) if args.config else None
+    config = None
+    if args.config:
+        config = load_run_config(config_path(args.config)).with_overrides(steps=args.steps, store=args.store)
     result = train_distributed(config, options, init_checkpoint=args.resume, steps=args.steps, store=args.store)
     print(json.dumps(result, indent=2, sort_keys=True))
     return result

@@ -152,7 +152,8 @@ class ExchangeItem:
 
     ``intent`` defaults from ``role`` (prognostic: inout, diagnostic: out, others: in); a data
     component that *produces* a forcing says ``intent="out"``. ``valid_range`` (in ``units``) and
-    ``allow_nan`` guard imported values.
+    ``allow_nan`` guard imported values. ``optional``: an import the component can run without
+    (e.g. a nudging target), so a coupling YAML need not deliver it.
     """
 
     name: str
@@ -165,6 +166,7 @@ class ExchangeItem:
     dtype: str = "float64"
     valid_range: tuple[float, float] | None = None
     allow_nan: bool = False
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if self.role not in _DEFAULT_INTENT:
@@ -175,6 +177,8 @@ class ExchangeItem:
             object.__setattr__(self, "intent", _DEFAULT_INTENT[self.role])
         if self.intent not in ("in", "out", "inout"):
             raise ComponentError(f"exchange item {self.name!r}: intent {self.intent!r} is not 'in', 'out' or 'inout'")
+        if self.optional and self.intent != "in":
+            raise ComponentError(f"exchange item {self.name!r}: only imports (intent 'in') can be optional")
         parse_units(self.units, what=f"exchange item {self.name!r}")
         dtype = np.dtype(self.dtype)
         if dtype.kind not in "fiu":

@@ -53,6 +53,7 @@ COMPONENT_KINDS: dict[str, str] = {
     "prescribed": "components.forcing:PrescribedField",
     "insolation": "components.forcing:Insolation",
     "co2_scenario": "components.forcing:CO2Scenario",
+    "classical": "components.classical:ClassicalModel",
     "receiver": "atmorep_coupler.coupling.receiver:FieldReceiver",
 }
 """Registry names for ``components.<id>.kind``; any other class is named as ``"pkg.module:Class"``."""
@@ -490,10 +491,12 @@ def check_exchange_items(
     grids: Mapping[str, Any],
 ) -> None:
     """Pre-run checks that need the components (``items[component][name]`` → an object with
-    ``units``, ``intent``, ``is_input``, ``is_output``) and the built grids (``grids[grid id]``).
+    ``units``, ``intent``, ``optional``, ``is_input``, ``is_output``, an :class:`ExchangeItem`) and the
+    built grids (``grids[grid id]``).
 
     Every source field is an export of its component and every destination field an import; every
-    import of every component has exactly one producer; units convert; weight files fit the grids.
+    import of every component (except optional ones) has exactly one producer; units convert; weight
+    files fit the grids.
     """
 
     def fail(path: str, message: str) -> ConfigError:
@@ -531,8 +534,9 @@ def check_exchange_items(
                                grids[config.components[c.from_].grid], grids[config.components[c.to].grid])
     for name, component_items in items.items():
         for item_name, item in component_items.items():
-            # An "inout" (prognostic) item is the component's own state: coupling into it is optional.
-            if item.intent == "in" and (name, item_name) not in produced:
+            # An "inout" (prognostic) item is the component's own state: coupling into it is optional;
+            # so is an import the component declares optional (it runs without it).
+            if item.intent == "in" and not item.optional and (name, item_name) not in produced:
                 raise fail("couplings", f"import {item_name!r} of component {name!r} has no producer; "
                            "add a coupling that delivers it")
     for i, o in enumerate(config.outputs):

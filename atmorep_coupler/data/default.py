@@ -38,6 +38,10 @@ from atmorep_coupler.errors import ConfigError, DataError
 
 __all__ = ["DefaultDataConfig", "cache_dir", "default_store_path", "generate", "is_complete"]
 
+#: Version of what the generator writes for a given config; part of the fingerprint and of the saved
+#: config, so a store (or cache entry) written by an older generator is never taken for a current one.
+#: 2: Gaussian -> lat-lon regridding through atmorep_coupler.regrid (ESMF great-circle cells).
+GENERATOR_VERSION = 2
 STATE_GROUP = "generator"
 STATE_FILE = "state.npz"
 #: Default size of one written block (as float32); sets the checkpoint granularity.
@@ -154,7 +158,7 @@ class DefaultDataConfig:
 
 
 def _jsonable(config: DefaultDataConfig) -> dict:
-    return json.loads(json.dumps(to_dict(config), default=str))
+    return json.loads(json.dumps({**to_dict(config), "generator_version": GENERATOR_VERSION}, default=str))
 
 
 def cache_dir() -> Path:

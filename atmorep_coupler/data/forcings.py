@@ -31,6 +31,7 @@ __all__ = [
     "surface_equilibrium_temperature",
     "toa_insolation",
     "warming",
+    "warming_from_co2",
 ]
 
 OBLIQUITY_DEG = 23.44
@@ -144,6 +145,13 @@ def co2_equivalent(days, scenario: ClimateScenario, xp: ModuleType = np):
     return scenario.co2_reference_ppm * 2.0 ** (warming(days, scenario, xp) / scenario.climate_sensitivity_K)
 
 
+def warming_from_co2(co2_ppm, scenario: ClimateScenario, xp: ModuleType = np):
+    """The surface warming (K) that a CO2-equivalent concentration stands for: the inverse of
+    :func:`co2_equivalent`, ΔT = S log2(C / C0). Lets a model driven by a CO2 series (e.g. a coupled
+    scenario component) apply the same equilibrium-temperature shift as the ramp itself."""
+    return scenario.climate_sensitivity_K * xp.log2(co2_ppm / scenario.co2_reference_ppm)
+
+
 def equilibrium_temperature(
     lat_rad,
     p_over_p0,
@@ -151,17 +159,19 @@ def equilibrium_temperature(
     scenario: ClimateScenario,
     hs: HeldSuarezParameters = HeldSuarezParameters(),
     xp: ModuleType = np,
+    warming_K=None,
 ):
     """Held–Suarez radiative-equilibrium temperature (K), their eq. (3), made time dependent:
 
     Teq = max(Tmin, [T0 + ΔT(t) - ΔTy sin²(φ - φh(t)) - Δθz ln(p/p0) cos²(φ - φh(t))] (p/p0)^κ)
 
     with φh the latitude of maximum heating (:func:`heating_latitude`, the seasonal cycle) and
-    ΔT the warming ramp (:func:`warming`)."""
+    ΔT the warming ramp (:func:`warming`), or ``warming_K`` when given (a warming imported from
+    elsewhere, e.g. :func:`warming_from_co2` of a coupled CO2 series)."""
     shifted = lat_rad - heating_latitude(days, scenario, xp)
     bracket = (
         hs.t_surface_K
-        + warming(days, scenario, xp)
+        + (warming(days, scenario, xp) if warming_K is None else warming_K)
         - hs.delta_t_y_K * xp.sin(shifted) ** 2
         - hs.delta_theta_z_K * xp.log(p_over_p0) * xp.cos(shifted) ** 2
     )

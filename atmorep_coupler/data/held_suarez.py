@@ -1,24 +1,28 @@
 """Dinosaur's primitive equations with a seasonal, warming Held–Suarez forcing, as a steppable model.
 
-One class, :class:`HeldSuarezModel`, used by the default-data generator and (later) by the coarse
-classical component. It builds a spectral dynamical core at a triangular truncation (T10 ... T42
-and up), starts from a seeded rest state, advances by any number of steps through one compiled
-loop, diagnoses vorticity, divergence, temperature, geopotential, u and v on pressure levels on its
-native Gaussian grid or conservatively regridded to a regular latitude-longitude grid, exposes its
-state as numpy arrays for restarts, and can be nudged toward a target state.
+One class, :class:`HeldSuarezModel`, used by the default-data generator and by the coarse classical
+component (``components/classical.py``). It builds a spectral dynamical core at a triangular
+truncation (T10 ... T42 and up), starts from a seeded rest state, advances by any number of steps
+through one compiled loop, diagnoses vorticity, divergence, temperature, geopotential, u and v on
+pressure levels on its native Gaussian grid or conservatively regridded (:mod:`atmorep_coupler.regrid`)
+to a regular latitude-longitude grid, exposes its state as numpy arrays for restarts, and can be
+nudged toward a target state (a model state, or fields on pressure levels).
 
 The forcing is Held & Suarez (1994) with the equilibrium temperature of
 :func:`.forcings.equilibrium_temperature`: the latitude of maximum heating follows the solar
 declination and the surface equilibrium temperature carries a warming ramp. Time enters through the
 model clock (step index times dt, days since the scenario epoch), so the same model with another
-:class:`.forcings.ClimateScenario` is a counterfactual run.
+:class:`.forcings.ClimateScenario` is a counterfactual run. The warming can also be set from outside
+(:meth:`HeldSuarezModel.set_warming`), e.g. from a coupled CO2 scenario.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +43,7 @@ from atmorep_coupler.data import forcings
 from atmorep_coupler.data.default import cache_dir
 from atmorep_coupler.data.forcings import ClimateScenario, HeldSuarezParameters
 from atmorep_coupler.errors import ConfigError, DataError
+from atmorep_coupler.regrid import GaussianGrid, LatLonGrid, Regridder
 
 # Compiling the model costs seconds and every generator run, restart and test compiles the same
 # programs: keep XLA executables in the user cache unless the user configured a cache already.
@@ -63,6 +68,13 @@ _PINT_UNITS = {"s-1": "1/s", "K": "K", "m2 s-2": "m**2/s**2", "m s-1": "m/s", "P
 _PROGNOSTIC = ("vorticity", "divergence", "temperature_variation", "log_surface_pressure")
 # Exponential spectral filter of dinosaur's Held-Suarez example (NeuralGCM), per unit model time.
 _FILTER = {"tau": 0.0087504, "order": 1.5, "cutoff": 0.8}
+#: Fields a pressure-level nudging target may hold (:meth:`HeldSuarezModel.nudging_target`).
+NUDGING_FIELDS = ("temperature", "u_component_of_wind", "v_component_of_wind")
+# Pressure -> sigma interpolation of nudging targets: linear in pressure, constant beyond the
+# outermost levels (always finite; the levels outside the target's range are not nudged anyway).
+_CONSTANT_EXTRAPOLATION = vertical_interpolation.vectorize_vertical_interpolation(
+    vertical_interpolation.vertical_interpolation
+)
 
 
 @dataclass(frozen=True)
@@ -111,35 +123,15 @@ def _gaussian_grid(n: int) -> spherical_harmonic.Grid:
     return spherical_harmonic.Grid.construct(max_wavenumber=n, gaussian_nodes=math.ceil((3 * n + 1) / 4))
 
 
-def _latitude_overlap_weights(src_sin_bounds: np.ndarray, dst_sin_bounds: np.ndarray) -> np.ndarray:
-    """Conservative weights W[dst, src] on the sphere along latitude: overlap of the cells' areas
-    (differences of sin latitude), normalised by the destination cell area."""
-    lo = np.maximum(dst_sin_bounds[:-1, None], src_sin_bounds[None, :-1])
-    hi = np.minimum(dst_sin_bounds[1:, None], src_sin_bounds[None, 1:])
-    overlap = np.clip(hi - lo, 0.0, None)
-    return overlap / overlap.sum(axis=1, keepdims=True)
-
-
-def _longitude_overlap_weights(src_deg: np.ndarray, dst_deg: np.ndarray) -> np.ndarray:
-    """Conservative weights W[dst, src] along longitude for uniform cells centred on the points,
-    counting overlaps across the 0°/360° seam."""
-    half_s = 180.0 / src_deg.size
-    half_d = 180.0 / dst_deg.size
-    overlap = sum(
-        np.clip(
-            np.minimum(dst_deg[:, None] + half_d, src_deg[None, :] + half_s + shift)
-            - np.maximum(dst_deg[:, None] - half_d, src_deg[None, :] - half_s + shift),
-            0.0,
-            None,
-        )
-        for shift in (-360.0, 0.0, 360.0)
-    )
-    return overlap / overlap.sum(axis=1, keepdims=True)
-
-
 class _SeasonalHeldSuarezForcing(time_integration.ExplicitODE):
     """Held–Suarez relaxation (their eqs. 1-4) toward the time-dependent equilibrium temperature
-    of :func:`.forcings.equilibrium_temperature`; time is read from ``state.sim_time``."""
+    of :func:`.forcings.equilibrium_temperature`; time is read from ``state.sim_time``.
+
+    ``warming``: ``None`` (the scenario's ramp) or a pair ``(use, kelvin)`` of traced scalars set by
+    :meth:`with_warming`: where ``use`` is non-zero the warming is ``kelvin`` instead of the ramp.
+    """
+
+    warming = None
 
     def __init__(
         self,
@@ -166,6 +158,12 @@ class _SeasonalHeldSuarezForcing(time_integration.ExplicitODE):
         self.k_t = k_a + (k_s - k_a) * boundary * np.cos(self.lat) ** 4
         self.sigma = sigma[:, None, None]
 
+    def with_warming(self, use, kelvin) -> _SeasonalHeldSuarezForcing:
+        """A copy that takes the warming ``kelvin`` instead of the ramp where ``use`` is non-zero."""
+        other = copy.copy(self)
+        other.warming = (use, kelvin)
+        return other
+
     def explicit_terms(self, state):
         aux = primitive_equations.compute_diagnostic_state_sigma(state=state, coords=self.coords)
         grid = self.coords.horizontal
@@ -173,8 +171,12 @@ class _SeasonalHeldSuarezForcing(time_integration.ExplicitODE):
         temperature = self.reference_temperature[:, None, None] + aux.temperature_variation
         surface_pressure = jnp.exp(grid.to_nodal(state.log_surface_pressure))
         days = state.sim_time / self.day
+        shift = forcings.warming(days, self.scenario, xp=jnp)
+        if self.warming is not None:
+            use, kelvin = self.warming
+            shift = jnp.where(use != 0, kelvin, shift)
         t_eq = self.kelvin * forcings.equilibrium_temperature(
-            self.lat, self.sigma * surface_pressure / self.p0, days, self.scenario, self.hs, xp=jnp
+            self.lat, self.sigma * surface_pressure / self.p0, days, self.scenario, self.hs, xp=jnp, warming_K=shift
         )
         velocity_tendency = grid.to_modal(velocity_tendency)
         return primitive_equations.State(
@@ -188,13 +190,13 @@ class _SeasonalHeldSuarezForcing(time_integration.ExplicitODE):
 
 class _Nudging(time_integration.ExplicitODE):
     """Newtonian relaxation of the prognostic fields toward a target state,
-    ∂x/∂t = -(x - x_target) / τ; ``rate`` = 1/τ (0 switches it off)."""
+    ∂x/∂t = -r (x - x_target); ``rates[field]`` = r = weight / τ per level (0 switches it off)."""
 
-    def __init__(self, target: dict, rate):
-        self.target, self.rate = target, rate
+    def __init__(self, target: dict, rates: dict):
+        self.target, self.rates = target, rates
 
     def explicit_terms(self, state):
-        relax = {k: -self.rate * (getattr(state, k) - self.target[k]) for k in _PROGNOSTIC}
+        relax = {k: -self.rates[k] * (getattr(state, k) - self.target[k]) for k in _PROGNOSTIC}
         return primitive_equations.State(**relax, sim_time=0.0)
 
 
@@ -250,34 +252,44 @@ class HeldSuarezModel:
         self._init_fn = jax.jit(self._init_fn)
         self._advance = jax.jit(self._advance_fn)
         self._diagnose = jax.jit(self._diagnose_fn)
+        self._to_sigma = jax.jit(self._to_sigma_fn, static_argnums=1)
         self._state = None
         self.step_index = 0
-        self._nudge_target: dict | None = None
-        self._nudge_rate = 0.0
+        self.set_nudging(None)
+        self.set_warming(None)
 
     # ------------------------------------------------------------------------------ grids
     def _setup_grids(self, grid: spherical_harmonic.Grid) -> None:
         lon_rad, sin_lat = grid.nodal_axes
         _, weights = spherical_harmonic.get_latitude_nodes(grid.latitude_nodes, "gauss")
-        # Gaussian cells: bounded in sin(latitude) by the cumulative quadrature weights, so cell
-        # areas equal the quadrature weights and the regridding conserves the model's global mean.
-        src_bounds = np.concatenate([[-1.0], -1.0 + np.cumsum(weights)])
-        src_bounds[-1] = 1.0
         nlat, nlon = grid.latitude_nodes, grid.longitude_nodes
         self.gaussian_latitudes = np.rad2deg(np.arcsin(sin_lat))[::-1].copy()
         self.gaussian_longitudes = np.rad2deg(lon_rad)
         self.gaussian_weights = np.asarray(weights)[::-1].copy()
+        #: The model's grid for regridding: the same Gauss-Legendre nodes, cells bounded where
+        #: sin(latitude) accumulates the quadrature weights (so band areas are 2π w_j), north first.
+        self.gaussian_grid = GaussianGrid(nlat, nlon, lat_order="descending")
+        # The regular output grid: nlat bands from the poles, cells centred on 0°, Δλ, ... (ERA5-like).
         edges = 90.0 - 180.0 * np.arange(nlat + 1) / nlat  # descending
         self.latitudes = 0.5 * (edges[:-1] + edges[1:])
         self.longitudes = 360.0 * np.arange(nlon) / nlon
-        # rows: destination north first; columns: Gaussian cells north first (as diagnosed)
-        w_lat = _latitude_overlap_weights(src_bounds, np.sin(np.deg2rad(edges[::-1])))[::-1, ::-1]
-        w_lon = _longitude_overlap_weights(self.gaussian_longitudes, self.longitudes)
-        self._w_lat, self._w_lon = w_lat, w_lon
+        half = 180.0 / nlon
+        self.latlon_grid = LatLonGrid.from_centers(
+            self.latitudes,
+            self.longitudes,
+            lat_bounds=np.stack([edges[:-1], edges[1:]], axis=-1),
+            lon_bounds=np.stack([self.longitudes - half, self.longitudes + half], axis=-1),
+        )
+
+    @cached_property
+    def _latlon_regridder(self) -> Regridder:
+        """First-order conservative Gaussian -> lat-lon map (ESMF great-circle cells, FRACAREA), built once."""
+        return Regridder(self.gaussian_grid, self.latlon_grid, "conservative_normed", progress=False)
 
     def regrid(self, field: np.ndarray) -> np.ndarray:
-        """Gaussian ``[..., lat (north first), lon]`` -> regular lat-lon, conservatively (float64)."""
-        return self._w_lat @ np.asarray(field, dtype=np.float64) @ self._w_lon.T
+        """Gaussian ``[..., lat (north first), lon]`` -> regular lat-lon, conservatively (float64):
+        area integrals with the grids' cell areas are preserved to round-off."""
+        return self._latlon_regridder.apply(np.asarray(field, dtype=np.float64))
 
     # ------------------------------------------------------------------------------ state
     @property
@@ -323,25 +335,115 @@ class HeldSuarezModel:
             sim_time=jnp.float32(self.step_index * self._dt),
         )
 
-    def set_nudging(self, target: dict[str, np.ndarray] | None, tau_seconds: float | None = None) -> None:
-        """Relax toward ``target`` (a :meth:`get_state` dict) on time scale ``tau_seconds``;
-        ``None`` switches nudging off. Changing either does not recompile."""
+    def set_nudging(
+        self,
+        target: dict[str, np.ndarray] | None,
+        tau_seconds: float | None = None,
+        weights: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Relax toward ``target`` (prognostic arrays as in :meth:`get_state`) on time scale
+        ``tau_seconds``; ``None`` switches nudging off. Changing any of them does not recompile.
+
+        ``weights``: per field, a factor on the rate per sigma level (or one number); fields it
+        does not name are not nudged and need no target. Default: every field, fully.
+        """
+        levels, *spectral = self.coords.modal_shape
+        shapes = {k: (1 if k == "log_surface_pressure" else levels, *spectral) for k in _PROGNOSTIC}
         if target is None:
-            self._nudge_target, self._nudge_rate = None, 0.0
+            self._nudge_target = None
+            self._nudge_rates = {k: np.zeros((shapes[k][0], 1, 1), np.float32) for k in _PROGNOSTIC}
             return
         if not tau_seconds or tau_seconds <= 0:
             raise ConfigError(f"nudging time scale must be positive, got {tau_seconds!r} s")
-        self._nudge_target = {k: jnp.asarray(target[k], dtype=jnp.float32) for k in _PROGNOSTIC}
-        self._nudge_rate = 1.0 / float(self.physics.nondimensionalize(tau_seconds * units.s))
+        weights = {k: 1.0 for k in _PROGNOSTIC} if weights is None else weights
+        rate = 1.0 / float(self.physics.nondimensionalize(tau_seconds * units.s))
+        rates, goal = {}, {}
+        for k, shape in shapes.items():
+            w = np.asarray(weights.get(k, 0.0), dtype=np.float64).reshape(-1, 1, 1)
+            if w.shape[0] not in (1, shape[0]):
+                raise DataError(f"nudging weights of {k!r} have {w.shape[0]} levels; the model has {shape[0]}")
+            rates[k] = np.broadcast_to(rate * w, (shape[0], 1, 1)).astype(np.float32)
+            if not rates[k].any():
+                continue
+            if k not in target:
+                raise DataError(f"nudging target has no {k!r} but its weight is non-zero; give it or weight it 0")
+            if tuple(np.shape(target[k])) != shape:
+                raise DataError(f"nudging target {k!r} has shape {np.shape(target[k])}, the model state {shape}")
+            goal[k] = jnp.asarray(target[k], dtype=jnp.float32)
+        self._nudge_target = goal or None
+        self._nudge_rates = rates
+
+    def set_warming(self, kelvin: float | None) -> None:
+        """Use a surface warming of ``kelvin`` (K, the ΔT of :func:`.forcings.equilibrium_temperature`)
+        from now on instead of the scenario's ramp; ``None`` goes back to the ramp. Does not recompile."""
+        if kelvin is not None and not math.isfinite(kelvin):
+            raise ConfigError(f"warming must be a finite number of kelvin, got {kelvin!r}")
+        self._warming = (np.float32(kelvin is not None), np.float32(0.0 if kelvin is None else kelvin))
+
+    def nudging_target(
+        self, fields: dict[str, np.ndarray], levels_hPa
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``(target, weights)`` for :meth:`set_nudging` from fields on pressure levels.
+
+        ``fields``: any of :data:`NUDGING_FIELDS` (temperature alone, the winds as a pair, or all),
+        ``[level, lat (north first), lon]`` on the Gaussian grid in SI units, at the ascending
+        pressures ``levels_hPa``. They are interpolated (linearly in pressure) to the sigma levels
+        at the model's current surface pressure; winds become vorticity and divergence. A sigma level
+        is nudged (weight 1) when its pressure at 1000 hPa surface pressure lies within the
+        target's levels, and not at all otherwise (no extrapolated targets). Surface pressure is
+        not nudged.
+        """
+        self._require_state()
+        unknown = sorted(set(fields) - set(NUDGING_FIELDS))
+        winds = {"u_component_of_wind", "v_component_of_wind"} & set(fields)
+        if unknown or len(winds) == 1 or not fields:
+            raise DataError(
+                f"nudging fields {sorted(fields)}: expected temperature and/or the pair u_component_of_wind, "
+                f"v_component_of_wind{f' (unknown: {unknown})' if unknown else ''}"
+            )
+        levels = np.asarray(levels_hPa, dtype=np.float64)
+        if levels.ndim != 1 or levels.size < 2 or np.any(np.diff(levels) <= 0):
+            raise DataError(f"nudging target levels must be at least two ascending pressures, got {list(levels)} hPa")
+        shape = (levels.size, *self.gaussian_grid.shape)
+        for name, values in fields.items():
+            if np.shape(values) != shape:
+                raise DataError(f"nudging field {name!r} has shape {np.shape(values)}, expected {shape}")
+        # [level, lat (north first), lon] SI -> dinosaur's nodal [level, lon, lat (south first)], nondimensional
+        nodal = {
+            k: jnp.asarray(np.swapaxes(np.asarray(v, dtype=np.float64)[:, ::-1, :], -1, -2) / self._scale[k], jnp.float32)
+            for k, v in fields.items()
+        }
+        target = {k: np.asarray(v) for k, v in self._to_sigma(nodal, tuple(levels), self._state).items()}
+        sigma_hPa = 1000.0 * np.asarray(self.coords.vertical.centers)
+        inside = ((sigma_hPa >= levels[0]) & (sigma_hPa <= levels[-1])).astype(np.float32)
+        return target, {k: inside for k in target}
+
+    def _to_sigma_fn(self, nodal: dict, levels_hPa: tuple[float, ...], state) -> dict:
+        grid = self.coords.horizontal
+        pressure = vertical_interpolation.PressureCoordinates(
+            np.asarray([self.physics.nondimensionalize(p * 100.0 * units.pascal) for p in levels_hPa])
+        )
+        surface_pressure = jnp.exp(grid.to_nodal(state.log_surface_pressure))
+        on_sigma = vertical_interpolation.interp_pressure_to_sigma(
+            nodal, pressure, self.coords.vertical, surface_pressure, _CONSTANT_EXTRAPOLATION
+        )
+        target = {}
+        if "temperature" in on_sigma:
+            target["temperature_variation"] = grid.to_modal(on_sigma["temperature"] - self._ref_temps[:, None, None])
+        if "u_component_of_wind" in on_sigma:
+            target["vorticity"], target["divergence"] = spherical_harmonic.uv_nodal_to_vor_div_modal(
+                grid, on_sigma["u_component_of_wind"], on_sigma["v_component_of_wind"]
+            )
+        return target
 
     def _require_state(self) -> None:
         if self._state is None:
             raise DataError("HeldSuarezModel has no state: call initialize(seed) or set_state() first")
 
     # ------------------------------------------------------------------------------ stepping
-    def _advance_fn(self, state, start_index, n, target, rate):
+    def _advance_fn(self, state, start_index, n, target, rates, warming):
         equations = time_integration.compose_equations(
-            [self._dynamics, self._forcing, _Nudging(target, rate)]
+            [self._dynamics, self._forcing.with_warming(*warming), _Nudging(target, rates)]
         )
         step = time_integration.step_with_filters(
             time_integration.imex_rk_sil3(equations, self._dt),
@@ -358,9 +460,11 @@ class HeldSuarezModel:
     def step(self, n: int) -> None:
         """Advance ``n`` model steps (one compiled loop for every ``n``)."""
         self._require_state()
-        target = self._nudge_target or {k: jnp.zeros_like(getattr(self._state, k)) for k in _PROGNOSTIC}
+        target = {
+            k: (self._nudge_target or {}).get(k, jnp.zeros_like(getattr(self._state, k))) for k in _PROGNOSTIC
+        }
         self._state = self._advance(
-            self._state, jnp.int32(self.step_index), jnp.int32(n), target, jnp.float32(self._nudge_rate)
+            self._state, jnp.int32(self.step_index), jnp.int32(n), target, self._nudge_rates, self._warming
         )
         self.step_index += int(n)
 

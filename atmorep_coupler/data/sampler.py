@@ -36,6 +36,7 @@ classical model grid.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 
 from collections.abc import Callable, Iterator
@@ -201,8 +202,8 @@ class NeighbourhoodSampler:
         nt, ny, nx = self.extent
         B = t0.size
         store, var = self.store, self.store.resolve(field.variable)
-        reader = _TRANSFORMS[field.transform] if field.transform else None
-        read = (lambda **kw: reader(store, var, **kw)) if reader else (lambda **kw: store.read(var, **kw))
+        reader = _TRANSFORMS[field.transform] if field.transform else ERA5Store.read  # same signature
+        read = functools.partial(reader, store, var)
         levels = list(field.levels) or None
         level_idx = self.norm.level_index(field.levels) if field.levels else None
         out = np.empty((B, field.num_levels, nt, ny, nx), dtype=np.float32)

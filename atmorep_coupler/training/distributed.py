@@ -28,6 +28,9 @@ Outputs of a run, all under ``<storage>/<run>/``: ``checkpoint_<step>/`` (``trai
 ``rng_rank<r>.pt``), ``logs/train.csv`` (+ ``validation.csv``, ``tensorboard/``), ``workers/rank_<r>.json``
 (pid, host, device, step, the step it resumed from), ``result.json`` (last metrics) and Ray's own
 ``checkpoint_manager_snapshot.json``.
+
+Ray is imported inside the functions that need it: importing ``ray.train`` takes seconds, and the
+model wrapping, state gathering and reductions also run on a plain ``torch.distributed`` group.
 """
 
 from __future__ import annotations
@@ -191,16 +194,15 @@ def _absolute_store(config: RunConfig | None, store: str | None) -> tuple[RunCon
     return config, store
 
 
-def _warn_if_resuming(run_dir: Path) -> bool:
+def _warn_if_resuming(run_dir: Path) -> None:
     if not (run_dir / RAY_SNAPSHOT_FILE).exists():
-        return False
+        return
     checkpoints = sorted(p.name for p in run_dir.glob("checkpoint_*"))
     log.warning(
         "run %r in %s already holds training state (checkpoints %s); continuing from its latest "
         "registered checkpoint. Pass another --run-name to start a new run.",
         run_dir.name, run_dir.parent, checkpoints or "none yet",
     )
-    return True
 
 
 def train_distributed(config: RunConfig | None, options: DistributedOptions, *,
@@ -236,7 +238,9 @@ def train_distributed(config: RunConfig | None, options: DistributedOptions, *,
             "progress": options.progress,
         }
         keep = (config.checkpoint.keep if config is not None else 2) or 1
-        resources = {"CPU": options.cpus_per_worker} | ({"GPU": options.gpus_per_worker} if options.gpus_per_worker else {})
+        resources = {"CPU": options.cpus_per_worker}
+        if options.gpus_per_worker:
+            resources["GPU"] = options.gpus_per_worker
         trainer = TorchTrainer(
             train_worker,
             train_loop_config=spec,

@@ -340,7 +340,7 @@ class _Logger:
             path = self.folder / f"{kind}.csv"
             new = not path.exists()
             handle = path.open("a", newline="")
-            writer = csv.DictWriter(handle, fieldnames=list(row), extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=list(row), extrasaction="ignore", lineterminator="\n")
             if new:
                 writer.writeheader()
             self._writers[kind] = (handle, writer)

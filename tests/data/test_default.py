@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -189,6 +190,28 @@ def test_cache_location_and_reuse(tiny_store, tmp_path, monkeypatch):
     assert before == {p: p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()}
     with pytest.raises(DataError, match="generated with other settings"):
         generate(DefaultDataConfig.tiny_store(seed=5), path, progress=False)
+
+
+def test_store_of_an_older_generator_is_not_reused(tiny_store, tmp_path, monkeypatch):
+    """The generator version is part of the fingerprint and of the saved config: a store written by
+    an older generator (other regridding weights) is neither found in the cache nor taken as complete."""
+    from atmorep_coupler.data import default
+
+    config = DefaultDataConfig.tiny_store()
+    current = config.fingerprint()
+    monkeypatch.setattr(default, "GENERATOR_VERSION", default.GENERATOR_VERSION - 1)
+    assert config.fingerprint() != current
+    old = tmp_path / "old.zarr"
+    shutil.copytree(tiny_store, old)
+    state_file = old / "generator" / "state.npz"
+    with np.load(state_file) as saved:  # rewrite the saved config as the older generator wrote it
+        state = {k: saved[k] for k in saved.files}
+    state["config"] = np.asarray(json.dumps(default._jsonable(config), sort_keys=True))
+    np.savez(state_file, **state)
+    monkeypatch.undo()
+    assert not is_complete(old, config)
+    with pytest.raises(DataError, match="generated with other settings"):
+        generate(config, old, progress=False)
 
 
 def test_refuses_to_overwrite_foreign_data(tmp_path):

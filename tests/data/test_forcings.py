@@ -41,8 +41,8 @@ def test_insolation_closed_forms():
 
 
 def test_global_annual_mean_insolation_is_s0_over_4():
-    lat = np.linspace(-89.95, 89.95, 1800)
-    doy = np.arange(0.0, 365.2425, 0.1)
+    lat = np.linspace(-89.9, 89.9, 900)
+    doy = np.arange(0.0, 365.2425, 0.5)
     q = f.toa_insolation(lat[:, None], doy[None, :], year_length_days=365.2425)
     weights = np.cos(np.deg2rad(lat))
     mean = (q.mean(axis=1) * weights).sum() / weights.sum()

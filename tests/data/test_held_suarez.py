@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -28,18 +30,33 @@ def test_grids(model):
     assert model.dt_seconds == 1200.0
 
 
-def test_regridding_conserves_the_global_mean(model):
-    """Latitude-longitude area means equal the model's Gaussian-quadrature means."""
+def test_model_grid_is_the_regrid_gaussian_grid(model):
+    """The grid published for regridding has the model's own nodes and quadrature weights."""
+    g = model.gaussian_grid
+    np.testing.assert_allclose(g.lat, model.gaussian_latitudes, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(g.lon, model.gaussian_longitudes, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(g.weights, model.gaussian_weights, rtol=1e-12)
+    # cells bounded where sin(latitude) accumulates the weights: each band is 2*pi*w wide in area
+    np.testing.assert_allclose(g.band_area.sum(axis=1), 2 * np.pi * model.gaussian_weights, rtol=1e-12)
+    np.testing.assert_allclose(model.latlon_grid.lat, model.latitudes)
+    np.testing.assert_allclose(model.latlon_grid.lon, model.longitudes)
+
+
+def test_regridding_conserves_area_integrals(model):
+    """Conservative regridding (regrid package convention): the area integral over the grids'
+    great-circle cell areas is the same on the Gaussian and on the lat-lon grid."""
     gauss, latlon = model.diagnose("gaussian"), model.diagnose("latlon")
-    edges = np.deg2rad(90.0 - 180.0 * np.arange(33) / 32)
-    area = -np.diff(np.sin(edges))
-    w = model.gaussian_weights
+    area_g, area_l = model.gaussian_grid.area, model.latlon_grid.area
+    assert area_g.sum() == pytest.approx(4 * np.pi, rel=1e-12) and area_l.sum() == pytest.approx(4 * np.pi, rel=1e-12)
     for name in (*FIELDS, "surface_pressure"):
         assert gauss[name].shape[-2:] == (32, 64) and latlon[name].shape[-2:] == (32, 64)
-        g = (gauss[name].astype(np.float64).mean(-1) * w).sum(-1) / w.sum()
-        r = (latlon[name].astype(np.float64).mean(-1) * area).sum(-1) / area.sum()
-        scale = np.abs(gauss[name]).max()
-        np.testing.assert_allclose(r, g, atol=2e-6 * scale, err_msg=name)
+        g = gauss[name].astype(np.float64)
+        exact = (model.regrid(g) * area_l).sum(axis=(-2, -1))  # before the float32 cast: round-off only
+        np.testing.assert_allclose(exact, (g * area_g).sum(axis=(-2, -1)), rtol=1e-12, atol=1e-12 * np.abs(g).max() * 4 * np.pi, err_msg=name)
+        stored = (latlon[name].astype(np.float64) * area_l).sum(axis=(-2, -1))
+        np.testing.assert_allclose(stored, exact, rtol=0, atol=2e-7 * np.abs(g).max() * 4 * np.pi, err_msg=name)
+    # a constant is kept exactly (FRACAREA weights: rows sum to 1)
+    np.testing.assert_allclose(model.regrid(np.full((32, 64), 7.0)), 7.0, rtol=1e-13)
 
 
 def test_restart_is_exact_and_independent_of_chunking(model):
@@ -111,6 +128,57 @@ def test_counterfactual_warming_warms_the_lower_troposphere(coarse):
         m.step(144)  # 2 days of relaxation toward Teq
         runs[offset] = m.diagnose()["temperature"][-1]  # 1000 hPa
     assert 1.0 < float((runs[10.0] - runs[0.0]).mean()) < 10.0
+
+
+def test_set_warming_replaces_the_ramp(coarse):
+    """An imported warming of 4 K acts exactly like a scenario with a constant +4 K offset."""
+    flat = ClimateScenario(warming_rate_K_per_year=0.0)
+    offset = HeldSuarezModel(coarse.config, dataclasses.replace(flat, warming_offset_K=4.0))
+    imported = HeldSuarezModel(coarse.config, flat)
+    imported.set_warming(4.0)
+    control = HeldSuarezModel(coarse.config, flat)
+    for m in (offset, imported, control):
+        m.initialize(seed=0)
+        m.step(72)
+    t = {name: m.diagnose("gaussian")["temperature"] for name, m in
+         (("offset", offset), ("imported", imported), ("control", control))}
+    np.testing.assert_allclose(t["imported"], t["offset"], rtol=0, atol=1e-4)
+    assert float((t["imported"] - t["control"])[-1].mean()) > 0.2  # and it does warm the surface layer (0.4 K)
+    imported.set_warming(None)
+    with pytest.raises(ConfigError, match="finite"):
+        imported.set_warming(float("nan"))
+
+
+def test_nudging_target_from_pressure_levels(coarse):
+    """A target built from the model's own pressure-level fields reproduces its sigma-level state
+    where the target's levels reach, and is weighted 0 elsewhere."""
+    m = coarse
+    m.initialize(seed=4)
+    m.step(144)
+    d = m.diagnose("gaussian")
+    levels = m.config.pressure_levels_hPa
+    fields = {k: d[k] for k in ("temperature", "u_component_of_wind", "v_component_of_wind")}
+    target, weights = m.nudging_target(fields, levels)
+    sigma_hPa = 1000 * np.asarray(m.coords.vertical.centers)
+    expected = ((sigma_hPa >= 200) & (sigma_hPa <= 1000)).astype(np.float32)
+    for k in ("temperature_variation", "vorticity", "divergence"):
+        np.testing.assert_array_equal(weights[k], expected)
+    state = m.get_state()
+    grid = m.coords.horizontal
+    inside = expected.astype(bool)
+    t_target = np.asarray(grid.to_nodal(target["temperature_variation"]))[inside]
+    t_state = np.asarray(grid.to_nodal(state["temperature_variation"]))[inside]
+    assert np.abs(t_target - t_state).max() < 1.5  # K (0.8 K): linear-in-pressure interpolation there and back
+    zeta_t = np.asarray(grid.to_nodal(target["vorticity"]))[inside].ravel()
+    zeta_s = np.asarray(grid.to_nodal(state["vorticity"]))[inside].ravel()
+    assert np.corrcoef(zeta_t, zeta_s)[0, 1] > 0.95
+    only_t, w = m.nudging_target({"temperature": d["temperature"][1:5]}, levels[1:5])
+    assert set(only_t) == {"temperature_variation"}
+    np.testing.assert_array_equal(w["temperature_variation"], ((sigma_hPa >= 250) & (sigma_hPa <= 700)))
+    with pytest.raises(DataError, match="pair"):
+        m.nudging_target({"u_component_of_wind": d["u_component_of_wind"]}, levels)
+    with pytest.raises(DataError, match="shape"):
+        m.nudging_target({"temperature": d["temperature"][:3]}, levels)
 
 
 def test_coarse_resolution_and_seeds(coarse):

@@ -105,7 +105,8 @@ def test_fsdp_trains_the_same_model_as_ddp(two_ranks):
     for report in reports:  # each rank's own losses on its own stream
         np.testing.assert_allclose(report["fsdp"], report["ddp"], rtol=0, atol=1e-5)
     assert reports[0]["ddp"] != reports[1]["ddp"]  # disjoint streams
-    ddp, fsdp = torch.load(out / "ddp_model.pt", weights_only=True), torch.load(out / "fsdp_model.pt", weights_only=True)
+    ddp = torch.load(out / "ddp_model.pt", weights_only=True)
+    fsdp = torch.load(out / "fsdp_model.pt", weights_only=True)
     assert ddp.keys() == fsdp.keys()
     for name in ddp:
         # A key-norm bias adds the same q.b to every score of a query, which softmax ignores: its

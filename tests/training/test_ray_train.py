@@ -20,6 +20,7 @@ import csv
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,7 +126,7 @@ class LocalCluster:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # ray start --block stops its own processes
             try:
-                self.process.wait(20)
+                self.process.wait(10)
             except subprocess.TimeoutExpired:
                 pass
         try:
@@ -143,17 +144,19 @@ def cluster():
     local.wait_ready()
     yield local
     local.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def run_config_file(tiny_store, tmp_path_factory) -> Path:
-    """The packaged tiny run: checkpoints every EVERY steps (KEEP kept), a log row per step, one
-    validation at the end (its batches are split over the ranks and summed back)."""
+    """The packaged tiny run with dropout: checkpoints every EVERY steps (KEEP kept), a log row per
+    step, one validation at the end (its batches are split over the ranks and summed back)."""
     import dataclasses
 
     run = load_run_config(config_path("tiny")).with_overrides(store=str(tiny_store), steps=STEPS)
     run = dataclasses.replace(
         run,
+        model=dataclasses.replace(run.model, dropout=0.1),  # per-rank RNG states matter on resume
         checkpoint=dataclasses.replace(run.checkpoint, every_steps=EVERY, keep=KEEP),
         logging=dataclasses.replace(run.logging, every_steps=1, tensorboard=False),
         validation=dataclasses.replace(run.validation, every_steps=STEPS, batches=2),

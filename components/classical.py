@@ -1,0 +1,310 @@
+"""The coarse classical model: dinosaur's primitive equations with Held–Suarez forcing, as a component.
+
+:class:`ClassicalModel` wraps :class:`atmorep_coupler.data.held_suarez.HeldSuarezModel` -- the
+model that made the multiformer's training data -- at a coarser resolution (default T15: a 24 x 48
+Gaussian grid, 7.5°, 20-minute steps; the training data is T21 on 32 x 64) on its own Gaussian grid.
+
+**Grids.** The published grid is :class:`atmorep_coupler.regrid.GaussianGrid` with the model's
+Gauss-Legendre nodes, latitude bounds where sin(latitude) accumulates the quadrature weights (each
+band's area is 2π w_j) and north-first rows, so the coupler's conservative maps see the cells the
+model's quadrature integrates over. Grid ids: ``0`` pressure levels (the default dataset's, hPa),
+``1`` the surface, ``2`` global scalars, ``3`` the levels of the nudging target.
+
+**Exports** (role ``prognostic``: the model's state, on pressure levels; SI units and names of the
+default dataset): ``vorticity``, ``divergence``, ``temperature``, ``geopotential``,
+``u_component_of_wind``, ``v_component_of_wind`` and ``surface_pressure``, plus the diagnostic
+``surface_warming`` (K), the equilibrium-temperature shift in use.
+
+**Slow forcing.** The default dataset is driven by the seasonal cycle (a function of the date) and a
+warming ramp that the dataset records as ``co2_equivalent``. The seasonal cycle is computed from
+the component's date with the same formulas (:mod:`atmorep_coupler.data.forcings`). The warming is
+taken from the optional import ``co2_equivalent`` (ppm; e.g. from the ``co2_scenario`` component),
+converted with :func:`~atmorep_coupler.data.forcings.warming_from_co2` -- the inverse of the formula
+that produced the series -- and held until the next import. Until a value is imported (or when
+nothing is coupled) the model follows its own ``scenario`` (the ramp of
+:class:`~atmorep_coupler.data.forcings.ClimateScenario`). ``scenario`` also supplies the climate
+sensitivity and reference concentration of the conversion: keep them equal to the producer's.
+A +4 K counterfactual is one line: ``ramp: {warming_offset_K: 4.0}`` in the CO2 component's config
+(coupled), or ``scenario: {warming_offset_K: 4.0}`` in this component's config (not coupled).
+
+**Nudging.** The optional imports ``nudging_temperature``, ``nudging_u_component_of_wind`` and
+``nudging_v_component_of_wind`` (grid 3, levels ``nudging.levels_hPa``) are a target, e.g. the
+multiformer's state coarsened to this grid by the coupler. From the first import on, the model
+relaxes toward it with time scale ``nudging.tau``: temperature and/or (as a pair) the winds, at the
+sigma levels inside the target's pressure range (:meth:`HeldSuarezModel.nudging_target`). A target
+holds until the next import. Without one the model runs free.
+
+**Time.** The model clock is an integer step count since the scenario epoch, so the component's
+start must be a whole number of model steps after it and its ``time_step`` a multiple of the model
+step. ``spinup_days`` of spin-up from a seeded rest state run before the start (a Held–Suarez
+climate needs about 80 days). ``save_state``/``load_state`` hold the model's spectral state, the
+nudging target in model space and the import flags, so a restarted run continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from atmorep_coupler.component.base import Component
+from atmorep_coupler.component.clock import to_cftime
+from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
+from atmorep_coupler.component.settings import ComponentConfig
+from atmorep_coupler.data import forcings
+from atmorep_coupler.data.default import VARIABLE_ATTRS
+from atmorep_coupler.data.forcings import HeldSuarezParameters
+from atmorep_coupler.data.held_suarez import FIELDS, NUDGING_FIELDS, HeldSuarezModel, ModelConfig
+from atmorep_coupler.errors import ComponentError, ConfigError
+from atmorep_coupler.timeutil import format_duration
+from components.forcing import RampConfig
+
+__all__ = ["ClassicalConfig", "ClassicalModel", "NudgingConfig"]
+
+PRESSURE_GRID, SURFACE_GRID, SCALAR_GRID_ID, TARGET_GRID = 0, 1, 2, 3
+CO2 = "co2_equivalent"
+WARMING = "surface_warming"
+TARGET_PREFIX = "nudging_"
+#: Plausible ranges that catch unit mistakes in imports (K, m s-1, ppm).
+_TARGET_RANGES = {"temperature": (100.0, 400.0), "u_component_of_wind": (-300.0, 300.0),
+                  "v_component_of_wind": (-300.0, 300.0)}
+_CO2_RANGE = (1.0, 1.0e5)
+_SPINUP_CHUNK_DAYS = 10
+
+
+@dataclass(frozen=True)
+class NudgingConfig:
+    """``tau``: relaxation time scale; ``levels_hPa``: pressure levels of the imported target
+    (ascending; default: the model's export levels)."""
+
+    tau: _dt.timedelta = _dt.timedelta(hours=6)
+    levels_hPa: tuple[float, ...] | None = None
+
+    def validate(self) -> None:
+        if self.tau.total_seconds() <= 0:
+            raise ConfigError(f"tau: the relaxation time scale must be positive, got {format_duration(self.tau)}")
+        levels = self.levels_hPa
+        if levels is not None and (len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:]))):
+            raise ConfigError(f"levels_hPa: need at least two ascending pressures, got {list(levels)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassicalConfig(ComponentConfig):
+    """The component's keys besides the clock (see the module docstring).
+
+    ``resolution``, ``sigma_levels``, ``dt_minutes`` (0: the model's default step),
+    ``pressure_levels_hPa`` (exports; default: the default dataset's) and ``held_suarez`` are those
+    of :class:`~atmorep_coupler.data.held_suarez.ModelConfig`; ``scenario``: the fallback warming ramp
+    and the CO2 conversion constants; ``seed``: the initial state; ``spinup_days``: spin-up before
+    ``start``; ``nudging``: relaxation toward an imported target.
+    """
+
+    resolution: str = "T15"
+    sigma_levels: int = ModelConfig.sigma_levels
+    dt_minutes: float = ModelConfig.dt_minutes
+    pressure_levels_hPa: tuple[float, ...] = ModelConfig.pressure_levels_hPa
+    held_suarez: HeldSuarezParameters = field(default_factory=HeldSuarezParameters)
+    scenario: RampConfig = field(default_factory=RampConfig)
+    seed: int = 0
+    spinup_days: float = 0.0
+    nudging: NudgingConfig = field(default_factory=NudgingConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        try:
+            self.model_config().validate()
+        except ConfigError as exc:  # ModelConfig names its keys "model.<key>"; here they are top-level
+            raise ConfigError(str(exc).removeprefix("model.")) from None
+        if not (self.spinup_days >= 0 and np.isfinite(self.spinup_days)):
+            raise ConfigError(f"spinup_days: must be a number >= 0, got {self.spinup_days}")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            resolution=self.resolution,
+            sigma_levels=self.sigma_levels,
+            dt_minutes=self.dt_minutes,
+            pressure_levels_hPa=tuple(self.pressure_levels_hPa),
+            held_suarez=self.held_suarez,
+        )
+
+
+class ClassicalModel(Component):
+    """The coarse Held–Suarez model as a component (module docstring)."""
+
+    config_class = ClassicalConfig
+
+    # ------------------------------------------------------------------------------ construction
+    def _initialize(self, config: ClassicalConfig) -> None:
+        self._scenario = config.scenario.scenario()
+        self._model = HeldSuarezModel(config.model_config(), self._scenario)
+        self._steps_per_update = self._whole_steps(self.time_step.total_seconds(), "time_step")
+        epoch = to_cftime(self._scenario.epoch, config.calendar, what="scenario.epoch")
+        start_index = self._whole_steps((self.start - epoch).total_seconds(), "start (counted from scenario.epoch)")
+        spinup = self._whole_steps(config.spinup_days * 86400.0, "spinup_days")
+        self._model.initialize(config.seed, step_index=start_index - spinup)
+        self._spin_up(spinup)
+
+        horizontal = self._model.gaussian_grid
+        levels = tuple(config.pressure_levels_hPa)
+        self._target_levels = tuple(config.nudging.levels_hPa or levels)
+        self._grid_table = {
+            PRESSURE_GRID: ComponentGrid(horizontal, levels=levels, level_units="hPa"),
+            SURFACE_GRID: ComponentGrid(horizontal),
+            SCALAR_GRID_ID: SCALAR_GRID,
+            TARGET_GRID: ComponentGrid(horizontal, levels=self._target_levels, level_units="hPa"),
+        }
+        self._item_list = self._declare_items()
+        self._arrays = {
+            item.name: np.full(self._grid_table[item.grid].shape, np.nan, dtype=item.dtype) for item in self._item_list
+        }
+        self._co2_imported = False
+        self._target_pending = False
+        self._nudging: tuple[dict, dict] | None = None
+        self._refresh()
+
+    def _whole_steps(self, seconds: float, key: str) -> int:
+        try:
+            return self._model.steps_per(seconds)
+        except ConfigError:
+            raise ConfigError(
+                f"{key}: {format_duration(_dt.timedelta(seconds=seconds))} is not a whole number of model steps "
+                f"({self._model.dt_seconds:g} s at {self.config.resolution}); change it or dt_minutes"
+            ) from None
+
+    def _spin_up(self, steps: int) -> None:
+        """Step from the seeded rest state to the start, with a progress bar in simulated days."""
+        chunk = self._model.steps_per(86400.0) * _SPINUP_CHUNK_DAYS
+        with tqdm(total=steps, desc=f"{self.name} spin-up", unit="step", disable=None if steps else True) as bar:
+            while steps > 0:
+                n = min(steps, chunk)
+                self._model.step(n)
+                steps -= n
+                bar.update(n)
+
+    def _declare_items(self) -> list[ExchangeItem]:
+        exports = [
+            ExchangeItem(name, VARIABLE_ATTRS[name]["standard_name"], VARIABLE_ATTRS[name]["units"], PRESSURE_GRID,
+                         "prognostic", intent="out", long_name=VARIABLE_ATTRS[name]["long_name"], dtype="float32")
+            for name in FIELDS
+        ]
+        surface = VARIABLE_ATTRS["surface_pressure"]
+        exports.append(ExchangeItem("surface_pressure", surface["standard_name"], surface["units"], SURFACE_GRID,
+                                    "prognostic", intent="out", long_name=surface["long_name"], dtype="float32"))
+        exports.append(ExchangeItem(
+            WARMING, "surface_temperature_anomaly", "K", SCALAR_GRID_ID, "diagnostic",
+            long_name="shift of the Held-Suarez surface equilibrium temperature in use",
+        ))
+        imports = [ExchangeItem(
+            CO2, "mole_fraction_of_carbon_dioxide_in_air", VARIABLE_ATTRS[CO2]["units"], SCALAR_GRID_ID, "forcing",
+            long_name="CO2-equivalent concentration (sets the surface warming; optional: else the own scenario)",
+            valid_range=_CO2_RANGE, optional=True,
+        )]
+        imports += [
+            ExchangeItem(TARGET_PREFIX + name, VARIABLE_ATTRS[name]["standard_name"], VARIABLE_ATTRS[name]["units"],
+                         TARGET_GRID, "forcing", long_name=f"nudging target: {VARIABLE_ATTRS[name]['long_name']}",
+                         dtype="float32", valid_range=_TARGET_RANGES[name], optional=True)
+            for name in NUDGING_FIELDS
+        ]
+        return exports + imports
+
+    # ------------------------------------------------------------------------------ hooks
+    def _grids(self) -> Mapping[int, ComponentGrid]:
+        return self._grid_table
+
+    def _items(self) -> Sequence[ExchangeItem]:
+        return self._item_list
+
+    def _state(self) -> Mapping[str, np.ndarray]:
+        return self._arrays
+
+    def _write(self, name: str, values: np.ndarray, indices: np.ndarray | None = None) -> None:
+        super()._write(name, values, indices)
+        if name == CO2:
+            self._co2_imported = True
+        elif name.startswith(TARGET_PREFIX):
+            self._target_pending = True
+
+    def _advance(self, dt: float) -> None:
+        self._apply_imports()
+        self._model.step(self._steps_per_update)
+        self._refresh()
+
+    def _restart_state(self) -> dict[str, np.ndarray]:
+        arrays = {f"model/{k}": v for k, v in self._model.get_state().items()}
+        arrays["co2_imported"] = np.asarray(self._co2_imported)
+        arrays["target_pending"] = np.asarray(self._target_pending)
+        if self._nudging is not None:
+            target, weights = self._nudging
+            arrays.update({f"nudging_target/{k}": v for k, v in target.items()})
+            arrays.update({f"nudging_weights/{k}": v for k, v in weights.items()})
+        return arrays
+
+    def _load_restart_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        def group(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+        self._model.set_state(group("model/"))
+        self._co2_imported = bool(arrays["co2_imported"])
+        self._target_pending = bool(arrays["target_pending"])
+        target = group("nudging_target/")
+        self._set_nudging((target, group("nudging_weights/")) if target else None)
+
+    # ------------------------------------------------------------------------------ internals
+    @property
+    def model(self) -> HeldSuarezModel:
+        """The wrapped model (read it; step the component, not the model)."""
+        return self._model
+
+    def _apply_imports(self) -> None:
+        """Turn new imports into the model's warming and nudging target."""
+        if self._co2_imported:
+            self._model.set_warming(float(forcings.warming_from_co2(self._arrays[CO2][()], self._scenario)))
+        if self._target_pending:
+            fields = self._complete_targets()
+            self._set_nudging(self._model.nudging_target(fields, self._target_levels) if fields else None)
+            self._target_pending = False
+
+    def _complete_targets(self) -> dict[str, np.ndarray]:
+        """The target fields set completely; a partly set field (or one wind without the other) is an error."""
+        fields = {}
+        for name in NUDGING_FIELDS:
+            values = self._arrays[TARGET_PREFIX + name]
+            finite = np.isfinite(values)
+            if finite.all():
+                fields[name] = values
+            elif finite.any():
+                raise ComponentError(
+                    f"component {self.name!r}: import {TARGET_PREFIX + name!r} is set at {int(finite.sum())} of "
+                    f"{values.size} points only; a nudging target needs every point"
+                )
+        winds = [name for name in fields if name != "temperature"]
+        if len(winds) == 1:
+            raise ComponentError(
+                f"component {self.name!r}: nudging target {TARGET_PREFIX + winds[0]!r} arrived without its partner; "
+                "couple both nudging_u_component_of_wind and nudging_v_component_of_wind"
+            )
+        return fields
+
+    def _set_nudging(self, nudging: tuple[dict, dict] | None) -> None:
+        self._nudging = nudging
+        if nudging is None:
+            self._model.set_nudging(None)
+        else:
+            self._model.set_nudging(nudging[0], self.config.nudging.tau.total_seconds(), weights=nudging[1])
+
+    def _refresh(self) -> None:
+        """Exports from the model's state at the current time."""
+        fields = self._model.diagnose("gaussian")
+        for name in FIELDS:
+            self._arrays[name][...] = fields[name]
+        self._arrays["surface_pressure"][...] = fields["surface_pressure"][0]
+        days = self._model.time_days
+        if self._co2_imported:
+            warming = forcings.warming_from_co2(self._arrays[CO2][()], self._scenario)
+        else:
+            self._arrays[CO2][...] = forcings.co2_equivalent(days, self._scenario)
+            warming = forcings.warming(days, self._scenario)
+        self._arrays[WARMING][...] = warming
