@@ -140,7 +140,7 @@ class ClassicalModel(Component):
     def _initialize(self, config: ClassicalConfig) -> None:
         self._scenario = config.scenario.scenario()
         self._model = HeldSuarezModel(config.model_config(), self._scenario)
-        self._steps_per_update = self._whole_steps(self.time_step.total_seconds(), "time_step")
+        self._whole_steps(self.time_step.total_seconds(), "time_step")  # whole model steps per update
         epoch = to_cftime(self._scenario.epoch, config.calendar, what="scenario.epoch")
         start_index = self._whole_steps((self.start - epoch).total_seconds(), "start (counted from scenario.epoch)")
         spinup = self._whole_steps(config.spinup_days * 86400.0, "spinup_days")
@@ -176,13 +176,14 @@ class ClassicalModel(Component):
 
     def _spin_up(self, steps: int) -> None:
         """Step from the seeded rest state to the start, with a progress bar in simulated days."""
-        chunk = self._model.steps_per(86400.0) * _SPINUP_CHUNK_DAYS
-        with tqdm(total=steps, desc=f"{self.name} spin-up", unit="step", disable=None if steps else True) as bar:
+        per_day = self._model.steps_per(86400.0)
+        with tqdm(total=round(steps / per_day, 3), desc=f"{self.name} spin-up", unit="day",
+                  disable=None if steps else True) as bar:
             while steps > 0:
-                n = min(steps, chunk)
+                n = min(steps, per_day * _SPINUP_CHUNK_DAYS)
                 self._model.step(n)
                 steps -= n
-                bar.update(n)
+                bar.update(round(n / per_day, 3))
 
     def _declare_items(self) -> list[ExchangeItem]:
         exports = [
@@ -229,7 +230,7 @@ class ClassicalModel(Component):
 
     def _advance(self, dt: float) -> None:
         self._apply_imports()
-        self._model.step(self._steps_per_update)
+        self._model.step(self._model.steps_per(dt))
         self._refresh()
 
     def _restart_state(self) -> dict[str, np.ndarray]:

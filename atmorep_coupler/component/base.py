@@ -708,6 +708,8 @@ def _grid_coords(grid: ComponentGrid) -> dict[str, Any]:
     if grid.horizontal is None:
         return {}
     coords: dict[str, Any] = {}
+    if grid.members:
+        coords["member"] = ("member", np.arange(grid.members))
     if grid.levels:
         coords["level"] = ("level", np.asarray(grid.levels), {"units": grid.level_units})
     if grid.is_rectilinear:

@@ -68,24 +68,31 @@ class HorizontalGrid(Protocol):
 
 @dataclass(frozen=True, eq=False)
 class ComponentGrid:
-    """One BMI grid: a horizontal grid (``None`` for the rank-0 scalar grid) and optional levels."""
+    """One BMI grid: a horizontal grid (``None`` for the rank-0 scalar grid) and optional levels.
+
+    ``members > 0`` adds a leading ensemble-member axis (dim ``member``, slowest; BMI has no
+    coordinate for it: member k is index k), e.g. for the ensemble members of a stochastic component.
+    """
 
     horizontal: HorizontalGrid | None = None
     levels: tuple[float, ...] = ()
     level_units: str = "hPa"
+    members: int = 0
 
     def __post_init__(self) -> None:
-        if self.horizontal is None and self.levels:
-            raise ComponentError("a grid with levels needs a horizontal grid (column grids are not supported)")
+        if self.horizontal is None and (self.levels or self.members):
+            raise ComponentError("a grid with levels or members needs a horizontal grid (column grids are not supported)")
+        if self.members < 0:
+            raise ComponentError(f"a grid's member count must be >= 0, got {self.members}")
         object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Node counts, slowest first: ``(nlevel, ny, nx)``, ``(ny, nx)`` or ``()`` for a scalar."""
+        """Node counts, slowest first: ``([members,] [nlevel,] ny, nx)`` or ``()`` for a scalar."""
         if self.horizontal is None:
             return ()
         horizontal = tuple(int(n) for n in self.horizontal.shape)
-        return ((len(self.levels),) if self.levels else ()) + horizontal
+        return ((self.members,) if self.members else ()) + ((len(self.levels),) if self.levels else ()) + horizontal
 
     @property
     def rank(self) -> int:
@@ -101,7 +108,7 @@ class ComponentGrid:
         if self.horizontal is None:
             return ()
         horizontal = ("lat", "lon") if self.is_rectilinear else ("y", "x")
-        return (("level",) if self.levels else ()) + horizontal
+        return (("member",) if self.members else ()) + (("level",) if self.levels else ()) + horizontal
 
     @cached_property
     def is_rectilinear(self) -> bool:

@@ -54,6 +54,7 @@ COMPONENT_KINDS: dict[str, str] = {
     "insolation": "components.forcing:Insolation",
     "co2_scenario": "components.forcing:CO2Scenario",
     "classical": "components.classical:ClassicalModel",
+    "atmorep": "atmorep_coupler.component.atmorep:AtmoRepComponent",
     "receiver": "atmorep_coupler.coupling.receiver:FieldReceiver",
 }
 """Registry names for ``components.<id>.kind``; any other class is named as ``"pkg.module:Class"``."""

@@ -410,7 +410,7 @@ class HeldSuarezModel:
                 raise DataError(f"nudging field {name!r} has shape {np.shape(values)}, expected {shape}")
         # [level, lat (north first), lon] SI -> dinosaur's nodal [level, lon, lat (south first)], nondimensional
         nodal = {
-            k: jnp.asarray(np.swapaxes(np.asarray(v, dtype=np.float64)[:, ::-1, :], -1, -2) / self._scale[k], jnp.float32)
+            k: jnp.asarray(np.swapaxes(np.asarray(v, np.float64)[:, ::-1, :], -1, -2) / self._scale[k], jnp.float32)
             for k, v in fields.items()
         }
         target = {k: np.asarray(v) for k, v in self._to_sigma(nodal, tuple(levels), self._state).items()}

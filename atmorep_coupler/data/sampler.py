@@ -29,8 +29,9 @@ normalised mean; NaN in a predicted field is a ``DataError``.
 
 Derived fields: ``FieldConfig.transform`` names a reader registered with :func:`register_transform`
 that replaces ``store.read`` for that field (same signature); it is normalised with the statistics of
-``FieldConfig.variable``. Later issues use it for conditioning fields such as the truth coarsened to a
-classical model grid.
+``FieldConfig.variable``. A parametrised transform ``family:argument`` calls the factory registered with
+:func:`register_transform_family` with the argument. Built in: ``coarse:T<N>``, the truth conservatively
+coarsened to the classical model's Gaussian grid and back (:mod:`atmorep_coupler.data.conditioning`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from atmorep_coupler.data.conditioning import coarse_reader
 from atmorep_coupler.data.normalization import month_index
 from atmorep_coupler.data.store import ERA5Store
 from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
@@ -56,6 +58,8 @@ __all__ = [
     "BatchStream",
     "NeighbourhoodSampler",
     "register_transform",
+    "register_transform_family",
+    "transform_reader",
     "TRAIN_STREAM",
     "VALIDATION_STREAM",
 ]
@@ -65,11 +69,37 @@ TRAIN_STREAM, VALIDATION_STREAM = 0, 1
 #: ``reader(store, variable, *, time, levels, lat, lon) -> array`` like ``ERA5Store.read``.
 Reader = Callable[..., np.ndarray]
 _TRANSFORMS: dict[str, Reader] = {}
+_FAMILIES: dict[str, Callable[[str], Reader]] = {}
 
 
 def register_transform(name: str, reader: Reader) -> None:
     """Make ``reader`` available to fields with ``transform: <name>``."""
     _TRANSFORMS[name] = reader
+
+
+def register_transform_family(family: str, factory: Callable[[str], Reader]) -> None:
+    """Make ``factory(argument)`` the reader of fields with ``transform: <family>:<argument>`` (or
+    ``<family>``, argument ``""``)."""
+    _FAMILIES[family] = factory
+
+
+@functools.lru_cache(maxsize=64)
+def _family_reader(family: str, argument: str) -> Reader:
+    return _FAMILIES[family](argument)
+
+
+def transform_reader(name: str) -> Reader:
+    """The reader of ``transform: <name>``; :class:`ConfigError` if nothing is registered under it."""
+    if name in _TRANSFORMS:
+        return _TRANSFORMS[name]
+    family, _, argument = name.partition(":")
+    if family not in _FAMILIES:
+        raise ConfigError(f"transform {name!r} is not registered (registered: {sorted(_TRANSFORMS)}, "
+                          f"families: {[f + ':<argument>' for f in sorted(_FAMILIES)]})")
+    return _family_reader(family, argument)
+
+
+register_transform_family("coarse", coarse_reader)
 
 
 @dataclass
@@ -123,9 +153,11 @@ class NeighbourhoodSampler:
     # ------------------------------------------------------------------------------ set-up checks
     def _check_field(self, field: FieldConfig) -> None:
         where = f"store {str(self.store.path)!r}: field {field.name!r}"
-        if field.transform is not None and field.transform not in _TRANSFORMS:
-            raise ConfigError(f"field {field.name!r}: transform {field.transform!r} is not registered "
-                              f"(registered: {sorted(_TRANSFORMS)})")
+        if field.transform is not None:
+            try:
+                transform_reader(field.transform)
+            except ConfigError as exc:
+                raise ConfigError(f"field {field.name!r}: {exc}") from None
         var = self.store.resolve(field.variable)
         if bool(field.levels) != self.store.has_levels(var):
             raise DataError(f"{where}: variable {var!r} {'has' if self.store.has_levels(var) else 'has no'} "
@@ -202,7 +234,7 @@ class NeighbourhoodSampler:
         nt, ny, nx = self.extent
         B = t0.size
         store, var = self.store, self.store.resolve(field.variable)
-        reader = _TRANSFORMS[field.transform] if field.transform else ERA5Store.read  # same signature
+        reader = transform_reader(field.transform) if field.transform else ERA5Store.read  # same signature
         read = functools.partial(reader, store, var)
         levels = list(field.levels) or None
         level_idx = self.norm.level_index(field.levels) if field.levels else None

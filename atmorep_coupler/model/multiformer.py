@@ -34,7 +34,6 @@ and the new heads learn from there (plug-and-play, section 7 of the reference no
 from __future__ import annotations
 
 import functools
-import math
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path

@@ -56,7 +56,7 @@ import torch.distributed as dist
 from atmorep_coupler.config import to_dict
 from atmorep_coupler.errors import AtmoRepError, CheckpointError, ConfigError
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
-from atmorep_coupler.training.trainer import Trainer, _Logger
+from atmorep_coupler.training.trainer import MetricsLogger, Trainer
 
 __all__ = [
     "DistributedOptions",
@@ -496,7 +496,7 @@ def _train(trainer: Trainer, strategy: Strategy, run_dir: Path, *, progress: boo
     if rank == 0:
         for kind in ("train", "validation"):
             _truncate_csv(run_dir / "logs" / f"{kind}.csv", start)
-        logger = _Logger(run_dir / "logs", cfg.logging.tensorboard)
+        logger = MetricsLogger(run_dir / "logs", cfg.logging.tensorboard)
         if progress:
             from ray.experimental.tqdm_ray import tqdm
 

@@ -45,7 +45,7 @@ from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores
 from atmorep_coupler.model.multiformer import Multiformer, load_fields
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 
-__all__ = ["Trainer", "WarmupDecay", "CHECKPOINT_FORMAT"]
+__all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "atmorep_coupler.trainer/1"
 
@@ -241,12 +241,28 @@ class Trainer:
             )
         self.raw_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self._load_scheduler(state["scheduler"])
         self.step = int(state["step"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self._batches = None  # restart the stream at the restored step
+
+    def _load_scheduler(self, state: Mapping) -> None:
+        """Restore the schedule's position but keep this run's shape (warm-up, decay, horizon).
+
+        ``LambdaLR.load_state_dict`` would also restore the saved ``WarmupDecay`` attributes, so a run
+        resumed with more ``steps`` would keep decaying to the old horizon. The learning rates are then
+        recomputed exactly as ``LambdaLR.step`` does, so an unchanged config resumes bit for bit.
+        """
+        state = dict(state)
+        state["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)
+        self.scheduler.load_state_dict(state)
+        step = self.scheduler.last_epoch
+        lrs = [base * fn(step) for base, fn in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self.scheduler._last_lr = lrs
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write atomically (temporary file, then rename), so a crash never leaves half a checkpoint."""
@@ -281,7 +297,7 @@ class Trainer:
         cfg = self.config
         end = cfg.steps if num_steps is None else num_steps
         main = self.rank == 0 and self.log_dir is not None
-        logger = _Logger(self.log_dir, cfg.logging.tensorboard) if main else None
+        logger = MetricsLogger(self.log_dir, cfg.logging.tensorboard) if main else None
         metrics: dict[str, float] = {}
         bar = tqdm(total=end, initial=self.step, desc="training", unit="step",
                    disable=not progress or self.rank != 0)
@@ -321,7 +337,7 @@ class Trainer:
             path.unlink()
 
 
-class _Logger:
+class MetricsLogger:
     """CSV files (``train.csv``, ``validation.csv``; appended on resume) and TensorBoard scalars."""
 
     def __init__(self, folder: Path, tensorboard: bool):

@@ -1,6 +1,6 @@
 """The CSDMS ``bmi-tester`` (stages: bootstrap, info/time, variables, grids/values) against the forcing
-components, in a subprocess as its CLI runs it. With ``gimli.units`` installed it also checks every
-unit string against the real UDUNITS-2 database.
+components and the classical model, in a subprocess as its CLI runs it. With ``gimli.units`` installed
+it also checks every unit string against the real UDUNITS-2 database.
 
 Curvilinear (``structured_quadrilateral``) grids are left to test_bmi.py: bmi-tester 0.5.10's
 ``test_grid_x/y`` only size their buffer for rectilinear and unstructured grids and fail with an
@@ -41,6 +41,7 @@ def _configs(data_dir: Path) -> dict[str, dict]:
             "time_step": "PT6H",
             "grid": {"type": "gaussian", "nlat": 8},
         },
+        "components.classical:ClassicalModel": {"start": "2000-01-01", "time_step": "PT1H", "resolution": "T10"},
     }
 
 

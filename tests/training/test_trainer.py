@@ -58,6 +58,25 @@ def test_resume_continues_bit_for_bit(tiny_run, tmp_path):
     assert straight.scheduler.get_last_lr() == resumed.scheduler.get_last_lr()
 
 
+def test_resume_with_more_steps_extends_the_schedule(tiny_run, tmp_path):
+    """The learning rate after resuming with ``steps=40`` follows the 40-step schedule, not the saved one."""
+    short = dataclasses.replace(tiny_run, steps=10)
+    trainer = Trainer(short)
+    for _ in range(6):
+        trainer.train_step()
+    path = trainer.save_checkpoint(tmp_path / "c.pt")
+    sched, peak = short.schedule, short.optimizer.lr
+    longer = WarmupDecay(sched.warmup_steps, 40, sched.decay, sched.min_lr_ratio)
+    old = WarmupDecay(sched.warmup_steps, 10, sched.decay, sched.min_lr_ratio)
+    assert abs(longer(6) - old(6)) > 0.05  # the two horizons give clearly different rates here
+    resumed = Trainer.from_checkpoint(path, steps=40)
+    assert resumed.config.steps == 40 and resumed.scheduler.lr_lambdas[0].total == 40
+    assert [resumed.train_step()["lr"] for _ in range(3)] == pytest.approx([peak * longer(k) for k in (6, 7, 8)],
+                                                                           rel=1e-12)
+    same = Trainer.from_checkpoint(path)  # no override: the saved horizon, exactly
+    assert same.train_step()["lr"] == trainer.train_step()["lr"] == pytest.approx(peak * old(6), rel=1e-12)
+
+
 def test_checkpoint_loads_with_weights_only(tiny_run, tmp_path):
     trainer = Trainer(tiny_run)
     trainer.train_step()

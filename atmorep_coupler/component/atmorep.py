@@ -1,0 +1,617 @@
+"""``AtmoRepComponent``: a trained multiformer as a step-able Earth-system model component.
+
+**State.** The component keeps the context window of the neighbourhood's ``nt = T·t`` time steps
+(ending at the current time) on its global grid, in normalised units, for every field of the model:
+the prognostic (predicted) fields once per ensemble member, the input-only fields once. It is read at
+``start`` from ``initial_condition`` (an ERA5-layout store, e.g. the training data), with the same
+readers, transforms and normalisation as the training sampler.
+
+**Step** (``update``; atmorep.md §11.2, D24). One step is one token time slice of the predicted fields
+(``t`` data steps, 3 h for the default data; ``time_step`` must say so). The window rolls by one
+slice; the new slice of every input-only field is set from its import (below) and the new slice of
+every predicted field is hidden (the ``forecast`` masking the model was trained with) and predicted on
+a global tiling of overlapping neighbourhoods (:mod:`.tiling`: no point uncovered, columns wrap across
+the dateline, tiles never cross a pole, smooth blending weights, batches of ``tile_batch_size`` tiles,
+on ``device``). ``update_until`` lands exactly on whole steps and refuses other times (the ML step
+cannot be shortened).
+
+**Imports.** Every input-only field of the checkpoint is an import for the *target* time of the next
+step (couple with period = time step and lag 0, so the source has run to the target time first):
+
+- role ``conditioning``: ``coarse_<field>``, the coarse classical model's state, regridded by the
+  coupler to this grid (conservatively, as in training: :mod:`atmorep_coupler.data.conditioning`);
+- role ``forcing``: the slow climate variables (``sea_surface_temperature``,
+  ``toa_incident_solar_radiation``, the global ``co2_equivalent`` on the scalar grid).
+
+An import holds until the next one; stepping before every import was set once raises, as does a NaN
+or an implausible value (e.g. a temperature in degC) at import time (naming component, field, time).
+
+**Exports.** ``<field>`` (role ``prognostic``: the ensemble mean at the current time, physical units
+of the training data) and ``<field>_members`` (``diagnostic``, dims ``member, level, lat, lon``).
+Importing a prognostic field (``set_field``/``set_value``) overwrites the current time of every member.
+
+**Ensembles** (``ensemble: {members: N, perturbation: σ}``). With one member the step takes the mean
+of the ensemble tail (the best single forecast). With N > 1 each member is its own trajectory and, at
+each step, takes one head of the tail: head ``perm[n mod M]`` of a permutation of the M heads drawn
+from ``SeedSequence(seed, spawn_key=(1, step))``; ``perturbation`` adds ``σ·N(0, 1)`` (normalised
+units, ``SeedSequence(seed, spawn_key=(0, n))``) to member n's initial window. Everything is a pure
+function of (seed, step), so ``save_state``/``load_state`` continue bit-identically.
+
+**Zero-shot tasks** on the current window (member 0): :meth:`AtmoRepComponent.interpolate_time`
+(hide time slices between visible ones), :meth:`AtmoRepComponent.fill_region` (hide the tokens that
+touch a region), and the general :meth:`AtmoRepComponent.predict`.
+
+**Checkpoints** load with ``torch.load(weights_only=True)``; one whose normalisation statistics,
+fields, levels or grid differ from the configuration (``fields``, ``levels_hPa``, ``grid``) is
+refused with :class:`~atmorep_coupler.errors.CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cftime
+import numpy as np
+import torch
+import xarray as xr
+
+from atmorep_coupler.component.base import Component
+from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
+from atmorep_coupler.component.settings import ComponentConfig
+from atmorep_coupler.component.tiling import GlobalTiling
+from atmorep_coupler.data.normalization import Normalization, load_normalization
+from atmorep_coupler.data.sampler import transform_reader
+from atmorep_coupler.data.store import ERA5Store, open_store
+from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
+from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError, DataError
+from atmorep_coupler.model.config import FieldConfig, ModelConfig
+from atmorep_coupler.model.masking import MaskedField
+from atmorep_coupler.model.multiformer import Multiformer
+from atmorep_coupler.regrid.grids import LatLonGrid
+from atmorep_coupler.training.config import run_config_from_yaml
+from atmorep_coupler.training.trainer import normalization_fingerprint
+from atmorep_coupler.units import convert
+
+__all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint"]
+
+#: Plausible values (SI reference units) that catch unit mistakes in imports; converted to item units.
+PLAUSIBLE_RANGES: dict[str, tuple[tuple[float, float], str]] = {
+    "temperature": ((100.0, 400.0), "K"),
+    "sea_surface_temperature": ((200.0, 350.0), "K"),
+    "u_component_of_wind": ((-300.0, 300.0), "m s-1"),
+    "v_component_of_wind": ((-300.0, 300.0), "m s-1"),
+    "geopotential": ((-2.0e4, 5.0e5), "m2 s-2"),
+    "surface_pressure": ((3.0e4, 1.2e5), "Pa"),
+    "vorticity": ((-1.0e-2, 1.0e-2), "s-1"),
+    "divergence": ((-1.0e-2, 1.0e-2), "s-1"),
+    "specific_humidity": ((0.0, 0.1), "kg kg-1"),
+    "toa_incident_solar_radiation": ((0.0, 2000.0), "W m-2"),
+    "co2_equivalent": ((1.0, 1.0e5), "ppm"),
+}
+MEMBERS_SUFFIX = "_members"
+
+
+# ------------------------------------------------------------------------------------------ config
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """``members``: trajectories; ``perturbation``: std of the initial perturbations (normalised units)."""
+
+    members: int = 1
+    perturbation: float = 0.0
+
+    def validate(self) -> None:
+        if self.members < 1:
+            raise ConfigError(f"members: must be at least 1, got {self.members}")
+        if not (self.perturbation >= 0 and np.isfinite(self.perturbation)):
+            raise ConfigError(f"perturbation: must be a finite number >= 0, got {self.perturbation}")
+
+
+@dataclass(frozen=True)
+class GridShape:
+    nlat: int
+    nlon: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AtmoRepConfig(ComponentConfig):
+    """``checkpoint``: a trainer checkpoint (``.pt``); ``initial_condition``: an ERA5-layout store that
+    holds the context window ending at ``start``; ``normalization``: the statistics (default: the
+    initial-condition store's; they must be those the checkpoint was trained with).
+
+    ``fields``, ``levels_hPa``, ``grid``: what the run expects of the checkpoint (empty: anything);
+    ``tile_overlap``: overlap of neighbouring tiles in grid points (rows, columns; default half a
+    neighbourhood); ``tile_batch_size``: tiles per forward pass; ``device``: torch device;
+    ``seed``: ensemble randomness.
+    """
+
+    checkpoint: Path
+    initial_condition: Path
+    normalization: Path | None = None
+    fields: tuple[str, ...] = ()
+    levels_hPa: tuple[float, ...] = ()
+    grid: GridShape | None = None
+    tile_overlap: tuple[int, int] | None = None
+    tile_batch_size: int = 16
+    device: str = "cpu"
+    seed: int = 0
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.tile_batch_size < 1:
+            raise ConfigError(f"tile_batch_size: must be >= 1, got {self.tile_batch_size}")
+        try:
+            torch.device(self.device)
+        except RuntimeError as exc:
+            raise ConfigError(f"device: {self.device!r} is not a torch device ({exc})") from None
+
+
+def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
+    """The model config and the state of a trainer checkpoint, read with ``weights_only=True``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint with torch.load(weights_only=True): {exc}") from None
+    if not isinstance(state, dict) or not {"config", "model", "normalization"} <= set(state):
+        raise CheckpointError(f"{path}: not a trainer checkpoint (needs 'config', 'model' and 'normalization')")
+    try:
+        run = run_config_from_yaml(state["config"], origin=f"{path}: config")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its run configuration is invalid: {exc}") from None
+    return run.model, state
+
+
+def _datetime64(date: cftime.datetime) -> np.datetime64:
+    """A calendar date as ``datetime64`` (day counted from the 1st of its month, so ``360_day``'s
+    Feb 30 becomes Mar 2): for token metadata and store look-ups."""
+    month = np.datetime64(f"{date.year:04d}-{date.month:02d}-01", "ns")
+    offset = _dt.timedelta(days=date.day - 1, hours=date.hour, minutes=date.minute, seconds=date.second,
+                           microseconds=date.microsecond)
+    return month + np.timedelta64(int(offset.total_seconds() * 1e6), "us")
+
+
+@dataclass(frozen=True)
+class _FieldSpec:
+    """How one model field maps onto the store, the statistics and the component's items."""
+
+    config: FieldConfig
+    variable: str  # canonical store/statistics variable
+    spatial: bool  # False for global series (CO2)
+    level_index: np.ndarray | None  # into the statistics' levels
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+# --------------------------------------------------------------------------------------- component
+class AtmoRepComponent(Component):
+    """The multiformer as a component (see the module docstring).
+
+    ``network`` is the model, called as ``network(masked, meta)``; any callable with that signature
+    can replace it (the tiling tests use an identity map).
+    """
+
+    config_class = AtmoRepConfig
+
+    # ------------------------------------------------------------------------------ construction
+    def _initialize(self, config: AtmoRepConfig) -> None:
+        self.device = torch.device(config.device)
+        path = self.resolve_path(config.checkpoint)
+        self.model_config, state = load_checkpoint(path)
+        store = open_store(self.resolve_path(config.initial_condition))
+        norm = load_normalization(self.resolve_path(config.normalization)) if config.normalization else store.normalization
+        self._check_checkpoint(path, state, norm, store)
+        self.network = self._build_network(path, state)
+        self.norm = norm
+        self.latitudes, self.longitudes = np.asarray(store.latitudes), np.asarray(store.longitudes)
+        self.horizontal = LatLonGrid.from_centers(self.latitudes, self.longitudes)
+        nt, ny, nx = self.model_config.neighbourhood
+        overlap = tuple(config.tile_overlap) if config.tile_overlap is not None else (ny // 2, nx // 2)
+        self.tiling = GlobalTiling(self.latitudes.size, self.longitudes.size, (ny, nx), overlap)
+        self.specs = {f.name: self._field_spec(f, store) for f in self.model_config.fields}
+        self.predicted = [s for s in self.specs.values() if s.config.predicted]
+        self.inputs = [s for s in self.specs.values() if not s.config.predicted]
+        self.slice_steps = self.predicted[0].config.token_size[0]
+        self.members = config.ensemble.members
+        self._declare(store)
+        self._exported: dict[str, np.ndarray] = {}
+        self._data_step = self._check_time_step(store)
+        self._window = self._read_window(store)
+        self._perturb(config.ensemble.perturbation)
+        self._refresh_exports()
+
+    def _check_checkpoint(self, path: Path, state: dict, norm: Normalization, store: ERA5Store) -> None:
+        """Refuse a checkpoint that does not fit the statistics, the data or the configuration."""
+        config, model = self.config, self.model_config
+        if normalization_fingerprint(norm) != state["normalization"]["fingerprint"]:
+            raise CheckpointError(
+                f"{path}: trained with other normalisation statistics ({state['normalization']['source']}) than "
+                f"{norm.source}; point 'normalization' (or 'initial_condition') to the training statistics"
+            )
+        predicted = [f.name for f in model.predicted_fields]
+        if config.fields and sorted(config.fields) != sorted(predicted):
+            raise CheckpointError(
+                f"{path}: predicts fields {predicted}, but the configuration expects {list(config.fields)}; "
+                "use the matching checkpoint or change 'fields'"
+            )
+        for f in model.predicted_fields:
+            if config.levels_hPa and tuple(float(p) for p in f.levels) != tuple(config.levels_hPa):
+                raise CheckpointError(
+                    f"{path}: field {f.name!r} has levels {list(f.levels)} hPa, but the configuration expects "
+                    f"{list(config.levels_hPa)}; use the matching checkpoint or change 'levels_hPa'"
+                )
+        stats_grid = (norm.dataset.sizes.get("latitude"), norm.dataset.sizes.get("longitude"))
+        store_grid = (store.latitudes.size, store.longitudes.size)
+        if stats_grid != store_grid or not (
+            np.allclose(norm.dataset["latitude"].values, store.latitudes)
+            and np.allclose(norm.dataset["longitude"].values, store.longitudes)
+        ):
+            raise CheckpointError(
+                f"{path}: trained on a {stats_grid[0]}x{stats_grid[1]} grid ({norm.source}), but the initial "
+                f"condition {store.path} is on a different {store_grid[0]}x{store_grid[1]} grid"
+            )
+        if config.grid is not None and (config.grid.nlat, config.grid.nlon) != store_grid:
+            raise CheckpointError(
+                f"{path}: trained on a {store_grid[0]}x{store_grid[1]} grid, but the configuration expects "
+                f"{config.grid.nlat}x{config.grid.nlon}; use the matching checkpoint or change 'grid'"
+            )
+
+    def _build_network(self, path: Path, state: dict) -> Multiformer:
+        network = Multiformer(self.model_config)
+        try:
+            network.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: the weights do not fit the checkpoint's own model config: {exc}") from None
+        return network.to(self.device).eval()
+
+    def _field_spec(self, f: FieldConfig, store: ERA5Store) -> _FieldSpec:
+        var = store.resolve(f.variable)
+        spatial = var in self.norm.dataset.attrs["spatial_variables"]
+        if f.predicted and not spatial:
+            raise CheckpointError(f"field {f.name!r}: a predicted field must be gridded, {var!r} is a series")
+        level_index = self.norm.level_index(f.levels) if f.levels else None
+        return _FieldSpec(f, var, spatial, level_index)
+
+    def _check_time_step(self, store: ERA5Store) -> float:
+        """Seconds per data step; the component's step must be one token time slice of them."""
+        if store.times.size < 2:
+            raise DataError(f"{store.path}: need at least two times to know the data's time step")
+        data_step = float((store.times[1] - store.times[0]) / np.timedelta64(1, "s"))
+        want = self.slice_steps * data_step
+        if abs(self.time_step.total_seconds() - want) > 1e-6:
+            raise ConfigError(
+                f"time_step: {self.time_step} but the model predicts one token time slice of {self.slice_steps} "
+                f"data step(s) of {data_step:g} s per step; set time_step to {_dt.timedelta(seconds=want)}"
+            )
+        return data_step
+
+    # ------------------------------------------------------------------------------ items and grids
+    def _declare(self, store: ERA5Store) -> None:
+        grids: dict[tuple, int] = {}
+        self._grid_table: dict[int, ComponentGrid] = {}
+
+        def grid_id(levels: tuple[float, ...], members: int = 0, scalar: bool = False) -> int:
+            key = ("scalar",) if scalar else (levels, members)
+            if key not in grids:
+                grids[key] = len(grids)
+                self._grid_table[grids[key]] = (
+                    SCALAR_GRID if scalar else ComponentGrid(self.horizontal, levels=levels, members=members)
+                )
+            return grids[key]
+
+        items: list[ExchangeItem] = []
+        for spec in self.predicted:
+            levels = tuple(spec.config.levels)
+            attrs = dict(store.dataset[spec.variable].attrs)
+            units = self.norm.units(spec.variable)
+            common = dict(standard_name=attrs.get("standard_name", spec.variable), units=units, dtype="float32",
+                          valid_range=_plausible_range(spec.variable, units))
+            items.append(ExchangeItem(spec.name, grid=grid_id(levels), role="prognostic",
+                                      long_name=attrs.get("long_name", spec.name), **common))
+            items.append(ExchangeItem(spec.name + MEMBERS_SUFFIX, grid=grid_id(levels, self.members), role="diagnostic",
+                                      long_name=f"ensemble members of {spec.name}", **common))
+        for spec in self.inputs:
+            attrs = dict(store.dataset[spec.variable].attrs)
+            units = self.norm.units(spec.variable)
+            coarse = (spec.config.transform or "").partition(":")[0] == "coarse"
+            long_name = attrs.get("long_name", spec.variable)
+            items.append(ExchangeItem(
+                spec.name, attrs.get("standard_name", spec.variable), units,
+                grid_id(tuple(spec.config.levels), scalar=not spec.spatial),
+                "conditioning" if coarse else "forcing",
+                long_name=f"coarse classical model state: {long_name}" if coarse else long_name,
+                dtype="float32", valid_range=_plausible_range(spec.variable, units),
+            ))
+        self._item_list = items
+        self._arrays = {item.name: np.zeros(self._grid_table[item.grid].shape, dtype=np.float32) for item in items}
+        for spec in self.inputs:
+            self._arrays[spec.name][...] = np.nan  # "not imported yet"
+
+    def _grids(self) -> Mapping[int, ComponentGrid]:
+        return self._grid_table
+
+    def _items(self) -> Sequence[ExchangeItem]:
+        return self._item_list
+
+    def _state(self) -> Mapping[str, np.ndarray]:
+        return self._arrays
+
+    # ------------------------------------------------------------------------------ window
+    def window_times(self, elapsed: float | None = None) -> list[cftime.datetime]:
+        """Dates of the context window's ``nt`` time steps, ending at BMI time ``elapsed`` (default now)."""
+        end = self.get_current_time() if elapsed is None else elapsed
+        nt = self.model_config.neighbourhood[0]
+        return [self.datetime_at(end - k * self._data_step) for k in range(nt - 1, -1, -1)]
+
+    def _read_window(self, store: ERA5Store) -> dict[str, torch.Tensor]:
+        """Normalised window ``[(member,) L, nt, nlat, nlon]`` of every field, ending at ``start``."""
+        nt = self.model_config.neighbourhood[0]
+        times = np.array([_datetime64(d) for d in self.window_times(0.0)])
+        end = store.time_index(times[-1])
+        if end < nt - 1 or not np.array_equal(store.times[end - nt + 1:end + 1], times):
+            raise DataError(
+                f"{store.path}: the initial condition needs {nt} consecutive time steps {times[0]} .. {times[-1]} "
+                f"(every {self._data_step:g} s); the store has {store.times[0]} .. {store.times[-1]}"
+            )
+        window = {}
+        for spec in self.specs.values():
+            reader = transform_reader(spec.config.transform) if spec.config.transform else ERA5Store.read
+            values = reader(store, spec.variable, time=slice(end - nt + 1, end + 1),
+                            levels=list(spec.config.levels) or None)
+            x = self._normalise(spec, values, [d.month - 1 for d in self.window_times(0.0)], where=str(store.path))
+            window[spec.name] = x.expand(self.members, *x.shape).clone() if spec.config.predicted else x
+        return window
+
+    def _normalise(self, spec: _FieldSpec, values: np.ndarray, months: Sequence[int], where: str) -> torch.Tensor:
+        """Physical ``[time, (level), (lat, lon)]`` -> normalised ``[L, time, nlat, nlon]`` on the device;
+        NaN is an error in predicted fields and the normalised mean (0) in input-only ones (as in training)."""
+        x = self.norm.normalize(spec.variable, values, np.asarray(months), spec.level_index,
+                                mode=spec.config.normalization)
+        if not spec.spatial:
+            x = np.broadcast_to(x[:, None, None], (x.shape[0], self.latitudes.size, self.longitudes.size))
+        x = x if spec.config.levels else x[:, None]
+        if np.isnan(x).any():
+            if spec.config.predicted:
+                raise DataError(f"{where}: predicted field {spec.name!r} has NaN; predicted fields must be complete")
+            x = np.nan_to_num(x, nan=0.0)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2, 3))).to(self.device)
+
+    def _denormalise(self, spec: _FieldSpec, x: torch.Tensor, months: Sequence[int]) -> np.ndarray:
+        """Normalised ``[L, time, nlat, nlon]`` -> physical ``[time, (level), lat, lon]`` float32."""
+        values = x.detach().cpu().numpy().transpose(1, 0, 2, 3)
+        values = values if spec.config.levels else values[:, 0]
+        return self.norm.denormalize(spec.variable, values, np.asarray(months), spec.level_index,
+                                     mode=spec.config.normalization)
+
+    def _perturb(self, sigma: float) -> None:
+        if sigma <= 0:
+            return
+        for n in range(self.members):
+            rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(0, n)))
+            for spec in self.predicted:
+                w = self._window[spec.name][n]
+                noise = rng.standard_normal(tuple(w.shape), dtype=np.float32)
+                w += sigma * torch.from_numpy(noise).to(w.device)
+
+    def _refresh_exports(self, elapsed: float | None = None) -> None:
+        """Exports = the last time step of the window (at BMI time ``elapsed``, default now),
+        de-normalised; the prognostic export is the mean over members."""
+        month = [self.datetime_at(self.get_current_time() if elapsed is None else elapsed).month - 1]
+        for spec in self.predicted:
+            window = self._window[spec.name]
+            members = np.stack([self._denormalise(spec, window[n, :, -1:], month)[0] for n in range(self.members)])
+            self._arrays[spec.name + MEMBERS_SUFFIX][...] = members
+            self._arrays[spec.name][...] = members.mean(axis=0)
+            self._exported[spec.name] = self._arrays[spec.name].copy()
+
+    def _write(self, name: str, values: np.ndarray, indices: np.ndarray | None = None) -> None:
+        """An import of a prognostic field sets the current time of every member (see :meth:`_sync`)."""
+        super()._write(name, values, indices)
+        spec = self.specs.get(name)
+        if spec is not None and spec.config.predicted:
+            self._arrays[name + MEMBERS_SUFFIX][...] = self._arrays[name]
+
+    def _sync(self) -> None:
+        """Carry prognostic values changed since the last export (``set_value``, ``set_field`` or writes
+        through ``get_value_ptr``) into the current time of every member's window."""
+        for spec in self.predicted:
+            current = self._arrays[spec.name]
+            if not np.array_equal(current, self._exported[spec.name]):
+                x = self._normalise(spec, current[None], [self.current_datetime.month - 1],
+                                    where=f"component {self.name!r}: import {spec.name!r}")
+                self._window[spec.name][:, :, -1:] = x
+                self._exported[spec.name] = current.copy()
+
+    # ------------------------------------------------------------------------------ stepping
+    def _advance(self, dt: float) -> None:
+        self._sync()
+        missing = [s.name for s in self.inputs if np.isnan(self._arrays[s.name]).any()]
+        if missing:
+            raise ComponentError(
+                f"component {self.name!r}: imports {missing} were never set; couple them (or set_field) before "
+                f"stepping from {self.current_datetime.isoformat()}"
+            )
+        target = self.get_current_time() + dt
+        steps, month = self.slice_steps, [self.datetime_at(target).month - 1]
+        for spec in self.inputs:  # conditioning and forcing at the target time
+            new = self._normalise(spec, self._arrays[spec.name][None], month,
+                                  where=f"component {self.name!r}: import {spec.name!r}")
+            window = self._window[spec.name]
+            window.copy_(torch.roll(window, -steps, dims=1))
+            window[:, -steps:] = new
+        for spec in self.predicted:
+            window = self._window[spec.name]
+            window.copy_(torch.roll(window, -steps, dims=2))
+        nt = self.model_config.neighbourhood[0]
+        hidden = torch.zeros(nt, *self.tiling_shape, dtype=torch.bool)
+        hidden[-steps:] = True
+        heads = self._heads(round(self.get_current_time() / dt))
+        times = self.window_times(target)
+        for n in range(self.members):
+            predicted, _ = self._predict_window(self._member_window(n), hidden, hidden, times, heads[n])
+            for spec in self.predicted:
+                self._window[spec.name][n, :, -steps:] = predicted[spec.name][:, -steps:].to(torch.float32)
+        self._refresh_exports(target)
+
+    @property
+    def tiling_shape(self) -> tuple[int, int]:
+        return self.tiling.nlat, self.tiling.nlon
+
+    def _member_window(self, n: int) -> dict[str, torch.Tensor]:
+        return {name: (w[n] if self.specs[name].config.predicted else w) for name, w in self._window.items()}
+
+    def _heads(self, step: int) -> list[int | None]:
+        """Tail head of each member at ``step`` (None = the mean of all heads, for a single member)."""
+        if self.members == 1:
+            return [None]
+        rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(1, step)))
+        perm = rng.permutation(self.model_config.ensemble_size)
+        return [int(perm[n % perm.size]) for n in range(self.members)]
+
+    # ------------------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def _predict_window(self, window: Mapping[str, torch.Tensor], hidden: torch.Tensor, targets: torch.Tensor,
+                        times: Sequence[cftime.datetime], head: int | None) -> tuple[dict, dict]:
+        """Masked prediction over the global tiling.
+
+        ``hidden``/``targets``: point masks ``[nt, nlat, nlon]``; a tile's token is hidden (target) when
+        any of its points is. Returns per predicted field the blended prediction ``[L, nt, nlat, nlon]``
+        (float64; the window's values where no tile predicted) and the weight sum (0 there).
+        """
+        tiling = self.tiling
+        n_tiles = tiling.count
+        datetimes = np.array([_datetime64(d) for d in times])
+        lat = self.latitudes[tiling.rows.numpy()]
+        lon = self.longitudes[tiling.cols.numpy()]
+        when = np.broadcast_to(datetimes, (n_tiles, datetimes.size))
+        tokens, meta, hide, aim = {}, {}, {}, {}
+        for name, spec in self.specs.items():
+            f = spec.config
+            tokens[name] = tokenize(tiling.gather(window[name]), f.token_size)  # [B, L, T, Y, X, t, y, x]
+            meta[name] = torch.from_numpy(token_metadata(when, lat, lon, f.levels, f.token_size)).to(self.device)
+            shape = tokens[name].shape[:5]
+            if f.predicted:
+                hide[name] = self._token_mask(hidden, f).expand(shape)
+                aim[name] = (self._token_mask(targets, f) | self._token_mask(hidden, f)).expand(shape)
+            else:
+                hide[name] = aim[name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        out = {s.name: torch.zeros_like(tokens[s.name]) for s in self.predicted}
+        batch = self.config.tile_batch_size
+        for start in range(0, n_tiles, batch):
+            chunk = slice(start, start + batch)
+            masked = {}
+            for name, x in tokens.items():
+                inputs = torch.where(_points(hide[name][chunk], x.ndim), torch.zeros((), device=x.device), x[chunk])
+                masked[name] = MaskedField(inputs, hide[name][chunk], aim[name][chunk], x.new_empty(0))
+            result = self.network(masked, {name: m[chunk] for name, m in meta.items()})
+            for spec in self.predicted:
+                ens = result[spec.name]
+                values = ens.mean if head is None else ens.members[:, head]
+                out[spec.name][chunk][aim[spec.name][chunk]] = values.to(out[spec.name].dtype)
+        blended, weights = {}, {}
+        for spec in self.predicted:
+            mask = detokenize(_points(aim[spec.name], 8).expand(out[spec.name].shape))
+            values, weight = tiling.blend(detokenize(out[spec.name]), mask)
+            blended[spec.name] = torch.where(weight > 0, values, window[spec.name].double())
+            weights[spec.name] = weight
+        return blended, weights
+
+    def _token_mask(self, points: torch.Tensor, f: FieldConfig) -> torch.Tensor:
+        """Point mask ``[nt, nlat, nlon]`` -> per-tile token mask ``[B, 1, T, Y, X]`` (any point set)."""
+        tiles = tokenize(self.tiling.gather(points.to(self.device)), f.token_size)  # [B, T, Y, X, t, y, x]
+        return tiles.flatten(-3).any(-1)[:, None]
+
+    # ------------------------------------------------------------------------------ zero-shot tasks
+    def predict(self, hidden: np.ndarray | None = None, targets: np.ndarray | None = None) -> xr.Dataset:
+        """General masked prediction on the current context window of member 0 (not stepping).
+
+        ``hidden``: grid points ``[nt, nlat, nlon]`` (or ``[nlat, nlon]`` for every time) whose tokens the
+        model must not see; they are predicted. ``targets``: further points to predict from what the model
+        sees. Returns the window's fields (dims ``time, level, lat, lon``, physical units) with predicted
+        points replaced by the tail's ensemble mean.
+        """
+        nt = self.model_config.neighbourhood[0]
+        shape = (nt, *self.tiling_shape)
+
+        def as_mask(points: np.ndarray | None, what: str) -> torch.Tensor:
+            if points is None:
+                return torch.zeros(shape, dtype=torch.bool)
+            points = np.asarray(points, dtype=bool)
+            try:
+                return torch.from_numpy(np.array(np.broadcast_to(points, shape)))
+            except ValueError:
+                raise ComponentError(f"component {self.name!r}: {what} mask of shape {points.shape} does not "
+                                     f"broadcast to the window's {shape} (time, lat, lon)") from None
+
+        self._sync()
+        times = self.window_times()
+        predicted, _ = self._predict_window(self._member_window(0), as_mask(hidden, "hidden"),
+                                            as_mask(targets, "targets"), times, None)
+        months = [d.month - 1 for d in times]
+        data = {}
+        for spec in self.predicted:
+            values = self._denormalise(spec, predicted[spec.name].float(), months)
+            item = self._item_named(spec.name)
+            dims = ("time", "level", "lat", "lon") if spec.config.levels else ("time", "lat", "lon")
+            data[spec.name] = (dims, values, {"units": item.units, "standard_name": item.standard_name})
+        grid = self._grid_table[self._item_named(self.predicted[0].name).grid]
+        coords = {"time": ("time", times), "lat": ("lat", self.latitudes), "lon": ("lon", self.longitudes)}
+        if grid.levels:
+            coords["level"] = ("level", np.asarray(grid.levels), {"units": "hPa"})
+        return xr.Dataset(data, coords=coords)
+
+    def interpolate_time(self, slices: Sequence[int] | None = None) -> xr.Dataset:
+        """Zero-shot temporal interpolation: re-predict token time slices of the window (default the
+        middle one, ``T // 2``) from the slices before and after them, as AtmoRep's
+        ``temporal_interpolation`` masking. With the default data's 4 slices of 3 h this interpolates
+        ``now - 3 h`` between ``now - 6 h`` and ``now``."""
+        T = self.predicted[0].config.num_tokens[0]
+        slices = list(slices) if slices is not None else [T // 2]
+        if not slices or any(not 0 <= k < T for k in slices):
+            raise ComponentError(f"component {self.name!r}: interpolation slices {slices} must lie in [0, {T})")
+        hidden = np.zeros((self.model_config.neighbourhood[0], *self.tiling_shape), dtype=bool)
+        for k in slices:
+            hidden[k * self.slice_steps:(k + 1) * self.slice_steps] = True
+        return self.predict(hidden)
+
+    def fill_region(self, region: np.ndarray) -> xr.Dataset:
+        """Zero-shot spatial interpolation: hide every token (all times and levels) that touches
+        ``region`` (bool ``[nlat, nlon]``) and predict it from the surroundings."""
+        region = np.asarray(region, dtype=bool)
+        if region.shape != self.tiling_shape:
+            raise ComponentError(f"component {self.name!r}: region mask has shape {region.shape}, expected "
+                                 f"{self.tiling_shape} (lat, lon)")
+        return self.predict(region)
+
+    # ------------------------------------------------------------------------------ restarts
+    def _restart_state(self) -> dict[str, np.ndarray]:
+        self._sync()
+        return {f"window/{name}": w.detach().cpu().numpy() for name, w in self._window.items()}
+
+    def _load_restart_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        for name, window in self._window.items():
+            window.copy_(torch.from_numpy(arrays[f"window/{name}"]).to(window.device))
+        self._refresh_exports()
+
+    def _finalize(self) -> None:
+        self.network = None
+        self._window = {}
+
+
+def _points(tokens: torch.Tensor, ndim: int) -> torch.Tensor:
+    """A token mask ``[B, L, T, Y, X]`` viewed with trailing unit dims to broadcast over ``ndim`` dims."""
+    return tokens.reshape(*tokens.shape, *([1] * (ndim - tokens.ndim)))
+
+
+def _plausible_range(variable: str, units: str) -> tuple[float, float] | None:
+    known = PLAUSIBLE_RANGES.get(variable)
+    if known is None:
+        return None
+    (low, high), reference = known
+    values = convert(np.array([low, high], dtype=np.float64), reference, units, what=f"plausible range of {variable}")
+    return float(np.min(values)), float(np.max(values))

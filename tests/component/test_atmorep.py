@@ -1,0 +1,351 @@
+"""AtmoRepComponent: BMI semantics, a rollout with a checkpoint trained here on the tiny dataset, the
+training pipeline as reference for one step, exact restarts, zero-shot tasks and the guard rails."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+import zarr
+
+from atmorep_coupler.component.atmorep import AtmoRepComponent
+from atmorep_coupler.coupling.build import resolve_kind
+from atmorep_coupler.data import open_store
+from atmorep_coupler.data.sampler import NeighbourhoodSampler, transform_reader
+from atmorep_coupler.data.tokens import detokenize
+from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError
+from atmorep_coupler.model.config import StrategyConfig
+from atmorep_coupler.model.masking import Masker
+from atmorep_coupler.model.tail import EnsembleOutput
+from atmorep_coupler.train import config_path
+from atmorep_coupler.training.config import load_run_config
+from atmorep_coupler.training.trainer import Trainer
+from atmorep_coupler.units import parse_units
+
+START = "2000-01-01T06:00:00"  # the tiny config's window is 3 steps: 00, 03 and 06 UTC
+DT = 3 * 3600.0
+LEVELS = [500.0, 850.0]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_conditioned_run(store):
+    """configs/tiny.yaml plus the coarse-model conditioning field ``coarse_temperature``."""
+    d = yaml.safe_load(config_path("tiny").read_text())
+    d["data"]["store"] = str(store)
+    d["model"]["fields"].append({
+        "name": "coarse_temperature", "source": "temperature", "transform": "coarse:T15", "levels": LEVELS,
+        "token_size": [1, 4, 4], "num_tokens": [3, 2, 4], "embed_dim": 16, "predicted": False,
+        "normalization": "local",
+    })
+    d["model"]["fields"][0]["coupled_fields"].append("coarse_temperature")
+    return load_run_config(d)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_store, tmp_path_factory):
+    """A small checkpoint trained here: 30 steps of the tiny config with coarse conditioning."""
+    torch.set_num_threads(1)
+    trainer = Trainer(tiny_conditioned_run(tiny_store))
+    for _ in range(30):
+        trainer.train_step()
+    return trainer.save_checkpoint(tmp_path_factory.mktemp("atmorep") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def store(tiny_store):
+    return open_store(tiny_store)
+
+
+def make(checkpoint, tiny_store, **overrides) -> AtmoRepComponent:
+    config = {"start": START, "time_step": "PT3H", "checkpoint": str(checkpoint), "initial_condition": str(tiny_store)}
+    return AtmoRepComponent.from_config({**config, **overrides})
+
+
+def feed(component: AtmoRepComponent, store) -> int:
+    """Import the truth of every input-only field at the target time of the next step (what a coupling
+    driver does with the classical model and the forcing components); returns that time's index."""
+    target = component.datetime_at(component.get_current_time() + component.get_time_step())
+    index = store.time_index(np.datetime64(target.isoformat()))
+    component.set_value("sea_surface_temperature", store.read("sea_surface_temperature", time=[index])[0].ravel())
+    component.set_value("co2_equivalent", store.read("co2_equivalent", time=[index]))
+    coarse = transform_reader("coarse:T15")(store, "temperature", time=[index], levels=LEVELS)[0]
+    component.set_value("coarse_temperature", coarse.ravel())
+    return index
+
+
+# ----------------------------------------------------------------------------------------- BMI
+def test_items_grids_and_units(checkpoint, tiny_store, store):
+    c = make(checkpoint, tiny_store, ensemble={"members": 3})
+    items = {i.name: i for i in c.exchange_items()}
+    assert {n: items[n].role for n in items} == {
+        "temperature": "prognostic", "temperature_members": "diagnostic", "u_component_of_wind": "prognostic",
+        "u_component_of_wind_members": "diagnostic", "sea_surface_temperature": "forcing",
+        "co2_equivalent": "forcing", "coarse_temperature": "conditioning",
+    }
+    assert set(c.get_input_var_names()) == {"temperature", "u_component_of_wind", "sea_surface_temperature",
+                                            "co2_equivalent", "coarse_temperature"}
+    for name in c.get_input_var_names() + c.get_output_var_names():
+        parse_units(c.get_var_units(name))
+        assert c.get_var_type(name) == "float32" and c.get_var_location(name) == "node"
+    assert c.get_var_units("temperature") == "K" and c.get_var_units("co2_equivalent") == "ppm"
+    grid = c.get_var_grid("temperature")
+    assert c.get_grid_type(grid) == "rectilinear" and c.get_grid_rank(grid) == 3
+    np.testing.assert_array_equal(c.get_grid_x(grid, np.empty(64)), store.longitudes)
+    np.testing.assert_array_equal(c.get_grid_y(grid, np.empty(32)), store.latitudes)
+    np.testing.assert_array_equal(c.get_grid_z(grid, np.empty(2)), LEVELS)
+    members = c.get_var_grid("temperature_members")
+    assert c.get_grid_shape(members, np.empty(4, dtype=int)).tolist() == [3, 2, 32, 64]
+    assert c.get_field("temperature_members").dims == ("member", "level", "lat", "lon")
+    assert c.get_grid_rank(c.get_var_grid("co2_equivalent")) == 0
+    assert c.get_var_nbytes("temperature") == 4 * 2 * 32 * 64
+    assert resolve_kind("atm", "atmorep") is AtmoRepComponent
+
+
+def test_initial_state_is_the_store_at_start(checkpoint, tiny_store, store):
+    c = make(checkpoint, tiny_store)
+    truth = store.read("temperature", time=[store.time_index(np.datetime64(START))], levels=LEVELS)[0]
+    np.testing.assert_allclose(c.get_field("temperature").values, truth, rtol=1e-6)  # normalised and back
+    assert [d.isoformat() for d in c.window_times()] == ["2000-01-01T00:00:00", "2000-01-01T03:00:00", START]
+
+
+def test_time_advances_by_the_step_and_update_until_lands_exactly(checkpoint, tiny_store, store):
+    c = make(checkpoint, tiny_store)
+    assert (c.get_start_time(), c.get_time_step(), c.get_time_units()) == (0.0, DT, "s")
+    feed(c, store)
+    c.update()
+    assert c.get_current_time() == DT and c.current_datetime.isoformat() == "2000-01-01T09:00:00"
+    feed(c, store)  # imports hold until the next one: the second step reuses the fed target-time values
+    c.update_until(3 * DT)
+    assert c.get_current_time() == 3 * DT
+    with pytest.raises(ComponentError, match="not a whole number of 10800.0 s steps"):
+        c.update_until(3 * DT + 3600.0)  # the ML step cannot be shortened: refused, nothing moves
+    assert c.get_current_time() == 3 * DT
+    feed(c, store)
+    c.advance_to("2000-01-01T18:00:00")
+    assert c.get_current_time() == 4 * DT
+
+
+def test_get_value_copies_and_get_value_ptr_is_live(checkpoint, tiny_store, store):
+    c = make(checkpoint, tiny_store)
+    copy = c.get_value("temperature", np.empty(2 * 32 * 64, dtype=np.float32))
+    before = copy.copy()
+    ptr = c.get_value_ptr("temperature")
+    copy[:] = 0.0  # the caller's buffer is theirs
+    np.testing.assert_array_equal(c.get_value("temperature", np.empty_like(copy)), before)
+    feed(c, store)
+    c.update()
+    np.testing.assert_array_equal(copy, 0.0)
+    now = c.get_value("temperature", np.empty_like(copy))
+    assert not np.array_equal(now, before)
+    np.testing.assert_array_equal(ptr, now)  # the pointer shows the new state without another call
+    inds = np.array([0, 5, 4095])
+    np.testing.assert_array_equal(c.get_value_at_indices("temperature", np.empty(3, np.float32), inds), now[inds])
+
+    # writing through the pointer is an import: it changes the next step exactly as set_value does
+    other = make(checkpoint, tiny_store)
+    feed(other, store)
+    other.update()
+    ptr[:2048] += 1.0
+    other.set_value("temperature", ptr)
+    for comp in (c, other):
+        feed(comp, store)
+        comp.update()
+    np.testing.assert_array_equal(c.get_value_ptr("temperature"), other.get_value_ptr("temperature"))
+
+
+# ------------------------------------------------------------------------------------- rollout
+def test_first_step_equals_the_training_pipeline(checkpoint, tiny_store, store):
+    """Without overlap every point comes from one tile, so one step must reproduce the forecast that the
+    training sampler, the forecast masking and the network give for the same neighbourhoods."""
+    c = make(checkpoint, tiny_store, tile_overlap=[0, 0])
+    target = feed(c, store)
+    c.update()
+    model = c.model_config
+    tiles = c.tiling
+    assert tiles.count == 16
+    sampler = NeighbourhoodSampler(store, model, batch_size=tiles.count)
+    origins = np.concatenate([np.full((tiles.count, 1), target - 2), tiles.origins], axis=1)
+    batch = sampler.read(origins)
+    masked = Masker(model, strategies=(StrategyConfig("forecast", forecast_slices=1),))(batch.tokens, 0, (0,))
+    with torch.no_grad():
+        out = c.network(masked, batch.meta)
+    expect = np.empty((2, 32, 64), dtype=np.float32)
+    tokens = batch.tokens["temperature"].clone()
+    tokens[masked["temperature"].target] = out["temperature"].mean
+    cube = detokenize(torch.from_numpy(sampler.denormalize("temperature", tokens, origins)))  # [B, L, nt, ny, nx]
+    for k, (rows, cols) in enumerate(zip(tiles.rows.numpy(), tiles.cols.numpy())):
+        expect[:, rows[:, None], cols[None, :]] = cube[k, :, -1].numpy()
+    np.testing.assert_allclose(c.get_field("temperature").values, expect, rtol=0, atol=1e-3)
+
+
+def test_ensemble_rollout(checkpoint, tiny_store, store):
+    config = {"ensemble": {"members": 3, "perturbation": 0.05}, "seed": 7}
+    runs = [make(checkpoint, tiny_store, **config) for _ in range(2)] + [make(checkpoint, tiny_store, **config, seed=8)]
+    errors = []
+    for _ in range(4):
+        for c in runs:
+            index = feed(c, store)
+            c.update()
+        truth = store.read("temperature", time=[index], levels=LEVELS)[0]
+        errors.append(np.sqrt(np.mean((runs[0].get_field("temperature").values - truth) ** 2)))
+    a, b, other = (c.get_field("temperature_members").values for c in runs)
+    np.testing.assert_array_equal(a, b)  # deterministic seeds
+    assert not np.allclose(a, other)
+    assert np.isfinite(a).all() and 150.0 < a.min() and a.max() < 330.0
+    spread = a.std(axis=0)
+    assert spread.mean() > 0.0 and all(not np.array_equal(a[0], a[k]) for k in (1, 2))
+    np.testing.assert_allclose(runs[0].get_field("temperature").values, a.mean(axis=0), rtol=1e-6)
+    assert runs[0].current_datetime.isoformat() == "2000-01-01T18:00:00"
+    climatology = np.sqrt(np.mean((truth - truth.mean(axis=(1, 2), keepdims=True)) ** 2))
+    assert max(errors) < climatology  # a 30-step model already beats the zonal-mean-free guess
+
+
+def test_save_state_then_load_state_continues_bit_identically(checkpoint, tiny_store, store, tmp_path):
+    config = {"ensemble": {"members": 2, "perturbation": 0.1}}
+    straight = make(checkpoint, tiny_store, **config)
+    for _ in range(2):
+        feed(straight, store)
+        straight.update()
+    path = straight.save_state(tmp_path / "state.npz")
+    for _ in range(2):
+        feed(straight, store)
+        straight.update()
+    resumed = make(checkpoint, tiny_store, **config)
+    resumed.load_state(path)
+    assert resumed.get_current_time() == 2 * DT
+    for _ in range(2):
+        feed(resumed, store)
+        resumed.update()
+    for name in straight.get_output_var_names():
+        np.testing.assert_array_equal(resumed.get_value_ptr(name), straight.get_value_ptr(name))
+
+
+# ------------------------------------------------------------------------------- tiling in the component
+class IdentityNetwork:
+    """The network replaced by the identity: each target token is predicted as its own input."""
+
+    def __init__(self, members: int):
+        self.members = members
+
+    def __call__(self, masked, meta):
+        return {name: EnsembleOutput.from_members(m.inputs[m.target].unsqueeze(1).repeat(1, self.members, 1, 1, 1))
+                for name, m in masked.items() if m.target.any()}
+
+
+def test_identity_network_reconstructs_the_field_through_the_tiling(checkpoint, tiny_store):
+    c = make(checkpoint, tiny_store, tile_batch_size=5)  # 56 overlapping tiles, some across the dateline
+    c.network = IdentityNetwork(members=2)
+    last = np.zeros((3, 32, 64), dtype=bool)
+    last[-1] = True
+    ds = c.predict(targets=last)  # nothing hidden; the last time step is predicted by every tile
+    for name in ("temperature", "u_component_of_wind"):
+        np.testing.assert_array_equal(ds[name].isel(time=-1).values, c.get_field(name).values)
+
+
+# ----------------------------------------------------------------------------------- zero-shot
+def test_zero_shot_interpolation_and_region_filling(checkpoint, tiny_store, store):
+    c = make(checkpoint, tiny_store)
+    window = store.read("temperature", time=slice(0, 3), levels=LEVELS)
+    ds = c.interpolate_time()
+    assert [t.isoformat() for t in ds.time.values] == ["2000-01-01T00:00:00", "2000-01-01T03:00:00", START]
+    np.testing.assert_allclose(ds.temperature.values[[0, 2]], window[[0, 2]], rtol=1e-6)  # seen: unchanged
+    middle = ds.temperature.values[1]
+    assert np.isfinite(middle).all() and not np.allclose(middle, window[1], atol=1e-3)
+    assert np.sqrt(np.mean((middle - window[1]) ** 2)) < np.sqrt(np.mean((window[1] - window[1].mean()) ** 2))
+
+    region = np.zeros((32, 64), dtype=bool)
+    region[12:16, 62:64] = region[12:16, 0:2] = True  # a box across the dateline
+    filled = c.fill_region(region).temperature.values
+    assert not np.allclose(filled[:, :, region], window[:, :, region], atol=1e-3)
+    far = np.ones((32, 64), dtype=bool)
+    far[6:22] = False  # rows more than a token (4 rows) away from the box stay as they were
+    np.testing.assert_allclose(filled[:, :, far], window[:, :, far], rtol=1e-6)
+    with pytest.raises(ComponentError, match="region mask has shape"):
+        c.fill_region(np.zeros((32, 32), dtype=bool))
+    with pytest.raises(ComponentError, match="interpolation slices"):
+        c.interpolate_time([3])
+
+
+# --------------------------------------------------------------------------------- guard rails
+def test_bad_imports_are_refused(checkpoint, tiny_store, store):
+    c = make(checkpoint, tiny_store, name="atm")
+    with pytest.raises(ComponentError, match=r"imports \['sea_surface_temperature', 'co2_equivalent', "
+                                             r"'coarse_temperature'\] were never set"):
+        c.update()
+    feed(c, store)
+    bad = c.get_value("coarse_temperature", np.empty(2 * 32 * 64, np.float32))
+    bad[17] = np.nan
+    with pytest.raises(ComponentError, match=r"component 'atm': imported field 'coarse_temperature' at "
+                                             r"2000-01-01T06:00:00: 1 of 4096 values are NaN"):
+        c.set_value("coarse_temperature", bad)
+    celsius = c.get_field("coarse_temperature", units="degC")
+    with pytest.raises(ComponentError, match="'coarse_temperature' .* outside the valid range"):
+        c.set_value("coarse_temperature", celsius.values.ravel())  # degC values where K are expected
+    c.set_field("coarse_temperature", celsius)  # with its units attribute it is converted and accepted
+    with pytest.raises(ComponentError, match="'co2_equivalent' .* outside the valid range"):
+        c.set_value("co2_equivalent", np.array(0.00028))  # a mole fraction where ppm are expected
+    with pytest.raises(ComponentError, match="is an output"):
+        c.set_value("temperature_members", np.zeros(3 * 2 * 32 * 64))
+    c.update()
+    assert c.get_current_time() == DT
+
+
+def test_mismatched_checkpoints_are_refused(checkpoint, tiny_store, tmp_path):
+    with pytest.raises(CheckpointError, match=r"predicts fields \['temperature', 'u_component_of_wind'\], but the "
+                                              r"configuration expects \['temperature', 'geopotential'\]"):
+        make(checkpoint, tiny_store, fields=["temperature", "geopotential"])
+    with pytest.raises(CheckpointError, match=r"field 'temperature' has levels \[500.0, 850.0\] hPa, but the "
+                                              r"configuration expects \[250.0, 500.0\]"):
+        make(checkpoint, tiny_store, levels_hPa=[250, 500])
+    with pytest.raises(CheckpointError, match="trained on a 32x64 grid, but the configuration expects 64x128"):
+        make(checkpoint, tiny_store, grid={"nlat": 64, "nlon": 128})
+    make(checkpoint, tiny_store, fields=["u_component_of_wind", "temperature"], levels_hPa=LEVELS,
+         grid={"nlat": 32, "nlon": 64})
+
+    other = tmp_path / "other.zarr"
+    shutil.copytree(tiny_store, other)
+    stats = zarr.open_group(str(other / "normalization"), mode="r+")
+    stats["global_mean_temperature"][0, 0] = stats["global_mean_temperature"][0, 0] + 1.0
+    with pytest.raises(CheckpointError, match="trained with other normalisation statistics"):
+        make(checkpoint, other)
+
+    state = torch.load(checkpoint, weights_only=True)
+    del state["model"]["fields.temperature.tail.bias"]
+    torch.save(state, tmp_path / "truncated.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        make(tmp_path / "truncated.pt", tiny_store)
+    torch.save({"config": state["config"], "model": {}, "normalization": state["normalization"],
+                "extra": np.polynomial.Polynomial([1.0])}, tmp_path / "pickled.pt")
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        make(tmp_path / "pickled.pt", tiny_store)  # arbitrary pickled objects are never unpickled
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt: cannot read checkpoint"):
+        make(tmp_path / "junk.pt", tiny_store)
+    with pytest.raises(ConfigError, match="set time_step to 3:00:00"):
+        make(checkpoint, tiny_store, time_step="PT6H")
+
+
+def test_initialize_from_a_yaml_file_with_relative_paths(checkpoint, tiny_store, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(checkpoint, folder / "model.pt")
+    (folder / "atmorep.yaml").write_text(yaml.safe_dump({
+        "start": START, "time_step": "PT3H", "checkpoint": "model.pt", "initial_condition": str(tiny_store),
+        "tile_batch_size": 8,
+    }))
+    c = AtmoRepComponent()
+    c.initialize(str(folder / "atmorep.yaml"))
+    assert c.get_component_name() == "AtmoRepComponent" and c.tiling.count == 56
+    c.finalize()
+    with pytest.raises(ComponentError, match="call initialize"):
+        c.get_current_time()
