@@ -41,7 +41,8 @@ __all__ = ["DefaultDataConfig", "cache_dir", "default_store_path", "generate", "
 #: Version of what the generator writes for a given config; part of the fingerprint and of the saved
 #: config, so a store (or cache entry) written by an older generator is never taken for a current one.
 #: 2: Gaussian -> lat-lon regridding through atmorep_coupler.regrid (ESMF great-circle cells).
-GENERATOR_VERSION = 2
+#: 3: sigma -> pressure linear in log-pressure with linear extrapolation below ground (was NaN).
+GENERATOR_VERSION = 3
 STATE_GROUP = "generator"
 STATE_FILE = "state.npz"
 #: Default size of one written block (as float32); sets the checkpoint granularity.

@@ -75,6 +75,10 @@ NUDGING_FIELDS = ("temperature", "u_component_of_wind", "v_component_of_wind")
 _CONSTANT_EXTRAPOLATION = vertical_interpolation.vectorize_vertical_interpolation(
     vertical_interpolation.vertical_interpolation
 )
+# Sigma -> pressure diagnostics: interpolation linear in log-pressure, linear extrapolation beyond.
+_LOG_PRESSURE_INTERPOLATION = vertical_interpolation.vectorize_vertical_interpolation(
+    vertical_interpolation.linear_interp_with_linear_extrap
+)
 
 
 @dataclass(frozen=True)
@@ -489,9 +493,14 @@ class HeldSuarezModel:
             "u_component_of_wind": u,
             "v_component_of_wind": v,
         }
-        on_pressure = vertical_interpolation.interp_sigma_to_pressure(
-            sigma_fields, self._pressure, self.coords.vertical, surface_pressure
-        )
+        # Linear in log-pressure (geopotential is then exact for isothermal layers, by the
+        # hypsometric equation) and linearly extrapolated below ground as in ERA5; dinosaur's
+        # default is linear in pressure and NaN under deep lows (1000 hPa with ps < ~940 hPa).
+        log_sigma = jnp.log(self._pressure.centers[:, None, None] / surface_pressure)
+        on_pressure = {
+            k: _LOG_PRESSURE_INTERPOLATION(log_sigma, np.log(self.coords.vertical.centers), v)
+            for k, v in sigma_fields.items()
+        }
         out = {k: self._scale[k] * on_pressure[k] for k in FIELDS}
         out["surface_pressure"] = self._scale["surface_pressure"] * surface_pressure
         # dinosaur's nodal layout is [..., lon, lat (south first)] -> [..., lat (north first), lon]

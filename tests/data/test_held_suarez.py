@@ -84,6 +84,30 @@ def test_physical_ranges(model):
     assert np.abs(d["u_component_of_wind"]).max() < 100.0
 
 
+def test_pressure_levels_below_ground_are_extrapolated_and_hypsometric(model):
+    """A deep low (surface pressure 930 hPa) puts 1000 hPa below ground: the diagnostics extrapolate
+    (as ERA5 does) instead of returning NaN, and the 850-1000 hPa and 250-300 hPa thicknesses obey the
+    hypsometric equation dz = R T_mean ln(p1/p2) to within the error of a layer-mean temperature."""
+    start = model.get_state()
+    before = model.diagnose("gaussian")["surface_pressure"]
+    modal = np.array(start["log_surface_pressure"])
+    modal[0, 0, 0] += np.log(0.93) * np.sqrt(4 * np.pi)  # the l = m = 0 mode is sqrt(4 pi) x the mean
+    model.set_state({**start, "log_surface_pressure": modal})
+    try:
+        d = model.diagnose("gaussian")
+    finally:
+        model.set_state(start)
+    np.testing.assert_allclose(d["surface_pressure"], 0.93 * before, rtol=1e-4)
+    assert d["surface_pressure"].max() < 95_000.0
+    assert all(np.isfinite(v).all() for v in d.values())
+    levels = list(model.config.pressure_levels_hPa)
+    z, t = d["geopotential"], d["temperature"]
+    for top, bottom in ((250.0, 300.0), (850.0, 1000.0)):
+        i, j = levels.index(top), levels.index(bottom)
+        expected = 287.04 * 0.5 * (t[i] + t[j]) * np.log(bottom / top)
+        np.testing.assert_allclose((z[i] - z[j]).mean(), expected.mean(), rtol=0.03)
+
+
 @pytest.fixture(scope="module")
 def coarse():
     return HeldSuarezModel(ModelConfig(resolution="T10"))
