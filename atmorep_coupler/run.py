@@ -1,9 +1,12 @@
-"""Run a coupled simulation: ``python -m atmorep_coupler.run coupling_configs/NAME.yaml [--resume] [--out DIR]``.
+"""Run a coupled simulation: ``python -m atmorep_coupler.run coupling_configs/NAME.yaml [--resume] [--out DIR] [--set KEY=VALUE ...]``.
 
 Outputs (zarr, CF) and restart files go under ``--out`` (default ``runs/<run.name>``); relative input
 paths in the YAML resolve against the YAML's folder. ``--resume`` continues from the latest restart
 and fails when there is none; without it, ``run.restart.resume`` decides (``auto`` by default:
-continue if a restart exists).
+continue if a restart exists). ``--set KEY=VALUE`` (repeatable) replaces one value of the YAML before it
+is checked: KEY is a dotted path (list items by index, e.g. ``couplings.0.period``), VALUE is read as
+YAML (``--set run.end=2000-02-01T00:00:00``, ``--set components.atm.config.checkpoint=/abs/ckpt.pt``).
+Give paths in VALUE as absolute paths.
 """
 
 from __future__ import annotations
@@ -11,11 +14,58 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from atmorep_coupler.errors import AtmoRepError
+import yaml
 
-__all__ = ["main"]
+from atmorep_coupler.errors import AtmoRepError, ConfigError
+
+__all__ = ["load_config", "main"]
+
+
+def load_config(path: str | Path, assignments: Sequence[str] = ()) -> tuple[Any, Path]:
+    """The checked coupling config of ``path`` with ``KEY=VALUE`` assignments applied, and the folder
+    relative input paths of the file resolve against (as :func:`load_coupling_config`)."""
+    from atmorep_coupler.config import to_dict
+    from atmorep_coupler.coupling.schema import load_coupling_config
+
+    config, base = load_coupling_config(path)
+    if not assignments:
+        return config, base
+    mapping = to_dict(config)  # input paths of the file are absolute here
+    for assignment in assignments:
+        _assign(mapping, assignment, f"{path}: --set {assignment}")
+    try:
+        config, _ = load_coupling_config(mapping)
+    except ConfigError as exc:
+        raise ConfigError(f"{path} (with --set {' '.join(assignments)}): {str(exc).removeprefix('<mapping>: ')}") from None
+    return config, base
+
+
+def _assign(mapping: dict, assignment: str, where: str) -> None:
+    """Set ``KEY=VALUE`` in ``mapping``: every part of KEY but the last must exist (the schema then
+    rejects unknown last keys with their key path)."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{where}: expected KEY=VALUE, e.g. run.end=2000-02-01T00:00:00")
+    parts = key.split(".")
+    node: Any = mapping
+    for depth, part in enumerate(parts):
+        at = ".".join(parts[:depth]) or "the top level"
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{where}: {at} is a list of {len(node)} items; {part!r} is not an index")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"{where}: {at} is a value, not a mapping or a list")
+        elif depth < len(parts) - 1 and part not in node:
+            raise ConfigError(f"{where}: {at} has no key {part!r} (keys: {', '.join(map(str, node))})")
+        if depth == len(parts) - 1:
+            node[part] = yaml.safe_load(text)
+        else:
+            node = node[part]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,13 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for outputs and restarts (default runs/<run.name>)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest restart (required to exist)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="replace one value of the YAML (dotted key, YAML value; repeatable)")
     args = parser.parse_args(argv)
 
     from atmorep_coupler.coupling.driver import CoupledRun
 
     try:
-        with CoupledRun.from_file(args.config, out_dir=args.out, resume=True if args.resume else None,
-                                  progress=not args.no_progress) as run:
+        config, base = load_config(args.config, args.set)
+        out = args.out if args.out is not None else Path("runs") / config.run.name
+        with CoupledRun(config, base_dir=base, out_dir=out, origin=str(args.config),
+                        resume=True if args.resume else None, progress=not args.no_progress) as run:
             summary = run.run()
     except AtmoRepError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -46,7 +46,7 @@ def clip_polygons(poly: np.ndarray, count: np.ndarray, normals: np.ndarray) -> t
 
     ``poly``: ``(P, M, 3)`` vertices (padded), ``count``: ``(P,)`` valid vertices; ``normals``:
     ``(P, K, 3)`` edge-plane normals of the clipping cells (:func:`edge_normals`); a vertex is inside
-    a plane when its dot product with the normal is >= 0. Returns ``(P, M + K, 3)`` and the counts.
+    a plane when its dot product with the normal is >= 0. Returns ``(P, >= M + K, 3)`` and the counts.
     """
     for k in range(normals.shape[1]):
         poly, count = _clip_by_plane(poly, count, normals[:, k])
@@ -66,7 +66,10 @@ def _clip_by_plane(poly: np.ndarray, count: np.ndarray, normal: np.ndarray) -> t
     cross = valid & (inside != (dist_next >= 0))
     n_emit = keep.astype(np.int64) + cross
     offset = np.cumsum(n_emit, axis=1) - n_emit
-    out = np.zeros((n_poly, m + 1, 3))
+    # A convex polygon gains at most one vertex per plane, but vertices lying on the plane (cells that
+    # share an edge) have round-off distances of either sign and can add a few more, all on the plane
+    # and of no area: size the buffer from what is actually emitted.
+    out = np.zeros((n_poly, max(m + 1, int(n_emit.sum(axis=1).max(initial=0))), 3))
     p, s = np.nonzero(keep)
     out[p, offset[p, s]] = poly[p, s]
     p, s = np.nonzero(cross)

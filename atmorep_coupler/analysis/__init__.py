@@ -1,0 +1,1 @@
+"""Analyses of coupled runs: plots against the truth run and the counterfactual response."""
