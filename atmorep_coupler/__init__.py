@@ -41,6 +41,7 @@ _LAZY = {
     "ERA5Store": "atmorep_coupler.data.store",
     "Regridder": "atmorep_coupler.regrid",
     "Component": "atmorep_coupler.component",
+    "AtmoRepComponent": "atmorep_coupler.component.atmorep",
 }
 
 

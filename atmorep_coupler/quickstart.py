@@ -5,7 +5,12 @@ so the quickstart can never drift from the documented commands:
 
 1. ``python -m atmorep_coupler.data make-default`` — the Held–Suarez default dataset (cached);
 2. ``python -m atmorep_coupler.train --num-workers 2`` — a small multiformer trained with Ray Train;
-3. ``python -m atmorep_coupler.training.evaluate`` — forecast skill against persistence.
+3. ``python -m atmorep_coupler.training.evaluate`` — forecast skill against persistence;
+4. ``python -m atmorep_coupler.run coupling_configs/default.yaml`` and ``counterfactual.yaml`` — the
+   coupled climate runs (multiformer + coarse dinosaur model + forcings, 30 simulated days; the
+   counterfactual under +4 K), then ``python -m atmorep_coupler.analysis.plots`` and
+   ``python -m atmorep_coupler.analysis.counterfactual`` — maps, time series and zonal means against
+   the truth run, and the warming response against the dinosaur truth model forced the same way.
 
 Each stage's output goes under ``--out`` (default ``outputs/quickstart``); a stage whose result is
 already there is skipped, so an interrupted quickstart resumes where it stopped.
@@ -81,11 +86,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     forecast = out / "forecast.json"
     forecast.write_text(printed)
 
+    configs = Path(__file__).resolve().parent.parent / "coupling_configs"
+    paths = [f"components.atmorep.config.checkpoint={checkpoint}", f"components.atmorep.config.initial_condition={store}"]
+    runs = {}
+    for name, what in (("default", "coupled run"), ("counterfactual", "coupled run under +4 K surface warming")):
+        runs[name] = out / "coupled" / name
+        _run(f"{what} ({name}.yaml, 30 simulated days)",
+             ["-m", "atmorep_coupler.run", str(configs / f"{name}.yaml"), "--out", str(runs[name]),
+              *[arg for assignment in paths for arg in ("--set", assignment)]])
+    plots = out / "plots"
+    _run("plots of the coupled run against the truth run",
+         ["-m", "atmorep_coupler.analysis.plots", str(runs["default"]), "--truth", store, "--out", str(plots)])
+    _run("counterfactual response against the dinosaur truth model forced the same way",
+         ["-m", "atmorep_coupler.analysis.counterfactual", "--control", str(runs["default"]),
+          "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(out / "response")])
+
     print("\nquickstart finished. Outputs:")
     print(f"  dataset            {store}")
     print(f"  training run       {run_dir}  (CSV and TensorBoard logs, checkpoints)")
     print(f"  final checkpoint   {checkpoint}")
     print(f"  forecast skill     {forecast}")
+    print(f"  coupled runs       {runs['default']}, {runs['counterfactual']}  (zarr outputs, restarts)")
+    print(f"  plots              {plots}")
+    print(f"  warming response   {out / 'response'}")
     ratios = json.loads(printed).get("ratio", {}) if printed.strip().startswith("{") else {}
     for key, value in sorted(ratios.items()):
         if key.count("/") == 1:

@@ -28,7 +28,9 @@ or an implausible value (e.g. a temperature in degC) at import time (naming comp
 
 **Exports.** ``<field>`` (role ``prognostic``: the ensemble mean at the current time, physical units
 of the training data) and ``<field>_members`` (``diagnostic``, dims ``member, level, lat, lon``).
-Importing a prognostic field (``set_field``/``set_value``) overwrites the current time of every member.
+Importing a prognostic field (``set_field``/``set_value``, or a write through ``get_value_ptr``)
+overwrites the current time of every member before the next step. Exports and imports live in host
+memory also when the window and the network are on a GPU, so ``get_value_ptr`` is live either way.
 
 **Ensembles** (``ensemble: {members: N, perturbation: σ}``). With one member the step takes the mean
 of the ensemble tail (the best single forecast). With N > 1 each member is its own trajectory and, at

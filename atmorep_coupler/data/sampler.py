@@ -54,6 +54,7 @@ from atmorep_coupler.errors import ConfigError, DataError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
 
 __all__ = [
+    "batch_loader",
     "Batch",
     "BatchStream",
     "NeighbourhoodSampler",
@@ -313,3 +314,12 @@ class BatchStream(torch.utils.data.IterableDataset):
             masked = self.transform(batch.tokens, self.sampler.seed, key) if self.transform else None
             yield index, batch, masked
             index += workers * self.step
+
+
+def batch_loader(stream: BatchStream, num_workers: int, *, pin_memory: bool = False) -> Iterator:
+    """Iterate ``stream`` in this process (``num_workers=0``) or through a ``DataLoader`` whose workers
+    start by ``forkserver``: forking a process that already runs JAX or torch threads can deadlock."""
+    if num_workers == 0:
+        return iter(stream)
+    return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
+                                            multiprocessing_context="forkserver", pin_memory=pin_memory))

@@ -150,6 +150,10 @@ class ModelConfig:
     tail_hidden_layers: int = 0
     qk_norm: bool = True  # one switch for self, coupling and decoder heads (D18)
     relative_position_bias: bool = True  # learned per-head offset biases within a field
+    # the same biases on coupling heads between fields on the same token grid (e.g. a field and its
+    # coarse-model conditioning): a locality prior that lets a field read the coupled field's token
+    # at the same place and time from the first step on
+    coupling_position_bias: bool = False
     activation_checkpointing: bool = False
     coarsen_factors: tuple[int, ...] = (2,)  # BERT coarsening: block-average by k, then back (D4)
     strategies: tuple[StrategyConfig, ...] = (StrategyConfig("BERT"),)

@@ -12,9 +12,10 @@ One transformer per field; tokens are space-time cubes of one level (``data.toke
    from the other field's layer input, which may have another token count and width). Every field
    reads the *previous* layer's outputs of the others, so the result does not depend on field order.
    Heads over a field's own token grid add a learned relative position bias with a locality prior
-   (``RelativePositionBias``). Pre-norm residual blocks with a standard MLP (no GELU after the last
-   linear, D19); one qk-norm switch for every head (D18); ``scaled_dot_product_attention`` picks its
-   own backend (D20).
+   (``RelativePositionBias``); with ``coupling_position_bias`` so do coupling heads between fields on
+   the same token grid (a field and its coarse-model conditioning). Pre-norm residual blocks with a
+   standard MLP (no GELU after the last linear, D19); one qk-norm switch for every head (D18);
+   ``scaled_dot_product_attention`` picks its own backend (D20).
 3. **Decoder** (predicted fields): ``decoder_layers`` blocks of self heads plus cross heads to the
    encoder, layer k attending to encoder layer ``encoder_layers - 1 - k`` (deepest first, as in
    AtmoRep); no cross-field coupling.
@@ -192,6 +193,12 @@ def _grid(field: FieldConfig, config: ModelConfig) -> tuple[int, int, int, int] 
     return (field.num_levels, *field.num_tokens) if config.relative_position_bias else None
 
 
+def _coupling_grid(field: FieldConfig, source: FieldConfig, config: ModelConfig) -> tuple[int, ...] | None:
+    """The shared token grid of a coupling head's queries and keys, if it gets a position bias."""
+    grid = _grid(field, config)
+    return grid if config.coupling_position_bias and grid == _grid(source, config) else None
+
+
 # ---------------------------------------------------------------------------------------- encoder
 class EncoderLayer(nn.Module):
     """Self heads over the field's tokens plus coupling heads to each coupled field, then the MLP."""
@@ -204,7 +211,8 @@ class EncoderLayer(nn.Module):
         self.norm = nn.LayerNorm(E)
         self.heads = nn.ModuleDict({field.name: AttentionHeads(E, E, config.heads, head_dim, config.qk_norm, grid)})
         for source in field.coupled_fields:
-            self.heads[source] = AttentionHeads(E, widths[source], config.coupling_heads, head_dim, config.qk_norm)
+            self.heads[source] = AttentionHeads(E, widths[source], config.coupling_heads, head_dim, config.qk_norm,
+                                                _coupling_grid(field, config.field(source), config))
         self.dropout = nn.Dropout(config.dropout)
         self.mlp = MLP(E, config.mlp_ratio, config.dropout)
 

@@ -458,7 +458,9 @@ def _report(trainer: Trainer, metrics: Mapping[str, float], strategy: Strategy) 
         if state is not None:
             torch.save(state, Path(tmp) / TRAINER_FILE)
         torch.save(_rng_state(trainer.device), Path(tmp) / _rng_file(rank))
-        ray.train.report({**metrics, "step": trainer.step}, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+        # Ray logs every report in full; the per-level scores stay in the CSV/TensorBoard logs.
+        summary = {k: v for k, v in metrics.items() if not k.endswith("hPa")}
+        ray.train.report({**summary, "step": trainer.step}, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                          checkpoint_dir_name=name)
     return name
 

@@ -36,7 +36,7 @@ import torch
 
 from tqdm.auto import tqdm
 
-from atmorep_coupler.data.sampler import VALIDATION_STREAM, BatchStream, NeighbourhoodSampler, TRAIN_STREAM
+from atmorep_coupler.data.sampler import VALIDATION_STREAM, BatchStream, NeighbourhoodSampler, TRAIN_STREAM, batch_loader
 from atmorep_coupler.data.store import open_store
 from atmorep_coupler.errors import CheckpointError, ConfigError
 from atmorep_coupler.model.losses import total_loss
@@ -144,11 +144,7 @@ class Trainer:
         )
 
     def _loader(self, stream: BatchStream) -> Iterator:
-        workers = self.config.data.num_workers
-        if workers == 0:
-            return iter(stream)
-        return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
-                                                pin_memory=self.device.type == "cuda"))
+        return batch_loader(stream, self.config.data.num_workers, pin_memory=self.device.type == "cuda")
 
     # ------------------------------------------------------------------------------ steps
     def _forward(self, batch, masked):

@@ -111,6 +111,13 @@ def test_items_grids_and_units(checkpoint, tiny_store, store):
     assert resolve_kind("atm", "atmorep") is AtmoRepComponent
 
 
+def test_unit_strings_parse_with_real_udunits2(checkpoint, tiny_store):
+    udunits = pytest.importorskip("gimli.units").units
+    c = make(checkpoint, tiny_store)
+    for name in c.get_input_var_names() + c.get_output_var_names():
+        udunits.Unit(c.get_var_units(name))
+
+
 def test_initial_state_is_the_store_at_start(checkpoint, tiny_store, store):
     c = make(checkpoint, tiny_store)
     truth = store.read("temperature", time=[store.time_index(np.datetime64(START))], levels=LEVELS)[0]
@@ -190,7 +197,7 @@ def test_first_step_equals_the_training_pipeline(checkpoint, tiny_store, store):
 
 def test_ensemble_rollout(checkpoint, tiny_store, store):
     config = {"ensemble": {"members": 3, "perturbation": 0.05}, "seed": 7}
-    runs = [make(checkpoint, tiny_store, **config) for _ in range(2)] + [make(checkpoint, tiny_store, **config, seed=8)]
+    runs = [make(checkpoint, tiny_store, **config) for _ in range(2)] + [make(checkpoint, tiny_store, **{**config, "seed": 8})]
     errors = []
     for _ in range(4):
         for c in runs:
@@ -207,7 +214,25 @@ def test_ensemble_rollout(checkpoint, tiny_store, store):
     np.testing.assert_allclose(runs[0].get_field("temperature").values, a.mean(axis=0), rtol=1e-6)
     assert runs[0].current_datetime.isoformat() == "2000-01-01T18:00:00"
     climatology = np.sqrt(np.mean((truth - truth.mean(axis=(1, 2), keepdims=True)) ** 2))
-    assert max(errors) < climatology  # a 30-step model already beats the zonal-mean-free guess
+    assert max(errors) < climatology  # a 30-step model already beats the global mean of each level
+
+
+def test_every_import_reaches_the_model(checkpoint, tiny_store, store):
+    """Changing one import at the target time changes the step's prediction (and nothing else does)."""
+    base = make(checkpoint, tiny_store)
+    feed(base, store)
+    base.update()
+    reference = base.get_field("temperature").values
+    for name, delta in (("coarse_temperature", 5.0), ("sea_surface_temperature", 5.0), ("co2_equivalent", 50.0)):
+        c = make(checkpoint, tiny_store)
+        feed(c, store)
+        c.set_value(name, c.get_value_ptr(name) + delta)
+        c.update()
+        assert np.abs(c.get_field("temperature").values - reference).max() > 1e-4, name
+    again = make(checkpoint, tiny_store)
+    feed(again, store)
+    again.update()
+    np.testing.assert_array_equal(again.get_field("temperature").values, reference)
 
 
 def test_save_state_then_load_state_continues_bit_identically(checkpoint, tiny_store, store, tmp_path):
@@ -232,13 +257,15 @@ def test_save_state_then_load_state_continues_bit_identically(checkpoint, tiny_s
 
 # ------------------------------------------------------------------------------- tiling in the component
 class IdentityNetwork:
-    """The network replaced by the identity: each target token is predicted as its own input."""
+    """The network replaced by the identity: each target token is predicted as its own input (plus
+    ``offset``, in normalised units, to show that the predictions are what ends up in the field)."""
 
-    def __init__(self, members: int):
-        self.members = members
+    def __init__(self, members: int, offset: float = 0.0):
+        self.members, self.offset = members, offset
 
     def __call__(self, masked, meta):
-        return {name: EnsembleOutput.from_members(m.inputs[m.target].unsqueeze(1).repeat(1, self.members, 1, 1, 1))
+        return {name: EnsembleOutput.from_members(
+                    m.inputs[m.target].unsqueeze(1).repeat(1, self.members, 1, 1, 1) + self.offset)
                 for name, m in masked.items() if m.target.any()}
 
 
@@ -250,6 +277,10 @@ def test_identity_network_reconstructs_the_field_through_the_tiling(checkpoint, 
     ds = c.predict(targets=last)  # nothing hidden; the last time step is predicted by every tile
     for name in ("temperature", "u_component_of_wind"):
         np.testing.assert_array_equal(ds[name].isel(time=-1).values, c.get_field(name).values)
+    c.network = IdentityNetwork(members=2, offset=1.0)  # +1 normalised = +1 standard deviation
+    shifted = c.predict(targets=last).temperature.isel(time=-1).values - c.get_field("temperature").values
+    std = c.norm.std("temperature", [0])[0][c.norm.level_index(LEVELS)]  # local, January, [level, lat, lon]
+    np.testing.assert_allclose(shifted, std, rtol=1e-4, atol=1e-4)  # float32 round-off of ~280 K
 
 
 # ----------------------------------------------------------------------------------- zero-shot

@@ -268,3 +268,19 @@ def test_relative_position_bias_depends_on_offsets_only():
     for q, k in [(0, 0), (0, 1), (5, 17), (47, 0)]:
         distance = np.abs(coords[q] - coords[k]).sum()
         torch.testing.assert_close(fresh[:, q, k], -distance * torch.tensor([1.0, 0.5, 0.25]))  # locality prior
+
+
+def test_coupling_position_bias_on_same_grid_couplings_only():
+    """``coupling_position_bias``: coupling heads between fields on one token grid (temperature and
+    u here) start local -- the same place, time and level is the most attended -- others stay unbiased."""
+    for flag in (False, True):
+        model = Multiformer(from_dict(ModelConfig, tiny_config_dict(coupling_position_bias=flag)))
+        layer = model.fields["temperature"].encoder[0]
+        assert (layer.heads["u_component_of_wind"].bias is not None) == flag
+        assert layer.heads["sea_surface_temperature"].bias is None  # another token grid
+    bias = layer.heads["u_component_of_wind"].bias()  # [1 head, S, S]
+    S = 2 * 3 * 2 * 4
+    assert bias.shape == (1, S, S)
+    assert torch.all(bias[0].diagonal() == 0) and torch.all(bias[0][~torch.eye(S, dtype=torch.bool)] < 0)
+    masked, meta = make_batch(model.config)
+    assert set(model(masked, meta)) == {"temperature", "u_component_of_wind"}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from atmorep_coupler.config import from_dict
-from atmorep_coupler.data.sampler import BatchStream, NeighbourhoodSampler, _row_areas, register_transform
+from atmorep_coupler.data.sampler import BatchStream, batch_loader, NeighbourhoodSampler, _row_areas, register_transform
 from atmorep_coupler.data.store import open_store
 from atmorep_coupler.data.tokens import detokenize
 from atmorep_coupler.errors import ConfigError, DataError
@@ -130,8 +130,8 @@ def test_batch_stream_is_independent_of_worker_count(analytic_store):
     s = sampler_for(analytic_store, seed=2, batch_size=2)
     masker = Masker(s.config)
     serial = [(i, b.tokens["temperature"], m["temperature"].target) for i, b, m in BatchStream(s, masker, 5, 9)]
-    loader = torch.utils.data.DataLoader(BatchStream(s, masker, 5, 9), batch_size=None, num_workers=2)
-    parallel = [(i, b.tokens["temperature"], m["temperature"].target) for i, b, m in loader]
+    parallel = [(i, b.tokens["temperature"], m["temperature"].target)
+                for i, b, m in batch_loader(BatchStream(s, masker, 5, 9), num_workers=2)]
     assert [i for i, *_ in serial] == [i for i, *_ in parallel] == [5, 6, 7, 8]
     for (_, x, t), (_, y, u) in zip(serial, parallel):
         assert torch.equal(x, y) and torch.equal(t, u)
