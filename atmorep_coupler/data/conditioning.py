@@ -30,14 +30,13 @@ once per (store grid, resolution) and reused for every window.
 from __future__ import annotations
 
 import functools
-import math
 
 from collections.abc import Callable
 
 import numpy as np
 
+from atmorep_coupler.data.spectral import gaussian_latitudes, truncation
 from atmorep_coupler.data.store import ERA5Store
-from atmorep_coupler.errors import ConfigError
 from atmorep_coupler.regrid import GaussianGrid, LatLonGrid, Regridder
 
 __all__ = ["CLASSICAL_RESOLUTION", "COARSE_METHOD", "classical_grid", "coarse_reader", "coarsen"]
@@ -50,10 +49,7 @@ COARSE_METHOD = "conservative_normed"
 
 def classical_grid(resolution: str = CLASSICAL_RESOLUTION) -> GaussianGrid:
     """The classical model's Gaussian grid (north first) for a ``"T<N>"`` resolution."""
-    text = str(resolution).strip().upper()
-    if not (text.startswith("T") and text[1:].isdigit() and int(text[1:]) >= 5):
-        raise ConfigError(f"coarse conditioning: resolution {resolution!r} is not 'T<N>' with N >= 5 (e.g. 'T15')")
-    nlat = 2 * math.ceil((3 * int(text[1:]) + 1) / 4)
+    nlat = gaussian_latitudes(truncation(resolution, what="coarse conditioning resolution"))
     return GaussianGrid(nlat, 2 * nlat, lat_order="descending")
 
 

@@ -42,6 +42,7 @@ from dinosaur import (
 from atmorep_coupler.data import forcings
 from atmorep_coupler.data.default import cache_dir
 from atmorep_coupler.data.forcings import ClimateScenario, HeldSuarezParameters
+from atmorep_coupler.data.spectral import gaussian_latitudes, truncation
 from atmorep_coupler.errors import ConfigError, DataError
 from atmorep_coupler.regrid import GaussianGrid, LatLonGrid, Regridder
 
@@ -113,18 +114,9 @@ class ModelConfig:
         return float(next(d for d in (20, 18, 15, 12, 10, 9, 6, 5, 4, 3, 2, 1) if d <= limit))
 
 
-def truncation(resolution: str) -> int:
-    """Maximum total wavenumber of a ``"T<N>"`` resolution string."""
-    text = str(resolution).strip().upper()
-    if not (text.startswith("T") and text[1:].isdigit() and int(text[1:]) >= 5):
-        raise ConfigError(f"resolution: expected 'T<N>' with N >= 5 (e.g. 'T21', 'T42'), got {resolution!r}")
-    return int(text[1:])
-
-
 def _gaussian_grid(n: int) -> spherical_harmonic.Grid:
-    """Quadratic (alias-free) Gaussian grid for truncation T<n>: nlat >= (3n + 1) / 2, nlon = 2 nlat
-    (T21 -> 64x32, T42 -> 128x64, as dinosaur's named grids)."""
-    return spherical_harmonic.Grid.construct(max_wavenumber=n, gaussian_nodes=math.ceil((3 * n + 1) / 4))
+    """dinosaur's quadratic (alias-free) Gaussian grid for truncation T<n> (:func:`.spectral.gaussian_latitudes`)."""
+    return spherical_harmonic.Grid.construct(max_wavenumber=n, gaussian_nodes=gaussian_latitudes(n) // 2)
 
 
 class _SeasonalHeldSuarezForcing(time_integration.ExplicitODE):

@@ -65,7 +65,7 @@ def test_reader_windows_times_and_series(tiny_store):
 
 
 def test_bad_transforms_name_the_problem():
-    with pytest.raises(ConfigError, match="resolution 'X9' is not 'T<N>'"):
+    with pytest.raises(ConfigError, match="coarse conditioning resolution: expected 'T<N>'"):
         transform_reader("coarse:X9")
     with pytest.raises(ConfigError, match=r"transform 'blur:3' is not registered .* families: \['coarse:<argument>'\]"):
         transform_reader("blur:3")
