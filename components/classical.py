@@ -160,7 +160,6 @@ class ClassicalModel(Component):
         self._arrays = {
             item.name: np.full(self._grid_table[item.grid].shape, np.nan, dtype=item.dtype) for item in self._item_list
         }
-        self._co2_imported = False
         self._target_pending = False
         self._nudging: tuple[dict, dict] | None = None
         self._refresh()
@@ -223,9 +222,7 @@ class ClassicalModel(Component):
 
     def _write(self, name: str, values: np.ndarray, indices: np.ndarray | None = None) -> None:
         super()._write(name, values, indices)
-        if name == CO2:
-            self._co2_imported = True
-        elif name.startswith(TARGET_PREFIX):
+        if name.startswith(TARGET_PREFIX):
             self._target_pending = True
 
     def _advance(self, dt: float) -> None:
@@ -235,7 +232,6 @@ class ClassicalModel(Component):
 
     def _restart_state(self) -> dict[str, np.ndarray]:
         arrays = {f"model/{k}": v for k, v in self._model.get_state().items()}
-        arrays["co2_imported"] = np.asarray(self._co2_imported)
         arrays["target_pending"] = np.asarray(self._target_pending)
         if self._nudging is not None:
             target, weights = self._nudging
@@ -248,7 +244,6 @@ class ClassicalModel(Component):
             return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
         self._model.set_state(group("model/"))
-        self._co2_imported = bool(arrays["co2_imported"])
         self._target_pending = bool(arrays["target_pending"])
         target = group("nudging_target/")
         self._set_nudging((target, group("nudging_weights/")) if target else None)
@@ -261,7 +256,7 @@ class ClassicalModel(Component):
 
     def _apply_imports(self) -> None:
         """Turn new imports into the model's warming and nudging target."""
-        if self._co2_imported:
+        if self.was_imported(CO2):
             self._model.set_warming(float(forcings.warming_from_co2(self._arrays[CO2][()], self._scenario)))
         if self._target_pending:
             fields = self._complete_targets()
@@ -303,7 +298,7 @@ class ClassicalModel(Component):
             self._arrays[name][...] = fields[name]
         self._arrays["surface_pressure"][...] = fields["surface_pressure"][0]
         days = self._model.time_days
-        if self._co2_imported:
+        if self.was_imported(CO2):
             warming = forcings.warming_from_co2(self._arrays[CO2][()], self._scenario)
         else:
             self._arrays[CO2][...] = forcings.co2_equivalent(days, self._scenario)

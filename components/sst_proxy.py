@@ -61,7 +61,6 @@ class SSTProxy(Component):
                          valid_range=(1.0, 1.0e5)),
         ]
         self._arrays = {SST: np.empty(self._grid_table[FIELD_GRID].shape), CO2: np.zeros(())}
-        self._co2_imported = False
         self._refresh(0.0)
 
     def _days(self, time: float) -> float:
@@ -69,7 +68,7 @@ class SSTProxy(Component):
 
     def _refresh(self, time: float) -> None:
         days = self._days(time)
-        if not self._co2_imported:
+        if not self.was_imported(CO2):
             self._arrays[CO2][...] = forcings.co2_equivalent(days, self._scenario)
         warming = forcings.warming_from_co2(self._arrays[CO2][()], self._scenario)
         sst = forcings.equilibrium_temperature(self._lat, 1.0, days, self._scenario, warming_K=warming)
@@ -84,16 +83,5 @@ class SSTProxy(Component):
     def _state(self) -> Mapping[str, np.ndarray]:
         return self._arrays
 
-    def _write(self, name: str, values: np.ndarray, indices: np.ndarray | None = None) -> None:
-        super()._write(name, values, indices)
-        if name == CO2:
-            self._co2_imported = True
-
     def _advance(self, dt: float) -> None:
         self._refresh(self.get_current_time() + dt)
-
-    def _restart_state(self) -> dict[str, np.ndarray]:
-        return {"co2_imported": np.asarray(self._co2_imported)}
-
-    def _load_restart_state(self, arrays: Mapping[str, np.ndarray]) -> None:
-        self._co2_imported = bool(arrays["co2_imported"])

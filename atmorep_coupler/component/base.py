@@ -75,6 +75,7 @@ class Component(Bmi):
         self._aliases: dict[str, str] = {}
         self._grid_map: dict[int, ComponentGrid] = {}
         self._live: dict[str, Any] = {}
+        self._imported: set[str] = set()
 
     @classmethod
     def from_config(
@@ -121,6 +122,13 @@ class Component(Bmi):
 
     def _load_restart_state(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Restore what :meth:`_restart_state` returned."""
+
+    def was_imported(self, name: str) -> bool:
+        """Whether input ``name`` has been set (set_value, set_value_at_indices or set_field) since
+        initialize; kept across save_state/load_state. Lets optional imports fall back to a default."""
+        if self._item_map:  # before registration (inside _initialize) nothing can have been imported
+            name = self._item_named(name).name
+        return name in self._imported
 
     def _read(self, name: str) -> np.ndarray:
         """A host array with the values of ``name`` (a live view for host memory)."""
@@ -238,6 +246,7 @@ class Component(Bmi):
         values = convert(np.asarray(values, dtype=np.float64), str(src_units), item.units, what=self._var_label(item))
         self._check_import(item, values)
         self._write(item.name, values)
+        self._imported.add(item.name)
 
     # ------------------------------------------------------------------ restarts
     def save_state(self, path: str | Path) -> Path:
@@ -259,7 +268,8 @@ class Component(Bmi):
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             np.savez(
-                fh, __meta__=np.array(json.dumps(meta)), __elapsed__=np.array(clock.elapsed, dtype=np.float64), **arrays
+                fh, __meta__=np.array(json.dumps(meta)), __elapsed__=np.array(clock.elapsed, dtype=np.float64),
+                __imported__=np.array(sorted(self._imported), dtype=str), **arrays,
             )
         os.replace(tmp, path)
         return path
@@ -277,6 +287,7 @@ class Component(Bmi):
                 data = {key: npz[key] for key in npz.files}
             meta = json.loads(str(data.pop("__meta__")))
             elapsed = float(data.pop("__elapsed__"))
+            imported = {str(name) for name in data.pop("__imported__")}
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: not a component state file written by save_state ({exc})") from None
         for key, want in self._state_signature().items():
@@ -287,6 +298,7 @@ class Component(Bmi):
                 )
         for name in self._item_map:
             self._write(name, data[f"item/{name}"])
+        self._imported = imported
         self._load_restart_state({k[len("extra/") :]: v for k, v in data.items() if k.startswith("extra/")})
         clock.elapsed = elapsed
 
@@ -458,6 +470,7 @@ class Component(Bmi):
         values = src.reshape(grid.shape)
         self._check_import(item, values)
         self._write(item.name, values)
+        self._imported.add(item.name)
 
     def set_value_at_indices(self, name: str, inds: np.ndarray, src: np.ndarray) -> None:
         """Import values at flat indices ``inds``; checked like :meth:`set_value`."""
@@ -470,6 +483,7 @@ class Component(Bmi):
             )
         self._check_import(item, src)
         self._write(item.name, src, inds)
+        self._imported.add(item.name)
 
     # ------------------------------------------------------------------ BMI: grids
     def get_grid_rank(self, grid: int) -> int:

@@ -130,6 +130,23 @@ def test_save_then_load_continues_bit_identically(ocean, doc_example, tmp_path):
         assert a.tobytes() == b.tobytes()
 
 
+def test_was_imported_follows_the_public_setters_and_restarts(ocean, doc_example, tmp_path):
+    """Optional imports fall back to defaults until set; restoring a restart (which writes every item
+    internally) must restore exactly which imports had arrived, not mark them all."""
+    assert not ocean.was_imported("t_eq") and not ocean.was_imported("sst")
+    fresh = ocean.save_state(tmp_path / "fresh.npz")
+    ocean.set_value("t_eq", np.full(648, 280.0))
+    assert ocean.was_imported("t_eq") and not ocean.was_imported("sst")
+    after = ocean.save_state(tmp_path / "after.npz")
+    other = doc_example.SlabOcean.from_config(
+        {"name": "ocean", "start": "2000-01-01", "time_step": "PT12H", "calendar": "360_day", "relaxation_time": "P5D"}
+    )
+    other.load_state(fresh)
+    assert not other.was_imported("t_eq")
+    other.load_state(after)
+    assert other.was_imported("t_eq") and not other.was_imported("sst")
+
+
 def test_forcing_component_restart_is_bit_identical(sst, sst_config, tmp_path):
     sst.update_until(0.7 * DAY)
     path = sst.save_state(tmp_path / "sst.npz")
