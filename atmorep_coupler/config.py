@@ -27,22 +27,43 @@ T = TypeVar("T")
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: plain YAML keeps
+    the last one silently, so an edited config could lose a setting without anyone noticing."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line})",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_file(file: Path) -> Any:
+    """The parsed content of YAML ``file`` (``{}`` when empty); ``ConfigError`` naming the file when it is
+    missing, not valid YAML, or gives a key twice."""
+    if not file.is_file():
+        raise ConfigError(f"{file}: config file not found")
+    try:
+        data = yaml.load(file.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    except ValueError as exc:  # PyYAML turns 2001-02-29 into a date and fails; quoting keeps it a string
+        raise ConfigError(f"{file}: not valid YAML: {exc} (quote dates of non-standard calendars)") from None
+    return {} if data is None else data
+
+
 def load_yaml(cls: type[T], source: str | Path | dict, *, prefix: str = "") -> T:
     """Read a YAML file (or an already parsed mapping) into dataclass ``cls``, strictly."""
     if isinstance(source, dict):
         return from_dict(cls, source, path=prefix, origin="<mapping>")
     file = Path(source)
-    if not file.is_file():
-        raise ConfigError(f"{file}: config file not found")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
-    except ValueError as exc:  # PyYAML turns 2001-02-29 into a date and fails; quoting keeps it a string
-        raise ConfigError(f"{file}: not valid YAML: {exc} (quote dates of non-standard calendars)") from None
-    if data is None:
-        data = {}
-    return from_dict(cls, data, path=prefix, origin=str(file))
+    return from_dict(cls, read_yaml_file(file), path=prefix, origin=str(file))
 
 
 def from_dict(cls: type[T], data: Any, *, path: str = "", origin: str = "<mapping>") -> T:

@@ -5,20 +5,29 @@ so the quickstart can never drift from the documented commands:
 
 1. ``python -m atmorep_coupler.data make-default`` — the Held–Suarez default dataset (cached);
 2. ``python -m atmorep_coupler.train --num-workers 2`` — a small multiformer trained with Ray Train;
-3. ``python -m atmorep_coupler.training.evaluate`` — forecast skill against persistence;
+3. ``python -m atmorep_coupler.training.evaluate --slices 1 2 3`` — forecast skill by lead time against
+   persistence and climatology, and the ensemble's spread, skill and CRPS;
 4. ``python -m atmorep_coupler.run coupling_configs/default.yaml`` and ``counterfactual.yaml`` — the
    coupled climate runs (multiformer + coarse dinosaur model + forcings, 30 simulated days; the
-   counterfactual under +4 K), then ``python -m atmorep_coupler.analysis.plots`` and
-   ``python -m atmorep_coupler.analysis.counterfactual`` — maps, time series and zonal means against
-   the truth run, and the warming response against the dinosaur truth model forced the same way.
+   counterfactual under +4 K), then ``python -m atmorep_coupler.analysis.counterfactual`` — the
+   warming response against the dinosaur truth model forced the same way;
+5. ``python -m atmorep_coupler.analysis.report`` — ``report/report.md`` with PNG figures: training
+   curves, skill by lead, spread/skill, maps of the coupled run against the truth run, the response.
 
-Each stage's output goes under ``--out`` (default ``outputs/quickstart``); a stage whose result is
-already there is skipped, so an interrupted quickstart resumes where it stopped.
+``--tiny`` runs the same chain small (1.5-3 minutes on 2 cores): the ``--tiny`` dataset (4 days), the
+default config's fields with a tiny network (:func:`tiny_training_config`, written to
+``<out>/tiny_default.yaml``), and one simulated day of coupled runs (:func:`tiny_coupled_overrides`).
+Nothing it shows is skilful; it checks the chain.
+
+Each stage's output goes under ``--out`` (default ``outputs/quickstart``); re-running with the same
+``--out`` continues the training run where it stopped (Ray Train resumes a run of the same name) and
+continues coupled runs from their restarts.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -26,20 +35,74 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+import yaml
+
+__all__ = ["build_parser", "coupled_overrides", "main", "tiny_coupled_overrides", "tiny_training_config"]
+
+#: The tiny coupled runs: one day from 2 January 2000 (after the tiny store's first day, so its
+#: context window is in the store) with 6-hourly output.
+TINY_START = dt.datetime(2000, 1, 2)
+TINY_HOURS = 24
+FULL_EVALUATION = {"slices": [1, 2, 3], "batches": 16}
+TINY_EVALUATION = {"slices": [1, 2, 3], "batches": 4}
 
 
-def _run(title: str, args: list[str], *, capture: bool = False) -> str:
-    """Run ``python -m ...`` with live output; raise SystemExit naming the stage if it fails."""
-    print(f"\n==> {title}\n    $ python {' '.join(args)}", flush=True)
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, *args], stdout=subprocess.PIPE if capture else None, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"quickstart: stage '{title}' failed (exit {result.returncode}); see the output above")
-    print(f"    done in {time.perf_counter() - start:.0f} s", flush=True)
-    return result.stdout or ""
+def tiny_training_config(store: str | Path, *, steps: int = 160) -> dict:
+    """The default training config's field set (4 predicted, 4 coarse, 3 forcings) with a tiny network,
+    on a ``--tiny`` store (4 days: train on the first two, validate on the last day and a half).
+    A mapping for :func:`atmorep_coupler.training.config.load_run_config`, or to write as YAML."""
+    from atmorep_coupler.train import config_path
+
+    config = yaml.safe_load(config_path("default").read_text())
+    for field in config["model"]["fields"]:
+        field["embed_dim"] = 8
+    config["model"].update(encoder_layers=1, decoder_layers=1, heads=2, ensemble_size=4)
+    config["data"] = {"store": str(store), "batch_size": 2, "samples_per_window": 1,
+                      "train": {"start": "2000-01-01T00:00:00", "end": "2000-01-03T00:00:00"},
+                      "validation": {"start": "2000-01-03T12:00:00", "end": "2000-01-04T21:00:00"}}
+    config["schedule"]["warmup_steps"] = max(1, steps // 10)
+    config["validation"] = {"every_steps": max(1, steps // 4), "batches": 2}
+    config["checkpoint"] = {"every_steps": steps, "keep": 1}
+    config["logging"] = {"every_steps": max(1, steps // 20), "tensorboard": True}
+    config["steps"] = steps
+    return config
+
+
+def coupled_overrides(checkpoint: str | Path, store: str | Path) -> list[str]:
+    """``--set`` assignments that point coupling_configs/default.yaml at a checkpoint and truth store (the
+    multiformer's initial condition and the state the classical model's spin-up ends nudged toward)."""
+    return [f"components.atmorep.config.checkpoint={checkpoint}",
+            f"components.atmorep.config.initial_condition={store}",
+            f"components.classical.config.initialization.store={store}"]
+
+
+def tiny_coupled_overrides(start: dt.datetime = TINY_START, hours: int = TINY_HOURS) -> list[str]:
+    """``--set`` assignments that shrink coupling_configs/default.yaml to ``hours`` inside a ``--tiny``
+    store: 6-hourly output and restarts, and a 10-day spin-up of the classical model whose last day is
+    nudged toward the store (the tiny store begins a day before ``start``)."""
+    return [f"run.start={start.isoformat()}", f"run.end={(start + dt.timedelta(hours=hours)).isoformat()}",
+            "run.restart.every=PT6H", "components.classical.config.spinup_days=10",
+            "components.classical.config.initialization.days=1",
+            "outputs.1.interval=PT6H", "outputs.2.interval=PT6H", "outputs.2.reduction=instant"]
+
+
+class _Stages:
+    """Runs ``python -m ...`` stages with live output and keeps their wall times."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, title: str, args: list[str], *, capture: bool = False) -> str:
+        """Run one stage; raise SystemExit naming the stage if it fails."""
+        print(f"\n==> {title}\n    $ python {' '.join(args)}", flush=True)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, *args], stdout=subprocess.PIPE if capture else None, text=True,
+                                check=False)
+        if result.returncode != 0:
+            raise SystemExit(f"quickstart: stage '{title}' failed (exit {result.returncode}); see the output above")
+        self.seconds[title] = time.perf_counter() - start
+        print(f"    done in {self.seconds[title]:.0f} s", flush=True)
+        return result.stdout or ""
 
 
 def _latest_checkpoint(run_dir: Path) -> Path | None:
@@ -52,67 +115,95 @@ def _latest_checkpoint(run_dir: Path) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m atmorep_coupler.quickstart", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/quickstart", help="output folder (default: %(default)s)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the same chain, small: tiny dataset, network and runs (1.5-3 min on 2 cores)")
     parser.add_argument("--years", type=float, default=1.0, help="length of the default dataset (default: 1)")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps (default: %(default)s)")
+    parser.add_argument("--steps", type=int, help="training steps (default: 600; 160 with --tiny)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default: %(default)s)")
-    parser.add_argument("--store", help="use this ERA5-layout store instead of the default dataset")
-    args = parser.parse_args(argv)
+    parser.add_argument("--store", help="use this ERA5-layout store instead of the default dataset "
+                                        "(with --tiny: a store made by make-default --tiny)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    stages = _Stages()
+    steps = args.steps or (160 if args.tiny else 600)
 
     if args.store:
-        store = args.store
+        store = str(Path(args.store).resolve()) if "://" not in args.store else args.store
     else:
-        printed = _run("default dataset (dinosaur Held-Suarez, T21, 3-hourly; cached after the first run)",
-                       ["-m", "atmorep_coupler.data", "make-default", "--years", f"{args.years:g}"], capture=True)
+        size = ["--tiny"] if args.tiny else ["--years", f"{args.years:g}"]
+        printed = stages.run("default dataset (dinosaur Held-Suarez, T21, 3-hourly; cached after the first run)",
+                             ["-m", "atmorep_coupler.data", "make-default", *size], capture=True)
         store = printed.strip().splitlines()[-1]
         print(f"    store: {store}")
 
+    if args.tiny:
+        config = out / "tiny_default.yaml"
+        config.write_text(yaml.safe_dump(tiny_training_config(store, steps=steps), sort_keys=False))
+    else:
+        config = "default"
     run_dir = out / "runs" / "quickstart"
-    _run(f"train the default multiformer with Ray Train ({args.workers} workers, {args.steps} steps)",
-         ["-m", "atmorep_coupler.train", "--config", "default", "--store", store, "--steps", str(args.steps),
-          "--num-workers", str(args.workers), "--run-name", "quickstart", "--storage", str(out / "runs")])
+    stages.run(f"train the {'tiny ' if args.tiny else ''}default multiformer with Ray Train "
+               f"({args.workers} workers, {steps} steps)",
+               ["-m", "atmorep_coupler.train", "--config", str(config), "--store", store, "--steps", str(steps),
+                "--num-workers", str(args.workers), "--run-name", "quickstart", "--storage", str(out / "runs")])
     checkpoint = _latest_checkpoint(run_dir)
     if checkpoint is None:
         raise SystemExit(f"quickstart: training finished but no checkpoint was found under {run_dir}")
 
-    printed = _run("forecast skill against persistence on held-out times",
-                   ["-m", "atmorep_coupler.training.evaluate", "--checkpoint", str(checkpoint),
-                    "--store", store, "--batches", "16"], capture=True)
+    evaluation = TINY_EVALUATION if args.tiny else FULL_EVALUATION
     forecast = out / "forecast.json"
-    forecast.write_text(printed)
+    stages.run("forecast skill by lead time against persistence and climatology on held-out times",
+               ["-m", "atmorep_coupler.training.evaluate", "--checkpoint", str(checkpoint), "--store", store,
+                "--slices", *map(str, evaluation["slices"]), "--batches", str(evaluation["batches"]),
+                "--out", str(forecast)], capture=True)
 
     configs = Path(__file__).resolve().parent.parent / "coupling_configs"
-    paths = [f"components.atmorep.config.checkpoint={checkpoint}", f"components.atmorep.config.initial_condition={store}"]
+    sets = coupled_overrides(checkpoint, store) + (tiny_coupled_overrides() if args.tiny else [])
+    period = f"{TINY_HOURS} simulated hours" if args.tiny else "30 simulated days"
     runs = {}
     for name, what in (("default", "coupled run"), ("counterfactual", "coupled run under +4 K surface warming")):
         runs[name] = out / "coupled" / name
-        _run(f"{what} ({name}.yaml, 30 simulated days)",
-             ["-m", "atmorep_coupler.run", str(configs / f"{name}.yaml"), "--out", str(runs[name]),
-              *[arg for assignment in paths for arg in ("--set", assignment)]])
-    plots = out / "plots"
-    _run("plots of the coupled run against the truth run",
-         ["-m", "atmorep_coupler.analysis.plots", str(runs["default"]), "--truth", store, "--out", str(plots)])
-    _run("counterfactual response against the dinosaur truth model forced the same way",
-         ["-m", "atmorep_coupler.analysis.counterfactual", "--control", str(runs["default"]),
-          "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(out / "response")])
+        stages.run(f"{what} ({name}.yaml, {period})",
+                   ["-m", "atmorep_coupler.run", str(configs / f"{name}.yaml"), "--out", str(runs[name]),
+                    *[arg for assignment in sets for arg in ("--set", assignment)]])
+    response = out / "response"
+    stages.run("counterfactual response against the dinosaur truth model forced the same way",
+               ["-m", "atmorep_coupler.analysis.counterfactual", "--control", str(runs["default"]),
+                "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(response)])
 
-    print("\nquickstart finished. Outputs:")
+    timings = out / "timings.json"
+    timings.write_text(json.dumps({"mode": "tiny" if args.tiny else "full", "steps": steps, "workers": args.workers,
+                                   "stages_s": stages.seconds,
+                                   "total_s": time.perf_counter() - started}, indent=1) + "\n")
+    report = out / "report"
+    stages.run("report: Markdown and PNG figures",
+               ["-m", "atmorep_coupler.analysis.report", "--run", str(run_dir), "--forecast", str(forecast),
+                "--coupled", str(runs["default"]), "--truth", store, "--response", str(response),
+                "--timings", str(timings), "--out", str(report)])
+
+    print(f"\nquickstart finished in {time.perf_counter() - started:.0f} s. Outputs:")
     print(f"  dataset            {store}")
-    print(f"  training run       {run_dir}  (CSV and TensorBoard logs, checkpoints)")
+    print(f"  training run       {run_dir}  (CSV and TensorBoard logs under logs/, checkpoints)")
     print(f"  final checkpoint   {checkpoint}")
     print(f"  forecast skill     {forecast}")
     print(f"  coupled runs       {runs['default']}, {runs['counterfactual']}  (zarr outputs, restarts)")
-    print(f"  plots              {plots}")
-    print(f"  warming response   {out / 'response'}")
-    ratios = json.loads(printed).get("ratio", {}) if printed.strip().startswith("{") else {}
+    print(f"  warming response   {response}")
+    print(f"  stage wall times   {timings}")
+    ratios = json.loads(forecast.read_text()).get("ratio", {})
     for key, value in sorted(ratios.items()):
         if key.count("/") == 1:
-            print(f"    {key:<32} model/persistence RMSE = {value:.2f}")
+            print(f"    {key:<32} model/persistence RMSE = {value:.2f} (shortest lead)")
+    print(f"\n  REPORT             {report / 'report.md'}\n")
     return 0
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from atmorep_coupler.errors import AtmoRepError, ConfigError
 
-__all__ = ["load_config", "main"]
+__all__ = ["build_parser", "load_config", "main"]
 
 
 def load_config(path: str | Path, assignments: Sequence[str] = ()) -> tuple[Any, Path]:
@@ -68,7 +68,7 @@ def _assign(mapping: dict, assignment: str, where: str) -> None:
             node = node[part]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m atmorep_coupler.run", description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="coupling YAML (see docs/coupling.md)")
     parser.add_argument("--out", type=Path, default=None, help="folder for outputs and restarts (default runs/<run.name>)")
@@ -76,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="replace one value of the YAML (dotted key, YAML value; repeatable)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from atmorep_coupler.coupling.driver import CoupledRun
 

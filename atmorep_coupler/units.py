@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import logging
+
 import numpy as np
 import pint
-from cf_xarray.units import units as ureg
+
+# cf-xarray redefines a few pint units on purpose ('percent', 'year', 'degrees_east', ...); pint logs each
+# as a WARNING, which every Ray worker would print. Quiet them while the registry is built, only.
+_pint_log = logging.getLogger("pint.util")
+_level = _pint_log.level
+_pint_log.setLevel(logging.ERROR)
+try:
+    from cf_xarray.units import units as ureg
+finally:
+    _pint_log.setLevel(_level)
 
 from atmorep_coupler.errors import UnitError
 

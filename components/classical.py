@@ -34,6 +34,17 @@ relaxes toward it with time scale ``nudging.tau``: temperature and/or (as a pair
 sigma levels inside the target's pressure range (:meth:`HeldSuarezModel.nudging_target`). A target
 holds until the next import. Without one the model runs free.
 
+**Initialisation.** Spun up from rest, the model's weather is unrelated to any truth's (two
+independent states differ by about sqrt(2) x the climatological spread), and so is every coupled
+model that follows it. With ``initialization.store`` set (an ERA5-layout store, e.g. the truth run),
+the last ``initialization.days`` of the spin-up are a nudged ("dynamical") initialisation: at each
+store time of that window the store's temperature and winds are regridded bilinearly to the model's
+Gaussian grid (winds as vectors), made a nudging target (:meth:`HeldSuarezModel.nudging_target`, at
+the store levels down to 1000 hPa or ``initialization.levels_hPa``) and the model relaxes toward it
+with time scale ``initialization.tau`` over the steps that lead up to that time. Nudging ends at the
+start: the run itself is free unless ``nudging_*`` imports are coupled. The window is read whole
+(``days`` x levels x the store's grid), which suits the default data's stores.
+
 **Time.** The model clock is an integer step count since the scenario epoch, so the component's
 start must be a whole number of model steps after it and its ``time_step`` a multiple of the model
 step. ``spinup_days`` of spin-up from a seeded rest state run before the start (a Held–Suarez
@@ -46,6 +57,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -54,15 +66,16 @@ from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.clock import to_cftime
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
 from atmorep_coupler.component.settings import ComponentConfig
-from atmorep_coupler.data import forcings
+from atmorep_coupler.data import forcings, open_store
 from atmorep_coupler.data.default import VARIABLE_ATTRS
 from atmorep_coupler.data.forcings import HeldSuarezParameters
 from atmorep_coupler.data.held_suarez import FIELDS, NUDGING_FIELDS, HeldSuarezModel, ModelConfig
-from atmorep_coupler.errors import ComponentError, ConfigError
+from atmorep_coupler.errors import ComponentError, ConfigError, DataError
+from atmorep_coupler.regrid import LatLonGrid, Regridder
 from atmorep_coupler.timeutil import format_duration
 from components.forcing import RampConfig
 
-__all__ = ["ClassicalConfig", "ClassicalModel", "NudgingConfig"]
+__all__ = ["ClassicalConfig", "ClassicalModel", "InitializationConfig", "NudgingConfig"]
 
 PRESSURE_GRID, SURFACE_GRID, SCALAR_GRID_ID, TARGET_GRID = 0, 1, 2, 3
 CO2 = "co2_equivalent"
@@ -73,6 +86,10 @@ _TARGET_RANGES = {"temperature": (100.0, 400.0), "u_component_of_wind": (-300.0,
                   "v_component_of_wind": (-300.0, 300.0)}
 _CO2_RANGE = (1.0, 1.0e5)
 _SPINUP_CHUNK_DAYS = 10
+#: Calendars whose dates are the proleptic Gregorian dates of a store's time axis (after 1582).
+_STORE_CALENDARS = ("standard", "gregorian", "proleptic_gregorian")
+#: The model column at its reference surface pressure: store levels beyond it are not used by default.
+_SURFACE_HPA = 1000.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,9 @@ class NudgingConfig:
     (ascending; default: the model's export levels)."""
 
     tau: _dt.timedelta = _dt.timedelta(hours=6)
+    """Relaxation time scale toward the imported target."""
     levels_hPa: tuple[float, ...] | None = None
+    """Pressure levels of the imported target, ascending; null: the model's export levels."""
 
     def validate(self) -> None:
         if self.tau.total_seconds() <= 0:
@@ -89,6 +108,40 @@ class NudgingConfig:
         levels = self.levels_hPa
         if levels is not None and (len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:]))):
             raise ConfigError(f"levels_hPa: need at least two ascending pressures, got {list(levels)}")
+
+
+@dataclass(frozen=True)
+class InitializationConfig:
+    """Dynamical initialisation: the last ``days`` of the spin-up relax toward a store's temperature and
+    winds (e.g. the truth run's), so the run starts from that store's weather, not from an unrelated one."""
+
+    store: Path | None = None
+    """ERA5-layout store with temperature, u and v on pressure levels (e.g. the truth run); null: none."""
+    days: float = 5.0
+    """Length of the nudged end of the spin-up (days before start); the store must hold start - days .. start."""
+    tau: _dt.timedelta = _dt.timedelta(hours=3)
+    """Relaxation time scale toward the store's state."""
+    levels_hPa: tuple[float, ...] | None = None
+    """Store pressure levels to nudge toward, ascending; null: every store level down to 1000 hPa."""
+
+    def validate(self) -> None:
+        if not (self.days > 0 and np.isfinite(self.days)):
+            raise ConfigError(f"days: must be a number > 0, got {self.days}")
+        if self.tau.total_seconds() <= 0:
+            raise ConfigError(f"tau: the relaxation time scale must be positive, got {format_duration(self.tau)}")
+        levels = self.levels_hPa
+        if levels is not None and (len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:]))):
+            raise ConfigError(f"levels_hPa: need at least two ascending pressures, got {list(levels)}")
+
+
+@dataclass(frozen=True)
+class _TruthWindow:
+    """The store's state over the initialisation window: ``steps[k]`` model steps lead up to the
+    ``k``-th store time, whose fields are ``fields[name][k]`` ``[level, lat, lon]`` on the Gaussian grid."""
+
+    steps: np.ndarray
+    fields: dict[str, np.ndarray]
+    levels: tuple[float, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,18 +152,30 @@ class ClassicalConfig(ComponentConfig):
     ``pressure_levels_hPa`` (exports; default: the default dataset's) and ``held_suarez`` are those
     of :class:`~atmorep_coupler.data.held_suarez.ModelConfig`; ``scenario``: the fallback warming ramp
     and the CO2 conversion constants; ``seed``: the initial state; ``spinup_days``: spin-up before
-    ``start``; ``nudging``: relaxation toward an imported target.
+    ``start``; ``nudging``: relaxation toward an imported target; ``initialization``: a spin-up that
+    ends nudged toward a store's state.
     """
 
     resolution: str = "T15"
+    """Spectral truncation, T10 .. T42 (T15: a 24 x 48 Gaussian grid)."""
     sigma_levels: int = ModelConfig.sigma_levels
+    """Number of sigma levels of the dynamical core."""
     dt_minutes: float = ModelConfig.dt_minutes
+    """Model time step in minutes; 0: a stable default for the resolution."""
     pressure_levels_hPa: tuple[float, ...] = ModelConfig.pressure_levels_hPa
+    """Pressure levels of the exports (hPa, ascending)."""
     held_suarez: HeldSuarezParameters = field(default_factory=HeldSuarezParameters)
+    """Held-Suarez forcing constants."""
     scenario: RampConfig = field(default_factory=RampConfig)
+    """The warming ramp used until a co2_equivalent import arrives, and the CO2 conversion constants."""
     seed: int = 0
+    """Seed of the initial state."""
     spinup_days: float = 0.0
+    """Days of spin-up from a seeded rest state before ``start`` (a Held-Suarez climate needs about 80)."""
     nudging: NudgingConfig = field(default_factory=NudgingConfig)
+    """Relaxation toward imported nudging_* targets."""
+    initialization: InitializationConfig = field(default_factory=InitializationConfig)
+    """Nudged end of the spin-up toward a store's state (e.g. the truth), so the run starts from its weather."""
 
     def validate(self) -> None:
         super().validate()
@@ -120,6 +185,18 @@ class ClassicalConfig(ComponentConfig):
             raise ConfigError(str(exc).removeprefix("model.")) from None
         if not (self.spinup_days >= 0 and np.isfinite(self.spinup_days)):
             raise ConfigError(f"spinup_days: must be a number >= 0, got {self.spinup_days}")
+        init = self.initialization
+        if init.store is not None:
+            if init.days > self.spinup_days:
+                raise ConfigError(
+                    f"initialization.days: {init.days:g} days exceed spinup_days = {self.spinup_days:g}; the nudged "
+                    "initialisation is the end of the spin-up: raise spinup_days or lower initialization.days"
+                )
+            if self.calendar not in _STORE_CALENDARS:
+                raise ConfigError(
+                    f"initialization.store: a store's times are proleptic Gregorian dates, but calendar is "
+                    f"{self.calendar!r}; use one of {list(_STORE_CALENDARS)} or set initialization.store to null"
+                )
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(
@@ -144,8 +221,9 @@ class ClassicalModel(Component):
         epoch = to_cftime(self._scenario.epoch, config.calendar, what="scenario.epoch")
         start_index = self._whole_steps((self.start - epoch).total_seconds(), "start (counted from scenario.epoch)")
         spinup = self._whole_steps(config.spinup_days * 86400.0, "spinup_days")
+        truth = self._truth_window(config.initialization) if config.initialization.store is not None else None
         self._model.initialize(config.seed, step_index=start_index - spinup)
-        self._spin_up(spinup)
+        self._spin_up(spinup, truth)
 
         horizontal = self._model.gaussian_grid
         levels = tuple(config.pressure_levels_hPa)
@@ -173,16 +251,82 @@ class ClassicalModel(Component):
                 f"({self._model.dt_seconds:g} s at {self.config.resolution}); change it or dt_minutes"
             ) from None
 
-    def _spin_up(self, steps: int) -> None:
-        """Step from the seeded rest state to the start, with a progress bar in simulated days."""
+    def _spin_up(self, steps: int, truth: _TruthWindow | None) -> None:
+        """Step from the seeded rest state to the start, free and then (with ``truth``) nudged toward the
+        store's state at each of its times; a progress bar in simulated days."""
         per_day = self._model.steps_per(86400.0)
+        free = steps - (int(truth.steps.sum()) if truth else 0)
         with tqdm(total=round(steps / per_day, 3), desc=f"{self.name} spin-up", unit="day",
                   disable=None if steps else True) as bar:
-            while steps > 0:
-                n = min(steps, per_day * _SPINUP_CHUNK_DAYS)
+            while free > 0:
+                n = min(free, per_day * _SPINUP_CHUNK_DAYS)
                 self._model.step(n)
-                steps -= n
+                free -= n
                 bar.update(round(n / per_day, 3))
+            if truth is None:
+                return
+            bar.set_postfix_str("nudged toward the store")
+            tau = self.config.initialization.tau.total_seconds()
+            for k, n in enumerate(truth.steps):
+                target, weights = self._model.nudging_target({name: v[k] for name, v in truth.fields.items()},
+                                                             truth.levels)
+                self._model.set_nudging(target, tau, weights=weights)
+                self._model.step(int(n))
+                bar.update(round(n / per_day, 3))
+            self._model.set_nudging(None)  # the run itself is free
+
+    def _truth_window(self, init: InitializationConfig) -> _TruthWindow:
+        """Read the store's temperature and winds at its times in (start - days, start] and regrid them
+        (bilinear; winds as vectors) to the model's Gaussian grid. Checked before any spin-up step."""
+        path = self.resolve_path(init.store)
+        key = "initialization.store"
+        try:
+            store = open_store(path)
+        except DataError as exc:
+            raise DataError(f"{key}: {exc}") from None
+        first, last = (np.datetime64(d.strftime("%Y-%m-%dT%H:%M:%S"), "ns")
+                       for d in (self.start - _dt.timedelta(days=init.days), self.start))
+        times = store.times
+        held = times.size and first in times and last in times
+        if not held:
+            span = f"{str(times[0])[:19]} .. {str(times[-1])[:19]}" if times.size else "no times"
+            raise DataError(
+                f"{key}: {path} does not cover the initialisation window {str(first)[:19]} .. {str(last)[:19]} "
+                f"(initialization.days = {init.days:g} before start; both ends must be store times); it holds "
+                f"{span}. Lower initialization.days, move the start, or use a store that holds the window"
+            )
+        index = np.flatnonzero((times >= first) & (times <= last))
+        gaps = np.diff(times[index])
+        if np.any(gaps != gaps[0]):
+            at = times[index][1:][gaps != gaps[0]][0]
+            raise DataError(f"{key}: {path} has a gap in the initialisation window before {str(at)[:19]}; "
+                            "its times there must be evenly spaced")
+        gap_seconds = float(gaps[0] / np.timedelta64(1, "s"))
+        steps = np.full(index.size - 1, self._whole_steps(gap_seconds, f"{key} time step of {path}"))
+        levels = self._truth_levels(store, init, key)
+        values = {}
+        for name in NUDGING_FIELDS:
+            try:
+                values[name] = store.read(name, time=index[1:], levels=list(levels), units=FIELDS[name])
+            except DataError as exc:
+                raise DataError(f"{key}: {exc}; initialization needs {list(NUDGING_FIELDS)} at those levels") from None
+        regridder = Regridder(LatLonGrid.from_centers(store.latitudes, store.longitudes), self._model.gaussian_grid,
+                              "bilinear", progress=False)
+        u, v = regridder.apply_vector(values["u_component_of_wind"], values["v_component_of_wind"])
+        fields = {"temperature": regridder.apply(values["temperature"].astype(np.float64)),
+                  "u_component_of_wind": u, "v_component_of_wind": v}
+        return _TruthWindow(steps, fields, levels)
+
+    @staticmethod
+    def _truth_levels(store, init: InitializationConfig, key: str) -> tuple[float, ...]:
+        """``initialization.levels_hPa``, or the store's levels down to the model's reference surface pressure."""
+        if init.levels_hPa is not None:
+            return tuple(float(p) for p in init.levels_hPa)
+        levels = tuple(float(p) for p in np.sort(store.levels) if p <= _SURFACE_HPA)
+        if len(levels) < 2:
+            raise DataError(f"{key}: {store.path} has {len(levels)} pressure levels down to {_SURFACE_HPA:g} hPa "
+                            f"({list(store.levels)}); the initialisation needs at least two")
+        return levels
 
     def _declare_items(self) -> list[ExchangeItem]:
         exports = [

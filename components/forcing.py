@@ -127,13 +127,21 @@ class PrescribedFieldConfig(ComponentConfig):
     """
 
     path: Path
+    """zarr store or netCDF file with the time series (CF metadata)."""
     variable: str
+    """Its variable, dims ``time, [level,] y, x``."""
     field: str = ""
+    """Exported name; default ``variable``."""
     standard_name: str = ""
+    """CF standard name of the export; default the file's."""
     units: str = ""
+    """Exported units (converted from the file's CF units); default the file's."""
     mask_variable: str | None = None
+    """A variable whose non-zero cells are active; default: cells finite in the first record."""
     mask_standard_name: str = "sea_binary_mask"
+    """CF standard name of the exported ``<field>_mask`` item."""
     fill_value: float | None = None
+    """Value at inactive cells; default NaN (masked regridding never reads them)."""
 
 
 class PrescribedField(Component):
@@ -273,9 +281,13 @@ class GridConfig:
     """A generated global grid (the keys of the coupling YAML's ``grids`` entries)."""
 
     type: Literal["regular_latlon", "gaussian"]
+    """Grid type: regular_latlon or gaussian."""
     nlat: int
+    """Number of latitudes."""
     nlon: int | None = None
+    """Number of longitudes; required for regular_latlon, default 2 nlat for gaussian."""
     lat_order: Literal["descending", "ascending"] = "descending"
+    """Row order: descending (north first) or ascending."""
 
     def validate(self) -> None:
         if self.nlat <= 0 or (self.nlon is not None and self.nlon <= 0):
@@ -295,10 +307,15 @@ class InsolationConfig(ComponentConfig):
     :class:`atmorep_coupler.data.forcings.ClimateScenario` (keep them equal to the training data's)."""
 
     grid: GridConfig
+    """The grid to compute on."""
     field: str = "insolation"
+    """Exported name."""
     epoch: _dt.datetime = _dt.datetime(2000, 1, 1)
+    """Time zero of the seasonal clock (keep it equal to the training data's)."""
     year_length_days: float = 365.2425
+    """Length of the seasonal cycle in days."""
     solar_constant: float = forcings.SOLAR_CONSTANT
+    """Solar constant (W m-2)."""
 
 
 class Insolation(Component):
@@ -368,11 +385,17 @@ class RampConfig:
     so a counterfactual is one key, e.g. ``warming_offset_K: 4.0``."""
 
     epoch: _dt.datetime | None = None
+    """Start of the ramp and of the seasonal clock; null: ClimateScenario's default (2000-01-01)."""
     year_length_days: float | None = None
+    """Length of the seasonal cycle in days; null: ClimateScenario's default."""
     warming_rate_K_per_year: float | None = None
+    """Warming rate of the surface equilibrium temperature; null: ClimateScenario's default (1 K per year)."""
     warming_offset_K: float | None = None
+    """Constant extra warming (e.g. 4.0 for a +4 K counterfactual); null: 0."""
     climate_sensitivity_K: float | None = None
+    """Warming per CO2 doubling that converts warming to CO2 equivalent; null: ClimateScenario's default (3 K)."""
     co2_reference_ppm: float | None = None
+    """CO2 concentration of zero warming; null: ClimateScenario's default (280 ppm)."""
 
     def scenario(self) -> forcings.ClimateScenario:
         given = {k: v for k, v in vars(self).items() if v is not None}
@@ -391,13 +414,21 @@ class CO2ScenarioConfig(ComponentConfig):
     """
 
     quantity: Literal["co2", "warming"] = "co2"
+    """co2 (CO2 or CO2-equivalent concentration) or warming."""
     series: list[tuple[_dt.datetime | str, float]] | None = None
+    """Source: a YAML list of [date, value] pairs, linear in time between them."""
     path: Path | None = None
+    """Source: CSV with a header ``time,<variable>``, or netCDF/zarr with a ``time`` series ``variable``."""
     ramp: RampConfig | None = None
+    """Source: the training data's warming ramp (data/forcings.py)."""
     variable: str = "co2"
+    """Variable name in ``path``."""
     field: str = ""
+    """Exported name; default by quantity (co2 or warming)."""
     standard_name: str = ""
+    """CF standard name of the export; default by quantity."""
     units: str = ""
+    """Exported units and units of a series or CSV file; default by quantity (ppm or K); not with ``ramp``."""
 
     def validate(self) -> None:
         super().validate()

@@ -38,7 +38,9 @@ class SSTProxyConfig(ComponentConfig):
     warming used before the first ``co2_equivalent`` import."""
 
     grid: GridConfig
+    """The grid to compute on."""
     scenario: RampConfig = field(default_factory=RampConfig)
+    """Seasonal clock, CO2 conversion constants and the warming used before the first co2_equivalent import."""
 
 
 class SSTProxy(Component):

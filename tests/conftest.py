@@ -47,3 +47,30 @@ def tiny_store(tmp_path_factory) -> Path:
 def make_default_cli():
     """The function behind ``tiny_store``, for tests that need another generator run."""
     return make_tiny_store
+
+
+def tiny_default_run_dict(store: Path) -> dict:
+    """The default training config's field set (4 predicted, 4 coarse, 3 forcings) made small, on the
+    tiny store: what docs and examples run against as ``$CKPT`` (the recipe of ``quickstart --tiny``)."""
+    from atmorep_coupler.quickstart import tiny_training_config
+
+    return tiny_training_config(store, steps=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_default_checkpoint(tiny_store, tmp_path_factory) -> Path:
+    """A trainer checkpoint of :func:`tiny_default_run_dict`, trained 3 steps on ``tiny_store``."""
+    import torch
+
+    from atmorep_coupler.training.config import load_run_config
+    from atmorep_coupler.training.trainer import Trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = Trainer(load_run_config(tiny_default_run_dict(tiny_store)))
+        for _ in range(3):
+            trainer.train_step()
+        return trainer.save_checkpoint(tmp_path_factory.mktemp("tiny_default") / "trainer.pt")
+    finally:
+        torch.set_num_threads(threads)

@@ -39,7 +39,7 @@ from atmorep_coupler.data import forcings  # noqa: E402
 from atmorep_coupler.data.default import STATE_FILE, STATE_GROUP, DefaultDataConfig  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
 
-__all__ = ["ZonalMean", "store_config", "truth_response", "run_response", "compare"]
+__all__ = ["ZonalMean", "build_parser", "compare", "run_response", "store_config", "truth_response"]
 
 ZonalMean = tuple[np.ndarray, np.ndarray, np.ndarray]  # (latitudes, levels hPa, values [level, lat])
 
@@ -164,7 +164,7 @@ def _plot(path: Path, lat, levels, curves, field, offset_K) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m atmorep_coupler.analysis.counterfactual",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--control", required=True, type=Path, help="--out folder of coupling_configs/default.yaml")
@@ -174,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--field", default="temperature")
     parser.add_argument("--out", type=Path, default=None, help="default: COUNTERFACTUAL/response")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     summary = compare(args.control, args.counterfactual, args.truth, args.out or args.counterfactual / "response",
                       offset_K=args.offset, field=args.field, progress=not args.no_progress)
     print(json.dumps(summary, indent=1))

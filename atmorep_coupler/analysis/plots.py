@@ -24,7 +24,7 @@ from atmorep_coupler.data import open_store  # noqa: E402
 from atmorep_coupler.data.store import ERA5Store  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
 
-__all__ = ["global_mean", "plot_run", "run_and_truth"]
+__all__ = ["build_parser", "global_mean", "plot_run", "run_and_truth"]
 
 OUTPUT_STORE = "atmorep.zarr"
 
@@ -131,14 +131,18 @@ def _zonal(path, lat, levels, run, truth, field, units) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m atmorep_coupler.analysis.plots", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="the coupled run's --out folder (holds atmorep.zarr)")
     parser.add_argument("--truth", required=True, type=Path, help="the truth store (the run's initial condition)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default RUN_DIR/plots)")
     parser.add_argument("--field", default="temperature")
     parser.add_argument("--level", type=float, default=500.0, help="pressure level of maps and series (hPa)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     for path in plot_run(args.run_dir, args.truth, args.out or args.run_dir / "plots", field=args.field, level=args.level):
         print(path)
     return 0

@@ -103,7 +103,9 @@ class EnsembleConfig:
     """``members``: trajectories; ``perturbation``: std of the initial perturbations (normalised units)."""
 
     members: int = 1
+    """Trajectories; with 1 the step takes the mean of the ensemble tail."""
     perturbation: float = 0.0
+    """Standard deviation of the initial perturbations of the members (normalised units)."""
 
     def validate(self) -> None:
         if self.members < 1:
@@ -115,7 +117,9 @@ class EnsembleConfig:
 @dataclass(frozen=True)
 class GridShape:
     nlat: int
+    """Number of latitudes."""
     nlon: int
+    """Number of longitudes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,16 +135,27 @@ class AtmoRepConfig(ComponentConfig):
     """
 
     checkpoint: Path
+    """Trainer checkpoint (``.pt``)."""
     initial_condition: Path
+    """ERA5-layout store holding the context window that ends at ``start``."""
     normalization: Path | None = None
+    """Normalisation statistics; default the initial-condition store's (they must be the training statistics)."""
     fields: tuple[str, ...] = ()
+    """Predicted fields the run expects of the checkpoint; empty: anything."""
     levels_hPa: tuple[float, ...] = ()
+    """Levels the run expects of every predicted field; empty: anything."""
     grid: GridShape | None = None
+    """Grid size the run expects of the checkpoint; null: anything."""
     tile_overlap: tuple[int, int] | None = None
+    """Overlap of neighbouring tiles in grid points (rows, columns); default half a neighbourhood."""
     tile_batch_size: int = 16
+    """Tiles per forward pass."""
     device: str = "cpu"
+    """Torch device of the network and the context window."""
     seed: int = 0
+    """Seed of the ensemble randomness."""
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    """Ensemble trajectories and their initial perturbations."""
 
     def validate(self) -> None:
         super().validate()
@@ -332,7 +347,7 @@ class AtmoRepComponent(Component):
         self._item_list = items
         self._arrays = {item.name: np.zeros(self._grid_table[item.grid].shape, dtype=np.float32) for item in items}
         for spec in self.inputs:
-            self._arrays[spec.name][...] = np.nan  # "not imported yet"
+            self._arrays[spec.name][...] = np.nan  # no data until imported (see was_imported)
 
     def _grids(self) -> Mapping[int, ComponentGrid]:
         return self._grid_table
@@ -432,7 +447,9 @@ class AtmoRepComponent(Component):
     # ------------------------------------------------------------------------------ stepping
     def _advance(self, dt: float) -> None:
         self._sync()
-        missing = [s.name for s in self.inputs if np.isnan(self._arrays[s.name]).any()]
+        # NaN inside an import is legitimate (ERA5's SST is NaN over land; input-only fields read NaN as
+        # their normalised mean, as in training), so "never set" is asked of was_imported, not of the values.
+        missing = [s.name for s in self.inputs if not self.was_imported(s.name)]
         if missing:
             raise ComponentError(
                 f"component {self.name!r}: imports {missing} were never set; couple them (or set_field) before "

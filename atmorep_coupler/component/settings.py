@@ -36,10 +36,15 @@ class ComponentConfig:
     """
 
     start: _dt.datetime | str
+    """Start date in ``calendar`` (strings allow dates Python rejects, e.g. '2000-02-30' in 360_day)."""
     time_step: _dt.timedelta
+    """The component's time step."""
     name: str = ""
+    """Component name; default the class name (in a coupled run: the component id)."""
     end: _dt.datetime | str | None = None
+    """Optional end date (BMI ``get_end_time``); null: unbounded."""
     calendar: Calendar = "standard"
+    """cftime calendar of ``start``, ``end`` and the component's dates."""
 
     def validate(self) -> None:
         if self.time_step.total_seconds() <= 0:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from atmorep_coupler.config import read_yaml_file
 from atmorep_coupler.coupling.exchange import Exchange, FieldRoute, area_integral_weights
 from atmorep_coupler.coupling.schema import COMPONENT_KINDS, CoupledRunConfig, CouplingSpec, GridSpec, RunSpec
 from atmorep_coupler.errors import ConfigError, RegridError
@@ -97,10 +97,7 @@ def component_config(name: str, config: CoupledRunConfig, base_dir: Path) -> tup
     if isinstance(spec.config, Path):
         if not spec.config.is_file():
             raise ConfigError(f"{where}: file {spec.config} not found")
-        try:
-            mapping = yaml.safe_load(spec.config.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{spec.config}: not valid YAML: {exc}") from None
+        mapping = read_yaml_file(spec.config)
         folder = spec.config.parent
         where = f"{spec.config}"
     else:

@@ -27,15 +27,21 @@ class ReceivedField:
     """One import: its name, units and CF standard name; ``scalar`` for a global value."""
 
     name: str
+    """Import name."""
     units: str
+    """Its units (UDUNITS string)."""
     standard_name: str = ""
+    """CF standard name; default ``name``."""
     scalar: bool = False
+    """A global value on the scalar grid instead of a field on ``grid``."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class FieldReceiverConfig(ComponentConfig):
     grid: GridConfig | None = None
+    """The grid the fields arrive on; required unless every field is scalar."""
     fields: list[ReceivedField]
+    """The imports to hold."""
 
     def validate(self) -> None:
         super().validate()

@@ -73,20 +73,32 @@ class RestartSpec:
     """
 
     every: _dt.timedelta
+    """Simulated time between restarts (a multiple of the synchronisation interval); one is also written at the
+    end."""
     dir: Path = Path("restarts")
+    """Folder of the restarts, relative to the run's output folder."""
     resume: Literal["auto", "never", "require"] = "auto"
+    """auto: continue from the latest restart if there is one; never: start afresh; require: fail without one."""
 
 
 @dataclass(frozen=True)
 class RunSpec:
     name: str
+    """Run name (letters, digits, '_', '-', '.'); names the restart folder and the default output folder."""
     start: _dt.datetime | str
+    """Start date in ``calendar`` (quote dates Python rejects, e.g. '2000-02-30' in 360_day)."""
     end: _dt.datetime | str
+    """End date in ``calendar``; the run length must be a whole number of synchronisation intervals."""
     calendar: Calendar = "proleptic_gregorian"
+    """cftime calendar of every date and of the outputs."""
     seed: int = 0
+    """Passed to components whose config has a ``seed`` key."""
     device: str = "cpu"
+    """Default torch device for components whose config has a ``device`` key."""
     transport: Literal["inprocess", "ray"] = "inprocess"
+    """inprocess: every component in this process; ray: each component in its own Ray actor."""
     restart: RestartSpec | None = None
+    """Restart files; null: none."""
 
     def validate(self) -> None:
         if not _NAME.match(self.name):
@@ -105,7 +117,9 @@ class MaskSpec:
     """A static mask read from a netCDF/zarr file: ``variable`` of the grid's shape, non-zero = active."""
 
     file: Path
+    """netCDF or zarr file (relative to the YAML's folder)."""
     variable: str
+    """Variable of the grid's shape; non-zero cells are active."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +127,17 @@ class GridSpec:
     """``regular_latlon`` (nlat, nlon), ``gaussian`` (nlat, optional nlon) or ``curvilinear`` (a SCRIP grid file)."""
 
     type: Literal["regular_latlon", "gaussian", "curvilinear"]
+    """regular_latlon (nlat, nlon), gaussian (nlat, optional nlon) or curvilinear (a SCRIP grid file)."""
     nlat: int | None = None
+    """Number of latitudes (regular_latlon, gaussian; even for gaussian)."""
     nlon: int | None = None
+    """Number of longitudes (regular_latlon; gaussian default 2 nlat)."""
     lat_order: Literal["descending", "ascending"] | None = None
+    """Row order: descending (north first, ERA5) or ascending."""
     mask: MaskSpec | None = None
+    """Static mask of the grid; null: every cell active."""
     file: Path | None = None
+    """SCRIP grid file of a curvilinear grid (relative to the YAML's folder)."""
 
     def validate(self) -> None:
         if self.type == "curvilinear":
@@ -145,6 +165,7 @@ class GridSpec:
 @dataclass(frozen=True)
 class EnsembleSpec:
     members: int
+    """Number of ensemble members (at least 1)."""
 
     def validate(self) -> None:
         if self.members < 1:
@@ -159,11 +180,18 @@ class ComponentSpec:
     ``run`` and ``timestep``."""
 
     kind: str
+    """A registered kind (below) or the import path ``package.module:Class`` of a Component subclass."""
     timestep: _dt.timedelta
+    """The component's time step; every coupling period and output interval of it must be a multiple."""
     grid: str | None = None
+    """Id of its horizontal grid in ``grids``; null for a component of global scalars only."""
     config: Path | dict[str, Any] | None = None
+    """The component's own config, inline or a YAML file path; the keys depend on ``kind`` (below), without the
+    clock keys."""
     ensemble: EnsembleSpec | None = None
+    """Passed on as the component config's ``ensemble``; the config class must have that key."""
     device: str | None = None
+    """Passed on as the component config's ``device`` (and a GPU for its Ray actor); default ``run.device``."""
 
     def validate(self) -> None:
         if self.kind not in COMPONENT_KINDS and not _IMPORT_PATH.match(self.kind):
@@ -181,8 +209,12 @@ class FieldSpec:
     destination receives (default: its import units)."""
 
     src: str | list[str]
+    """Export of the source component; a [u, v] pair marks a vector."""
     dst: str | list[str]
+    """Import of the destination component; a [u, v] pair for a vector."""
     units: str | None = None
+    """Units the destination receives (converted from the source's and on to the import's); default: the
+    import's units."""
 
     def validate(self) -> None:
         if isinstance(self.src, list) or isinstance(self.dst, list):
@@ -216,6 +248,7 @@ class FixedFill:
     """Fallback that fills still-unmapped destination cells with a constant (YAC ``fixed``)."""
 
     fixed: float
+    """Constant for destination cells still unmapped."""
 
 
 @dataclass(frozen=True)
@@ -226,11 +259,18 @@ class RemapSpec:
     that fill what the previous ones left unmapped; ``vector``: how [u, v] pairs are mapped."""
 
     method: RemapMethod
+    """Regridding method; patch only from an ESMF weight file."""
     weights: Path | None = None
+    """ESMF/SCRIP weight file read instead of computing weights (relative to the YAML's folder); it must fit the
+    grids."""
     src_mask: bool = True
+    """Honour the source grid's static mask and the mask its component publishes."""
     fraction: str | None = None
+    """A source export used as a dynamic fraction f: the map is W(f x) / W(f)."""
     fallback: list[str | FixedFill] = field(default_factory=list)
+    """Methods (or a final ``{fixed: value}``) that fill what the previous ones left unmapped."""
     vector: Literal["cart3d"] = "cart3d"
+    """How [u, v] pairs are mapped: cart3d rotates to 3-D Cartesian components and back."""
 
     def validate(self) -> None:
         for k, step in enumerate(self.fallback):
@@ -245,7 +285,9 @@ class ConservationSpec:
     """Diagnose source vs destination area integral per exchange; with ``check`` fail beyond ``rtol``."""
 
     check: bool = False
+    """Stop the run when the relative difference of the area integrals exceeds ``rtol``."""
     rtol: float = 1e-9
+    """Tolerance of the relative difference."""
 
     def validate(self) -> None:
         if not self.rtol > 0:
@@ -255,13 +297,23 @@ class ConservationSpec:
 @dataclass(frozen=True)
 class CouplingSpec:
     from_: str = field(metadata={"key": "from"})
+    """Source component id."""
     to: str
+    """Destination component id."""
     fields: list[FieldSpec]
+    """The exchanged fields."""
     period: _dt.timedelta
+    """Coupling period: a multiple of both components' time steps."""
     lag: _dt.timedelta = _dt.timedelta(0)
+    """A whole number of periods: 0 (the source runs the window first) or k periods (the window ending k - 1
+    periods before)."""
     time_reduction: TimeReduction = "instant"
+    """How the source's samples over a period become one value (instant: the last one)."""
     remap: RemapSpec | None = None
+    """Regridding; required when the two components are on different grids."""
     conservation: ConservationSpec | None = None
+    """Compare source and destination area integrals at every put (conservative methods only); records go to
+    conservation.csv."""
 
 
 # ----------------------------------------------------------------------------------------- outputs
@@ -270,21 +322,32 @@ class OutputSpec:
     """Write ``variables`` of ``component`` to the zarr store ``path`` once per ``interval``."""
 
     component: str
+    """Component id."""
     variables: list[str]
+    """Its exchange items to write."""
     interval: _dt.timedelta
+    """One record per interval (a multiple of the component's time step)."""
     path: Path
+    """Zarr store, relative to the run's output folder."""
     reduction: OutputReduction = "mean"
+    """Of the samples after every step in each interval: mean, instant (the last), min or max."""
 
 
 # --------------------------------------------------------------------------------------- the file
 @dataclass(frozen=True)
 class CoupledRunConfig:
     version: Literal[1]
+    """Version of the file format."""
     run: RunSpec
+    """Name, dates, calendar, transport and restarts of the run."""
     grids: dict[str, GridSpec]
+    """Grid id -> grid."""
     components: dict[str, ComponentSpec]
+    """Component id -> component."""
     couplings: list[CouplingSpec] = field(default_factory=list)
+    """The exchanges between components."""
     outputs: list[OutputSpec] = field(default_factory=list)
+    """Zarr output streams."""
 
     def validate(self) -> None:
         """Checks across sections; messages carry full key paths (``couplings[1].period``)."""

@@ -35,7 +35,7 @@ def _stats(args: argparse.Namespace) -> None:
     print(stats.save(store))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m atmorep_coupler.data", description=__doc__.split("\n")[0]
     )
@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     stats.add_argument("--chunk-mb", type=int, default=256, help="memory bound of one time chunk")
     stats.add_argument("--quiet", action="store_true", help="no progress bar")
     stats.set_defaults(func=_stats)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except AtmoRepError as exc:

@@ -64,15 +64,24 @@ class ClimateScenario:
 class HeldSuarezParameters:
     """Constants of Held & Suarez (1994, BAMS 75, 1825), their eqs. (1)-(4)."""
 
-    t_surface_K: float = 315.0  # T0: equatorial surface equilibrium temperature
-    delta_t_y_K: float = 60.0  # equator-to-pole difference
-    delta_theta_z_K: float = 10.0  # static stability parameter
-    t_min_K: float = 200.0  # stratospheric floor
-    sigma_b: float = 0.7  # top of the boundary layer
-    k_f_per_day: float = 1.0  # Rayleigh friction at the surface
-    k_a_per_day: float = 1.0 / 40.0  # free-atmosphere thermal relaxation
-    k_s_per_day: float = 1.0 / 4.0  # surface thermal relaxation at the equator
-    kappa: float = 2.0 / 7.0  # R / cp
+    t_surface_K: float = 315.0
+    """T0: equatorial surface equilibrium temperature (K)."""
+    delta_t_y_K: float = 60.0
+    """Equator-to-pole difference of the equilibrium temperature (K)."""
+    delta_theta_z_K: float = 10.0
+    """Static stability parameter (K)."""
+    t_min_K: float = 200.0
+    """Stratospheric floor of the equilibrium temperature (K)."""
+    sigma_b: float = 0.7
+    """Top of the boundary layer (sigma)."""
+    k_f_per_day: float = 1.0
+    """Rayleigh friction at the surface (per day)."""
+    k_a_per_day: float = 1.0 / 40.0
+    """Free-atmosphere thermal relaxation rate (per day)."""
+    k_s_per_day: float = 1.0 / 4.0
+    """Surface thermal relaxation rate at the equator (per day)."""
+    kappa: float = 2.0 / 7.0
+    """R / cp."""
 
 
 def days_since_epoch(times, epoch: dt.datetime) -> np.ndarray:

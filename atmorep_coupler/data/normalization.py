@@ -262,8 +262,9 @@ def _indices(sel, size: int) -> np.ndarray:
 def _write(ds: xr.Dataset, path: str, group: str | None, zarr_format: int, storage_options) -> None:
     if path.startswith("file://"):  # fsspec's local filesystem does not create parent folders
         path = path[len("file://") :]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+    from atmorep_coupler.data.store import quiet_zarr
+
+    with quiet_zarr():
         ds.to_zarr(
             path,
             group=group,
@@ -276,7 +277,7 @@ def _write(ds: xr.Dataset, path: str, group: str | None, zarr_format: int, stora
 
 def load_normalization(source: ERA5Store | str | os.PathLike, *, storage_options=None) -> Normalization:
     """Load statistics from a store's ``normalization`` group, its sidecar, or a statistics store."""
-    from atmorep_coupler.data.store import ERA5Store
+    from atmorep_coupler.data.store import ERA5Store, quiet_zarr
 
     if isinstance(source, ERA5Store):
         candidates = [(os.fspath(source.path), GROUP), (sidecar_path(source.path), None)]
@@ -289,8 +290,7 @@ def load_normalization(source: ERA5Store | str | os.PathLike, *, storage_options
         if "://" not in path and not (Path(path) / (group or "")).exists():
             continue
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            with quiet_zarr():
                 ds = xr.open_zarr(
                     path,
                     group=group,

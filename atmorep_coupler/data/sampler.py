@@ -261,8 +261,10 @@ class NeighbourhoodSampler:
                                          when=str(store.times[int(start)]))
         return out
 
-    def denormalize(self, name: str, tokens: torch.Tensor, origins: np.ndarray) -> np.ndarray:
-        """Tokens ``[B, L, T, Y, X, t, y, x]`` of field ``name`` at ``origins`` back in store units."""
+    def denormalize(self, name: str, tokens: torch.Tensor, origins: np.ndarray, *,
+                    mode: str | None = None) -> np.ndarray:
+        """Tokens ``[B, L, T, Y, X, t, y, x]`` of field ``name`` at ``origins`` back in store units
+        (with the field's normalisation, or ``mode`` 'global'/'local')."""
         field = self.config.field(name)
         var = self.store.resolve(field.variable)
         cube = detokenize(tokens.detach().cpu().numpy())  # [B, L, nt, ny, nx]
@@ -273,7 +275,7 @@ class NeighbourhoodSampler:
             months = month_index(self.store.times[t0:t0 + nt])
             rows, cols = row + np.arange(ny), (col + np.arange(nx)) % self.store.longitudes.size
             x = cube[b].transpose(1, 0, 2, 3) if field.levels else cube[b, 0]
-            x = self.norm.denormalize(var, x, months, level_idx, rows, cols, mode=field.normalization)
+            x = self.norm.denormalize(var, x, months, level_idx, rows, cols, mode=mode or field.normalization)
             out[b] = x.transpose(1, 0, 2, 3) if field.levels else x[None]
         return tokenize(out, field.token_size)
 

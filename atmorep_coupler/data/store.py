@@ -13,9 +13,10 @@ loaded whole.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,15 @@ _DIM_ALIASES = {
 def canonical_name(name: str) -> str:
     """Map an ERA5 short name (``t``, ``vo``, ...) to its ARCO-ERA5 name; other names pass."""
     return ALIASES.get(name, name)
+
+
+@contextlib.contextmanager
+def quiet_zarr() -> Iterator[None]:
+    """Silence zarr's warning that consolidated metadata is not (yet) part of the v3 spec: harmless
+    for these stores, and repeated on every open it would bury the messages that matter."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        yield
 
 
 def _describe(path: str | os.PathLike) -> str:
@@ -399,9 +409,7 @@ def open_store(
         raise DataError(f"{name}: no such file or directory; check the path (or pass an fsspec URL)")
     opts = dict(storage_options) if storage_options and _is_url(path) else None
     try:
-        with warnings.catch_warnings():
-            # zarr warns that consolidated metadata is not (yet) part of the v3 spec; harmless here.
-            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        with quiet_zarr():
             ds = xr.open_zarr(
                 path,
                 chunks=None,

@@ -38,9 +38,15 @@ class MaskingRates:
     (``noise``) and coarsened (``coarsen``) with these probabilities."""
 
     total: float = 0.5
+    """Upper bound of the fraction of a level's tokens selected per sample (the fraction is drawn from U(0,
+    total))."""
     mask: float = 0.9
+    """Probability that a selected token is hidden (replaced by the learned mask embedding)."""
     noise: float = 0.2
+    """Probability that a selected token is noised: x <- (1 - w) x + w eps, w ~ U(0, 1), eps ~ N(0, 1)."""
     coarsen: float = 0.05
+    """Probability that a selected token is coarsened: block-averaged by a factor of ``coarsen_factors`` and
+    expanded back."""
 
     def validate(self) -> None:
         for name in ("total", "mask", "noise", "coarsen"):
@@ -55,10 +61,17 @@ class StrategyConfig:
     proportional to ``weight`` (e.g. BERT for representation learning mixed with forecast)."""
 
     kind: StrategyKind
+    """What is hidden and predicted: random tokens (BERT), the last time slices, given slices, a block of
+    tokens, or nothing."""
     weight: float = 1.0
-    forecast_slices: int = 1  # forecast: the last n time slices are hidden and predicted
-    interpolation_slices: tuple[int, ...] = ()  # temporal_interpolation: hidden slices; () = [T // 2]
-    region: tuple[int, int] = (1, 1)  # spatial_interpolation: hidden block of [Y', X'] tokens
+    """Relative probability of this strategy when several are mixed (one strategy per batch)."""
+    forecast_slices: int = 1
+    """forecast: the number of last token time slices that are hidden and predicted."""
+    interpolation_slices: tuple[int, ...] = ()
+    """temporal_interpolation: indices of the hidden token time slices; empty means the middle one, T // 2."""
+    region: tuple[int, int] = (1, 1)
+    """spatial_interpolation: size [Y', X'] in tokens of the hidden block (at a random place, all times and
+    levels)."""
 
     def validate(self) -> None:
         if self.weight <= 0:
@@ -74,17 +87,31 @@ class FieldConfig:
     """One field of the multiformer (see the module docstring)."""
 
     name: str
+    """Field name (an identifier); also the store variable unless ``source`` is given, and the component's item
+    name."""
     token_size: tuple[int, int, int]
+    """Points per token [t, y, x]: time steps, latitude rows, longitude columns."""
     num_tokens: tuple[int, int, int]
+    """Tokens per level [T, Y, X]; num_tokens x token_size is the neighbourhood, the same for every field."""
     embed_dim: int
-    levels: tuple[float, ...] = ()  # hPa; () for surface fields and scalar time series
-    coupled_fields: tuple[str, ...] = ()  # cross-attention sources (keys/values) of this field
+    """Width of this field's transformer (a multiple of 8, divisible by ``heads`` into an even head size)."""
+    levels: tuple[float, ...] = ()
+    """Pressure levels in hPa; empty for surface fields and global time series (one level)."""
+    coupled_fields: tuple[str, ...] = ()
+    """Fields this one cross-attends to (keys and values); input-only fields act only through these."""
     masking: MaskingRates = field(default_factory=MaskingRates)
+    """BERT masking rates of this field."""
     normalization: Literal["global", "local"] = "global"
+    """Statistics used to normalise: one mean/std per level and month (global) or per grid point (local)."""
     loss_weight: float = 1.0
+    """Weight of this field in the total loss (predicted fields)."""
     predicted: bool = True
-    source: str | None = None  # store variable to read; default: ``name``
-    transform: str | None = None  # registered window reader (data.sampler.register_transform)
+    """false makes the field input-only (conditioning, forcing): never masked, no decoder or tail."""
+    source: str | None = None
+    """Store variable (or alias) to read; default ``name``."""
+    transform: str | None = None
+    """A reader registered with ``data.sampler.register_transform`` (or ``family:argument``, e.g.
+    ``coarse:T15``) that replaces the plain store read."""
 
     @property
     def num_levels(self) -> int:
@@ -140,23 +167,38 @@ class ModelConfig:
     """The multiformer: fields plus the hyper-parameters shared by all of them."""
 
     fields: tuple[FieldConfig, ...]
+    """The fields, each with its own transformer; at least one predicted."""
     encoder_layers: int = 2
+    """Encoder layers (self-attention within a field, cross-attention to coupled fields, MLP)."""
     decoder_layers: int = 2
+    """Decoder layers per predicted field (at most ``encoder_layers``; U-Net order)."""
     heads: int = 4
-    coupling_heads: int = 1  # heads per coupled field in each encoder layer
+    """Self-attention heads per field."""
+    coupling_heads: int = 1
+    """Cross-attention heads per coupled field in each encoder layer."""
     mlp_ratio: float = 2.0
+    """Hidden width of the MLPs as a multiple of the field's ``embed_dim``."""
     dropout: float = 0.0
+    """Dropout probability in attention and MLPs."""
     ensemble_size: int = 8
+    """Members of the ensemble tail (at least 2)."""
     tail_hidden_layers: int = 0
-    qk_norm: bool = True  # one switch for self, coupling and decoder heads (D18)
-    relative_position_bias: bool = True  # learned per-head offset biases within a field
-    # the same biases on coupling heads between fields on the same token grid (e.g. a field and its
-    # coarse-model conditioning): a locality prior that lets a field read the coupled field's token
-    # at the same place and time from the first step on
+    """Hidden layers of each ensemble-tail head (0: one linear map per member)."""
+    qk_norm: bool = True
+    """Normalise queries and keys: one switch for self, coupling and decoder heads (D18)."""
+    relative_position_bias: bool = True
+    """Learned per-head relative position biases within a field."""
     coupling_position_bias: bool = False
+    """The same biases on coupling heads between fields on the same token grid (e.g. a field and its
+    coarse-model conditioning): a locality prior that lets a field read the coupled field's token at the same
+    place and time from the first step on."""
     activation_checkpointing: bool = False
-    coarsen_factors: tuple[int, ...] = (2,)  # BERT coarsening: block-average by k, then back (D4)
+    """Recompute activations in the backward pass to save memory."""
+    coarsen_factors: tuple[int, ...] = (2,)
+    """Block sizes k (>= 2, dividing the token's y and x) that BERT coarsening draws from: block-average by k,
+    then expand back (D4)."""
     strategies: tuple[StrategyConfig, ...] = (StrategyConfig("BERT"),)
+    """Masking strategies, mixed by ``weight``."""
 
     def field(self, name: str) -> FieldConfig:
         for f in self.fields:

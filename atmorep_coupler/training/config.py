@@ -41,7 +41,9 @@ class Period:
     """Time range ``[start, end]`` (inclusive); a missing bound means the start or end of the record."""
 
     start: dt.datetime | None = None
+    """First time (inclusive); null: the start of the record."""
     end: dt.datetime | None = None
+    """Last time (inclusive); null: the end of the record."""
 
     def validate(self) -> None:
         if self.start is not None and self.end is not None and self.end < self.start:
@@ -55,13 +57,21 @@ class Period:
 
 @dataclass(frozen=True)
 class DataConfig:
-    store: str  # path or fsspec URL of the ERA5-layout zarr store (with its normalisation group)
+    store: str
+    """Path or fsspec URL of the ERA5-layout zarr store (with its normalisation statistics); ``--store``
+    overrides it."""
     train: Period = field(default_factory=Period)
-    validation: Period | None = None  # held-out period; required for validation and evaluation
+    """Training period."""
+    validation: Period | None = None
+    """Held-out validation period (must not overlap ``train``); required for validation and evaluation."""
     batch_size: int = 8
-    samples_per_window: int = 4  # neighbourhoods drawn per time window (hierarchical sampling)
-    num_workers: int = 0  # DataLoader worker processes; the batch stream does not depend on it
-    max_slab_bytes: int = 64 * 2**20  # read a time window globally when it is at most this large
+    """Neighbourhoods per batch and rank."""
+    samples_per_window: int = 4
+    """Neighbourhoods drawn per time window (hierarchical sampling)."""
+    num_workers: int = 0
+    """DataLoader worker processes; the batch stream does not depend on it."""
+    max_slab_bytes: int = 64 * 2**20
+    """Read a time window of the whole globe at once when it is at most this large (bytes)."""
 
     def validate(self) -> None:
         if self.validation is not None and self.train.overlaps(self.validation):
@@ -75,35 +85,48 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    lr: float = 3e-4  # peak learning rate (after warm-up)
-    weight_decay: float = 0.05  # AdamW, on matrices only (not biases, norms, mask embeddings)
+    lr: float = 3e-4
+    """Peak learning rate (after warm-up)."""
+    weight_decay: float = 0.05
+    """AdamW weight decay, on matrices only (not biases, norms, mask embeddings)."""
     betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0  # max global gradient norm; <= 0 disables clipping
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Maximum global gradient norm; <= 0 disables clipping."""
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    warmup_steps: int = 100  # linear warm-up from 0
-    decay: Literal["cosine", "linear", "constant"] = "cosine"  # over the remaining ``RunConfig.steps``
-    min_lr_ratio: float = 0.1  # floor of the decay, as a fraction of the peak
+    warmup_steps: int = 100
+    """Steps of linear warm-up from 0."""
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    """Learning-rate decay over the remaining ``steps``."""
+    min_lr_ratio: float = 0.1
+    """Floor of the decay, as a fraction of the peak."""
 
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    every_steps: int = 200  # 0 disables periodic validation
-    batches: int = 4  # fixed batches from the validation period, split across ranks
+    every_steps: int = 200
+    """Validate every this many steps; 0 disables periodic validation."""
+    batches: int = 4
+    """Fixed batches from the validation period, split across ranks."""
 
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every_steps: int = 500  # 0: only at the end of fit()
-    keep: int = 2  # periodic checkpoints kept besides ``last.pt``
+    every_steps: int = 500
+    """Checkpoint every this many steps; 0: only at the end."""
+    keep: int = 2
+    """Periodic checkpoints kept besides ``last.pt``."""
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
     every_steps: int = 10
+    """Log metrics every this many steps."""
     tensorboard: bool = True
+    """Also write TensorBoard event files (besides the CSV logs)."""
 
 
 @dataclass(frozen=True)
@@ -112,24 +135,39 @@ class InitFromConfig:
     multiformer, or a trained model whose fields stay frozen while a new field is added."""
 
     checkpoint: str
-    fields: tuple[str, ...] = ()  # () = every field present in both
+    """Trainer checkpoint to take weights from."""
+    fields: tuple[str, ...] = ()
+    """Fields to initialise; empty: every field present in both."""
     freeze: bool = False
+    """Keep the initialised fields frozen (e.g. while a new field is added)."""
 
 
 @dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
+    """The multiformer (reference: model_config.md)."""
     data: DataConfig
+    """Store, periods and batches."""
     losses: dict[str, float] = field(default_factory=lambda: {"mse_ensemble": 1.0, "stats": 1.0})
+    """Loss name -> weight; the names are the keys of ``atmorep_coupler.model.losses.LOSSES`` (docs/model.md)."""
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    """AdamW settings."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Learning-rate schedule."""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    """Periodic validation."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Periodic checkpoints."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Metric logs."""
     init_from: tuple[InitFromConfig, ...] = ()
-    steps: int = 1000  # training steps of a run (also the horizon of the learning-rate decay)
+    """Checkpoints to initialise fields from (plug and play)."""
+    steps: int = 1000
+    """Training steps of the run (also the horizon of the learning-rate decay); ``--steps`` overrides it."""
     seed: int = 0
-    amp: bool = True  # bf16 autocast on CUDA devices; no effect on CPU
+    """Seed of the sampler, the masking and the initial weights."""
+    amp: bool = True
+    """bf16 autocast on CUDA devices; no effect on CPU."""
 
     def validate(self) -> None:
         unknown = [name for name in self.losses if name not in LOSSES]

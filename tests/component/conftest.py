@@ -165,7 +165,9 @@ def co2():
 @pytest.fixture(scope="session")
 def doc_example() -> types.ModuleType:
     """The code blocks of docs/components.md, run as a module (their asserts run too)."""
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    # blocks marked <!-- doc-test: skip (...) --> (excerpts of examples/) are not run
+    blocks = [block for skip, block in re.findall(r"(<!-- doc-test: skip[^\n]*-->\n)?```python\n(.*?)```",
+                                                   DOC.read_text(), re.S) if not skip]
     assert blocks, f"{DOC} has no python code block"
     module = types.ModuleType("components_doc_example")
     sys.modules[module.__name__] = module

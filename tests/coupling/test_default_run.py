@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-import yaml
 
 pytest.importorskip("dinosaur")
 
@@ -19,8 +18,8 @@ from atmorep_coupler.analysis.counterfactual import compare, store_config, truth
 from atmorep_coupler.analysis.plots import plot_run  # noqa: E402
 from atmorep_coupler.data import forcings, open_store  # noqa: E402
 from atmorep_coupler.errors import ConfigError  # noqa: E402
+from atmorep_coupler.quickstart import coupled_overrides, tiny_coupled_overrides, tiny_training_config  # noqa: E402
 from atmorep_coupler.run import load_config, main  # noqa: E402
-from atmorep_coupler.train import config_path  # noqa: E402
 from atmorep_coupler.training.config import load_run_config  # noqa: E402
 from atmorep_coupler.training.trainer import Trainer  # noqa: E402
 
@@ -30,17 +29,9 @@ HOURS = 12
 
 
 def tiny_default_run(store: Path):
-    """The default training config's fields (4 predicted, 4 coarse, 3 forcings) made small, on the tiny store."""
-    d = yaml.safe_load(config_path("default").read_text())
-    for f in d["model"]["fields"]:
-        f["embed_dim"] = 8
-    d["model"].update(encoder_layers=1, decoder_layers=1, heads=2, ensemble_size=2)
-    d["data"] = {"store": str(store), "batch_size": 2, "samples_per_window": 1,
-                 "train": {"start": "2000-01-01T00:00:00", "end": "2000-01-03T00:00:00"},
-                 "validation": {"start": "2000-01-03T12:00:00", "end": "2000-01-04T21:00:00"}}
-    d["schedule"]["warmup_steps"] = 1
-    d["steps"] = 3
-    return load_run_config(d)
+    """The default training config's fields (4 predicted, 4 coarse, 3 forcings) made small, on the tiny
+    store: the recipe of ``quickstart --tiny``."""
+    return load_run_config(tiny_training_config(store, steps=3))
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +44,8 @@ def checkpoint(tiny_store, tmp_path_factory):
 
 
 def overrides(checkpoint: Path, store: Path) -> list[str]:
-    return [f"components.atmorep.config.checkpoint={checkpoint}",
-            f"components.atmorep.config.initial_condition={store}",
-            f"run.start={START.isoformat()}", f"run.end={(START + dt.timedelta(hours=HOURS)).isoformat()}",
-            "run.restart.every=PT6H", "components.classical.config.spinup_days=10",
-            "outputs.1.interval=PT6H", "outputs.2.interval=PT6H", "outputs.2.reduction=instant"]
+    """The quickstart's ``--set`` assignments of ``--tiny``, for half its period."""
+    return coupled_overrides(checkpoint, store) + tiny_coupled_overrides(START, HOURS)
 
 
 def test_counterfactual_differs_in_one_line_only():

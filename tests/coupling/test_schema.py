@@ -176,6 +176,8 @@ BAD = [
      "outputs[0].reduction: 'sum' is not one of ['mean', 'instant', 'min', 'max']"),
     ("output-every", {"outputs": "outputs: [{component: b, variables: [r], every: PT6H, path: b.zarr}]"},
      "outputs[0].every: unknown key"),
+    ("duplicate-key", {"outputs": "outputs: [{component: b, variables: [r], interval: PT6H, interval: P1D, path: b.zarr}]"},
+     "not valid YAML: key 'interval' appears twice in one mapping"),
     ("run-length-off-sync", {"run": "run: {name: t, start: 2000-01-01T00:00:00, end: 2000-01-01T09:00:00}", "outputs": ""},
      "run.end: the run length PT9H is not a whole number of synchronisation intervals (PT6H"),
 ]

@@ -1,0 +1,384 @@
+"""The quickstart report: ``report.md`` with PNG figures, from the outputs of the chain's stages.
+
+    python -m atmorep_coupler.analysis.report --out DIR [--run RUN_DIR] [--forecast forecast.json] \\
+        [--coupled COUPLED_RUN --truth STORE] [--response RESPONSE_DIR] [--timings timings.json]
+
+Every input is optional; the report has a section for each one given:
+
+- ``--run``: a training run folder (``logs/train.csv`` and ``logs/validation.csv`` of
+  ``training/trainer.py``'s ``MetricsLogger`` under a Ray Train run, or the ``--out`` folder of a
+  single-process ``python -m atmorep_coupler.train``): loss curves and the last validation scores;
+- ``--forecast``: the JSON of ``python -m atmorep_coupler.training.evaluate``: RMSE by lead time of the
+  model, persistence and climatology, and the ensemble's spread, spread/skill and CRPS;
+- ``--coupled`` with ``--truth``: a coupled run's ``--out`` folder and the truth store: the maps, global
+  mean and zonal means of ``analysis.plots.plot_run``, and the run's error against the truth;
+- ``--response``: the folder ``analysis.counterfactual`` wrote (``response.json``, ``response_*.png``);
+- ``--timings``: the quickstart's ``timings.json`` (wall time per stage).
+
+All figures are written into ``--out`` next to ``report.md`` and linked relatively, so the folder can be
+moved or shared as it is. Numbers in the tables are the inputs' numbers rounded to 4 significant digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import math
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from atmorep_coupler.analysis.plots import global_mean, plot_run, run_and_truth  # noqa: E402
+from atmorep_coupler.data import open_store  # noqa: E402
+from atmorep_coupler.errors import DataError  # noqa: E402
+
+__all__ = ["build_parser", "fields_of", "fmt", "main", "read_log", "write_report"]
+
+REPORT = "report.md"
+
+
+def fmt(value: float) -> str:
+    """The one number format of the report (4 significant digits)."""
+    return f"{value:.4g}"
+
+
+def read_log(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a ``MetricsLogger`` CSV file as float arrays (NaN where a row has no value)."""
+    if not path.exists():
+        raise DataError(f"{path}: not found; is the folder a training run (with logs/train.csv or train.csv)?")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise DataError(f"{path}: no rows; the run logged nothing yet")
+    return {key: np.array([float(row[key]) if row.get(key) not in (None, "") else np.nan for row in rows])
+            for key in rows[0]}
+
+
+def fields_of(keys: Iterable[str]) -> list[str]:
+    """Field names of ``"<field>/rmse"`` keys (of scores or CSV columns), in order of appearance."""
+    return list(dict.fromkeys(key.split("/")[0] for key in keys if key.count("/") == 1 and key.endswith("/rmse")))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def _figure(lines: list[str], path: Path, alt: str, caption: str) -> None:
+    lines += [f"![{alt}]({path.name})", "", f"*{caption}*", ""]
+
+
+def _panels(count: int, width: float = 4.0, height: float = 3.0):
+    cols = min(count, 2)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, constrained_layout=True)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------- training
+def training_section(run_dir: Path, out: Path) -> list[str]:
+    logs = Path(run_dir) / "logs"  # a Ray Train run folder; a single-process run's --out holds the CSVs itself
+    logs = logs if logs.is_dir() else Path(run_dir)
+    train = read_log(logs / "train.csv")
+    validation = read_log(logs / "validation.csv") if (logs / "validation.csv").exists() else None
+    fields = fields_of(validation) if validation else []
+    fig, axes = plt.subplots(1, 2 if fields else 1, figsize=(11 if fields else 6, 3.6), squeeze=False,
+                             constrained_layout=True)
+    ax = axes[0, 0]
+    ax.plot(train["step"], train["loss"], label="training (logged steps)")
+    if validation:
+        ax.plot(validation["step"], validation["loss"], "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    if fields:
+        for name in fields:
+            axes[0, 1].plot(validation["step"], validation[f"{name}/rmse"], "o-", label=name)
+        axes[0, 1].set_xlabel("step")
+        axes[0, 1].set_ylabel("validation RMSE (normalised units)")
+        axes[0, 1].legend(fontsize=8)
+    path = _save(fig, out / "training_curves.png")
+    lines = ["## Training", "",
+             f"Run folder `{run_dir}`: {int(train['step'][-1])} steps; loss logged at {len(train['step'])} steps, "
+             f"validation at {len(validation['step']) if validation else 0}.", ""]
+    caption = ("Left: the training loss (the configured losses' weighted mean, on the logged steps) and the loss "
+               "on the fixed validation batches; both falling means the network learns and does not overfit yet.")
+    if fields:
+        caption += (" Right: the validation RMSE of each predicted field on its masked tokens, in normalised units "
+                    "(1 = the field's monthly standard deviation at that grid point).")
+    _figure(lines, path, "training and validation loss", caption)
+    if validation:
+        rows = [["loss", fmt(train["loss"][-1]), fmt(validation["loss"][-1])],
+                *[[f"{name} RMSE (normalised)", "", fmt(validation[f"{name}/rmse"][-1])] for name in fields]]
+        lines += _table(["at the last step", "training", "validation"], rows)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------- forecast skill
+def _by_lead(forecast: Mapping, kind: str, key: str) -> np.ndarray:
+    return np.array([lead[kind].get(key, np.nan) for lead in forecast["leads"]])
+
+
+def skill_section(forecast: Mapping, out: Path) -> list[str]:
+    leads = forecast["leads"]
+    hours = np.array([lead["lead_hours"] for lead in leads])
+    fields = fields_of(leads[0]["model"])
+    units = forecast.get("units", {})
+    M = forecast["ensemble_size"]
+
+    fig, axes = _panels(len(fields))
+    for ax, name in zip(axes, fields):
+        for kind, style in (("model", "o-"), ("persistence", "s--"), ("climatology", "^:")):
+            ax.plot(hours, _by_lead(forecast, kind, f"{name}/rmse"), style, label=kind)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("lead time (h)")
+        ax.set_ylabel(f"RMSE ({units.get(name, 'store units')})", fontsize=8)
+    axes[0].legend(fontsize=8)
+    skill = _save(fig, out / "skill_by_lead.png")
+
+    fig, axes = _panels(len(fields))
+    for ax, name in zip(axes, fields):
+        ax.plot(hours, _by_lead(forecast, "model", f"{name}/rmse"), "o-", label="RMSE of the ensemble mean")
+        ax.plot(hours, _by_lead(forecast, "model", f"{name}/spread_corrected"), "s--",
+                label=f"spread × √((M+1)/M), M = {M}")
+        ax.set_ylim(bottom=0)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("lead time (h)")
+        ax.set_ylabel(units.get(name, "store units"), fontsize=8)
+    axes[0].legend(fontsize=8)
+    spread = _save(fig, out / "spread_skill.png")
+
+    lines = ["## Forecast skill by lead time", "",
+             f"{forecast['batches']} held-out batches of {forecast['batch_size']} neighbourhoods from the "
+             f"validation period; at each lead the last *s* token time slices are hidden and predicted at once "
+             f"from the rest, and the last hidden slice is scored (latitude-weighted RMSE in store units, all "
+             f"levels pooled). Persistence repeats the last visible time step. Climatology is the store's "
+             f"monthly mean per grid point, computed over the whole store, so it is in-sample (slightly "
+             f"optimistic).", ""]
+    rows = [[name, fmt(lead["lead_hours"]), fmt(lead["model"][f"{name}/rmse"]), fmt(lead["persistence"][f"{name}/rmse"]),
+             fmt(lead["climatology"][f"{name}/rmse"]), fmt(lead["ratio"][f"{name}/rmse"]),
+             fmt(lead["ratio_climatology"][f"{name}/rmse"]), units.get(name, "")]
+            for name in fields for lead in leads]
+    lines += _table(["field", "lead (h)", "model RMSE", "persistence RMSE", "climatology RMSE",
+                     "model / persistence", "model / climatology", "units"], rows)
+    lines += [_verdict(leads, fields), ""]
+    _figure(lines, skill, "RMSE by lead time",
+            "RMSE against lead time per field: the model (circles) is useful where it lies below both "
+            "persistence (squares) and climatology (triangles); persistence grows with lead, climatology does not.")
+    lines += ["## Ensemble spread and skill", "",
+              f"The {M}-member ensemble of the tail: the RMSE of its mean against its spread (square root of the "
+              f"mean unbiased member variance, times √((M+1)/M) for the finite ensemble), their ratio "
+              f"(1 = calibrated, below 1 = over-confident) and the fair ensemble CRPS (store units; lower is better).", ""]
+    rows = [[name, fmt(lead["lead_hours"]), fmt(lead["model"][f"{name}/rmse"]),
+             fmt(lead["model"][f"{name}/spread_corrected"]), fmt(lead["model"][f"{name}/spread_skill"]),
+             fmt(lead["model"][f"{name}/crps"])] for name in fields for lead in leads]
+    lines += _table(["field", "lead (h)", "RMSE", "spread (corrected)", "spread / RMSE", "CRPS"], rows)
+    _figure(lines, spread, "ensemble spread against RMSE by lead time",
+            "Per field, the ensemble mean's RMSE (circles) and the corrected ensemble spread (squares) by lead: "
+            "for a calibrated ensemble the two curves coincide; spread below RMSE means over-confident members.")
+    return lines
+
+
+def _verdict(leads: Sequence[Mapping], fields: Sequence[str]) -> str:
+    """One honest sentence: where the model beats which baseline."""
+    pairs = [(name, lead) for lead in leads for name in fields]
+    beats_p = sum(lead["ratio"][f"{name}/rmse"] < 1 for name, lead in pairs)
+    beats_c = sum(lead["ratio_climatology"][f"{name}/rmse"] < 1 for name, lead in pairs)
+    return (f"The model's RMSE is below persistence in {beats_p} and below climatology in {beats_c} of the "
+            f"{len(pairs)} field/lead pairs.")
+
+
+# ---------------------------------------------------------------------------------------- coupled run
+def rollout_skill(times: np.ndarray, lat: np.ndarray, run: np.ndarray, reference: np.ndarray, truth,
+                  field: str, level: float) -> dict[str, np.ndarray]:
+    """Area-weighted RMSE by lead of the coupled run, persistence and climatology against the truth.
+
+    The run's outputs are instantaneous and regular, the first one interval after the start, so the
+    start is ``times[0] - (times[1] - times[0])`` and persistence repeats the truth there (the state the run
+    started from). Climatology is the store's local monthly mean (in-sample, as in ``training.evaluate``).
+    ``run`` and ``reference`` are ``[time, lat, lon]`` at ``level`` hPa."""
+    if len(times) < 2:
+        raise DataError("the coupled run has fewer than 2 outputs; rollout skill by lead needs a longer run")
+    start = times[0] - (times[1] - times[0])
+    if start not in truth.times:
+        raise DataError(f"the truth store has no time {str(start)[:16]} (the coupled run's start)")
+    levels = [level] if truth.has_levels(field) else None
+    initial = truth.read(field, time=[truth.time_index(start)], levels=levels, units=None).astype(np.float64)
+    norm = truth.normalization
+    months = np.asarray(times, dtype="datetime64[M]").astype(int) % 12
+    climatology = norm.mean(field, months, mode="local")
+    if norm.has_levels(field):
+        climatology = climatology[:, norm.level_index([level])[0]]
+    lead_hours = (times - start) / np.timedelta64(1, "h")
+
+    def rmse(forecast: np.ndarray) -> np.ndarray:
+        return np.sqrt(global_mean((forecast - reference) ** 2, lat))
+
+    return {"lead_hours": lead_hours, "model": rmse(run),
+            "persistence": rmse(np.broadcast_to(initial.reshape(reference.shape[-2:]), reference.shape)),
+            "climatology": rmse(climatology)}
+
+
+def _rollout_figure(path: Path, skill: Mapping[str, np.ndarray], field: str, level: float, units: str) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 3.5), constrained_layout=True)
+    days = skill["lead_hours"] / 24
+    for kind, style in (("model", "-"), ("persistence", "--"), ("climatology", ":")):
+        ax.plot(days, skill[kind], style, label=kind if kind != "model" else "coupled run (multiformer)")
+    ax.set_xlabel("lead (days)")
+    ax.set_ylabel(f"RMSE {field} {level:g} hPa ({units})")
+    ax.legend()
+    return _save(fig, path)
+
+
+def coupled_section(run_dir: Path, truth_store: Path, out: Path, *, field: str = "temperature",
+                    level: float = 500.0) -> list[str]:
+    maps, series, zonal = plot_run(run_dir, truth_store, out, field=field, level=level)
+    truth = open_store(truth_store)
+    times, lat, _, run, reference = run_and_truth(Path(run_dir), truth, field, level)
+    error = run[:, 0] - reference[:, 0]
+    rmse = np.sqrt(global_mean(error**2, lat))
+    bias = global_mean(error, lat)
+    units = truth.units(field)
+    picks = np.unique(np.linspace(0, len(times) - 1, 3).round().astype(int))
+    lines = ["## Coupled run against the truth run", "",
+             f"The coupled run `{run_dir}` (multiformer + coarse classical model + forcings, "
+             f"{str(times[0])[:16]} to {str(times[-1])[:16]}, {len(times)} outputs) against the truth store it "
+             f"started from. Area-weighted error of {field} at {level:g} hPa:", ""]
+    lines += _table(["time", f"RMSE ({units})", f"bias ({units})"],
+                    [[str(times[i])[:16], fmt(rmse[i]), fmt(bias[i])] for i in picks])
+    skill = rollout_skill(times, lat, run[:, 0], reference[:, 0], truth, field, level)
+    leads = np.unique(np.searchsorted(skill["lead_hours"], [h for h in (6, 24, 72, 120, 240, 480, 720)
+                                                             if h <= skill["lead_hours"][-1]] or [skill["lead_hours"][-1]]))
+    lines += ["", f"The same run as a forecast from its start: RMSE of {field} at {level:g} hPa by lead time ({units}), "
+              "against persistence of the initial state and the store's monthly climatology "
+              "(in-sample). One start date only, so the curve is noisy.", ""]
+    lines += _table(["lead (h)", "coupled run", "persistence", "climatology"],
+                    [[f"{skill['lead_hours'][i]:g}", fmt(skill["model"][i]), fmt(skill["persistence"][i]),
+                      fmt(skill["climatology"][i])] for i in leads])
+    _figure(lines, _rollout_figure(out / f"rollout_skill_{field}{level:g}.png", skill, field, level, units),
+            f"rollout RMSE by lead, {field} {level:g} hPa",
+            "RMSE against the truth run as the coupled run moves away from its initial state: below persistence "
+            "means the rollout carries real weather; reaching climatology means it has forgotten the initial "
+            "state (expected after about a week); far above climatology would be drift.")
+    _figure(lines, maps, f"maps of {field} {level:g} hPa",
+            f"{field} at {level:g} hPa, coupled run (top) and truth run (bottom) at the first, middle and last "
+            "output times on one colour scale: the coupled run should keep the truth's jets and waves, and drifts "
+            "away from the truth's weather as the lead grows.")
+    _figure(lines, series, f"global mean {field} {level:g} hPa",
+            f"Area-weighted global mean of {field} at {level:g} hPa: a steady offset is a bias, a trend a drift "
+            "of the coupled climate.")
+    _figure(lines, zonal, f"zonal mean {field}",
+            f"Time- and zonal-mean {field} per level against latitude: the coupled run's climate (solid) against "
+            "the truth's (dashed).")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------- response
+def response_section(response_dir: Path, out: Path) -> list[str]:
+    file = Path(response_dir) / "response.json"
+    if not file.exists():
+        raise DataError(f"{file}: not found; is {response_dir} the --out folder of analysis.counterfactual?")
+    summary = json.loads(file.read_text())
+    field = summary["field"]
+    figure = Path(response_dir) / f"response_{field}.png"
+    curves = list(summary["mean_response_K"])
+    rows = [[fmt(level), *(fmt(summary["mean_response_K"][c][i]) for c in curves),
+             fmt(summary["pattern_correlation_with_truth"][i])] for i, level in enumerate(summary["levels_hPa"])]
+    lines = ["## Counterfactual response", "",
+             f"Counterfactual minus control of the time- and zonal-mean {field} under +{summary['offset_K']:g} K "
+             f"surface warming, {summary['period'][0]} to {summary['period'][1]}; the truth model is the dinosaur "
+             "model that made the store, run again with the same extra warming. Area-weighted mean response (K) "
+             "and the pattern correlation of the multiformer's zonal-mean response with the truth model's:", ""]
+    lines += _table(["level (hPa)", *curves, "pattern correlation"], rows)
+    if figure.exists():
+        _figure(lines, Path(shutil.copy2(figure, out / figure.name)), "counterfactual response",
+                "Response of the zonal-mean temperature per level: the multiformer (solid) should follow the truth "
+                "model (dashed) in sign and latitude; a flat line means the network ignores the warming it is given.")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------- report
+def _header(sources: Mapping[str, Path | None], timings: Mapping | None) -> list[str]:
+    lines = ["# atmorep_coupler report", "",
+             f"Written {dt.datetime.now().isoformat(timespec='seconds')} by `python -m atmorep_coupler.analysis.report`.",
+             ""]
+    if sources.get("truth"):
+        store = open_store(sources["truth"])
+        lines += [f"Data: `{sources['truth']}` ({store.latitudes.size}x{store.longitudes.size} grid, "
+                  f"{store.times.size} times from {str(store.times[0])[:16]} to {str(store.times[-1])[:16]}).", ""]
+    if timings:
+        mode = timings.get("mode")
+        lines += [f"Quickstart mode: {mode}" + (" (a smoke run of the chain: tiny data, network and runs; "
+                                               "nothing here is skilful)" if mode == "tiny" else "")
+                  + f"; {timings.get('steps')} training steps on {timings.get('workers')} Ray Train workers.", ""]
+        rows = [[stage, fmt(seconds)] for stage, seconds in timings["stages_s"].items()]
+        lines += _table(["stage", "wall time (s)"], [*rows, ["total before the report", fmt(timings["total_s"])]])
+    return lines
+
+
+def write_report(out: Path, *, run: Path | None = None, forecast: Path | None = None, coupled: Path | None = None,
+                 truth: Path | None = None, response: Path | None = None, timings: Path | None = None) -> Path:
+    """Write ``report.md`` and its figures into ``out`` from the given inputs; return the report's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = _header({"truth": truth}, json.loads(Path(timings).read_text()) if timings else None)
+    if run:
+        lines += training_section(Path(run), out)
+    if forecast:
+        lines += skill_section(json.loads(Path(forecast).read_text()), out)
+    if coupled:
+        lines += coupled_section(Path(coupled), Path(truth), out)
+    if response:
+        lines += response_section(Path(response), out)
+    inputs = {"training run": run, "forecast evaluation": forecast, "coupled run": coupled, "truth store": truth,
+              "counterfactual response": response, "stage timings": timings}
+    lines += ["## Inputs", "", *(f"- {what}: `{Path(path).resolve()}`" for what, path in inputs.items() if path), ""]
+    path = out / REPORT
+    path.write_text("\n".join(lines))
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m atmorep_coupler.analysis.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="folder for report.md and its PNG figures")
+    parser.add_argument("--run", type=Path, help="training run folder (holds logs/train.csv)")
+    parser.add_argument("--forecast", type=Path, help="JSON of python -m atmorep_coupler.training.evaluate")
+    parser.add_argument("--coupled", type=Path, help="a coupled run's --out folder (holds atmorep.zarr); needs --truth")
+    parser.add_argument("--truth", type=Path, help="the truth store the coupled run started from")
+    parser.add_argument("--response", type=Path, help="--out folder of python -m atmorep_coupler.analysis.counterfactual")
+    parser.add_argument("--timings", type=Path, help="the quickstart's timings.json")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.coupled and not args.truth:
+        parser.error("--coupled needs --truth (the store the coupled run started from)")
+    if not any((args.run, args.forecast, args.coupled, args.response)):
+        parser.error("give at least one of --run, --forecast, --coupled, --response")
+    path = write_report(args.out, run=args.run, forecast=args.forecast, coupled=args.coupled, truth=args.truth,
+                        response=args.response, timings=args.timings)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
