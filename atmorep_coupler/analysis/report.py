@@ -170,7 +170,9 @@ def skill_section(forecast: Mapping, out: Path) -> list[str]:
              f"from the rest, and the last hidden slice is scored (latitude-weighted RMSE in store units, all "
              f"levels pooled). Persistence repeats the last visible time step. Climatology is the store's "
              f"monthly mean per grid point, computed over the whole store, so it is in-sample (slightly "
-             f"optimistic).", ""]
+             f"optimistic). Input-only fields stay visible at the hidden times, as in a coupled run; in "
+             f"training data the coarse-model fields are the truth coarsened, so this is the skill given a "
+             f"perfect coarse model. The coupled run below, with a real coarse model, is the realistic case.", ""]
     rows = [[name, fmt(lead["lead_hours"]), fmt(lead["model"][f"{name}/rmse"]), fmt(lead["persistence"][f"{name}/rmse"]),
              fmt(lead["climatology"][f"{name}/rmse"]), fmt(lead["ratio"][f"{name}/rmse"]),
              fmt(lead["ratio_climatology"][f"{name}/rmse"]), units.get(name, "")]

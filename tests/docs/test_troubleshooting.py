@@ -125,6 +125,11 @@ def config_wrong_type(ctx: Context) -> str:
                   "--store", str(ctx.store), "--steps", "1")
 
 
+def config_duplicate_key(ctx: Context) -> str:
+    return _train(ctx, "--config", ctx.tiny_config(("  batch_size: 4", "  batch_size: 4\n  batch_size: 8")),
+                  "--store", str(ctx.store), "--steps", "1")
+
+
 def store_missing_variable(ctx: Context) -> str:
     config = ctx.tiny_config(("coupled_fields: [u_component_of_wind, sea_surface_temperature]",
                               "coupled_fields: [specific_humidity, sea_surface_temperature]"))
@@ -271,7 +276,7 @@ def ray_storage_relative(ctx: Context) -> str:
 
 
 TRIGGERS: dict[str, Callable[[Context], str]] = {f.__name__: f for f in (
-    cuda_wheels, config_unknown_key, config_wrong_type, store_missing_variable, store_missing_level,
+    cuda_wheels, config_unknown_key, config_wrong_type, config_duplicate_key, store_missing_variable, store_missing_level,
     store_unknown_units, store_missing_time, units_not_convertible, nan_in_training, nan_import,
     checkpoint_other_statistics, checkpoint_levels, coupling_period, coupling_no_producer, coupling_weight_file,
     coupling_no_restart, ray_no_gpu, ray_storage_relative)}
