@@ -1,6 +1,6 @@
 """Fenced code blocks of the Markdown docs and the ``python -m atmorep_coupler...`` commands in them.
 
-The rules these functions implement are in ``/work/notes/doc_test_convention.md`` (summarised in
+The rules these functions implement are in ``tests/docs/README.md`` (summarised in
 ``tests/docs/test_doc_commands.py``): a block's fate is set by its info string (``bash``, ``python``,
 anything else is not run) and by an optional ``<!-- doc-test: DIRECTIVE (reason) -->`` on the line
 directly above its opening fence.

@@ -1,6 +1,6 @@
 """Every command in README.md and docs/**/*.md is exercised (issue 8: "doc examples run in CI").
 
-The convention (``/work/notes/doc_test_convention.md``), per fenced block, one test id per block
+The convention (``tests/docs/README.md``), per fenced block, one test id per block
 (``docs/data.md:51``), collected anew from the files at every run:
 
 - ```bash: run with ``bash -eEuo pipefail`` in a fresh folder where ``coupling_configs/``,
