@@ -103,11 +103,16 @@ class NudgingConfig:
     """Pressure levels of the imported target, ascending; null: the model's export levels."""
 
     def validate(self) -> None:
-        if self.tau.total_seconds() <= 0:
-            raise ConfigError(f"tau: the relaxation time scale must be positive, got {format_duration(self.tau)}")
-        levels = self.levels_hPa
-        if levels is not None and (len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:]))):
-            raise ConfigError(f"levels_hPa: need at least two ascending pressures, got {list(levels)}")
+        _check_relaxation(self.tau, self.levels_hPa)
+
+
+def _check_relaxation(tau: _dt.timedelta, levels: tuple[float, ...] | None) -> None:
+    """The checks nudging toward a target and nudging toward a store share: a positive time scale and,
+    when given, at least two ascending pressure levels."""
+    if tau.total_seconds() <= 0:
+        raise ConfigError(f"tau: the relaxation time scale must be positive, got {format_duration(tau)}")
+    if levels is not None and (len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:]))):
+        raise ConfigError(f"levels_hPa: need at least two ascending pressures, got {list(levels)}")
 
 
 @dataclass(frozen=True)
@@ -127,11 +132,7 @@ class InitializationConfig:
     def validate(self) -> None:
         if not (self.days > 0 and np.isfinite(self.days)):
             raise ConfigError(f"days: must be a number > 0, got {self.days}")
-        if self.tau.total_seconds() <= 0:
-            raise ConfigError(f"tau: the relaxation time scale must be positive, got {format_duration(self.tau)}")
-        levels = self.levels_hPa
-        if levels is not None and (len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:]))):
-            raise ConfigError(f"levels_hPa: need at least two ascending pressures, got {list(levels)}")
+        _check_relaxation(self.tau, self.levels_hPa)
 
 
 @dataclass(frozen=True)

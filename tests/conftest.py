@@ -1,5 +1,7 @@
 """Session-wide fixtures shared by every test area.
 
+``one_torch_thread`` (every test): torch on one thread.
+
 ``tiny_store``: the ``--tiny`` default dataset (dinosaur Held–Suarez, T21, 4 days of 3-hourly
 output on 7 pressure levels, 32x64 grid, normalisation statistics included), generated once per
 test session into a temporary folder by the real command line in a subprocess (so JAX never loads
@@ -15,6 +17,17 @@ from pathlib import Path
 import pytest
 
 TINY_STORE_TIMEOUT_S = 600
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and the test machine is shared: no spin-waiting pools."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_tiny_store(out: Path, *, seed: int = 0, extra_env: dict | None = None) -> Path:

@@ -30,13 +30,6 @@ DT = 3 * 3600.0
 LEVELS = [500.0, 850.0]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_conditioned_run(store):
     """configs/tiny.yaml plus the coarse-model conditioning field ``coarse_temperature``."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 from atmorep_coupler.config import from_dict
@@ -20,14 +19,6 @@ LEVELS = [1000.0, 850.0, 500.0, 250.0]
 LAT = 90.0 - 5.625 * (np.arange(32) + 0.5)  # descending, cell centres of a 5.625 degree grid
 LON = 5.625 * np.arange(64)
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the test machine is shared: no spin-waiting pools."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def temperature(hours, level, lat, lon):

@@ -5,19 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 from atmorep_coupler.train import config_path
 from atmorep_coupler.training.config import RunConfig, load_run_config
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
