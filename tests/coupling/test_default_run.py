@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 pytest.importorskip("dinosaur")
@@ -18,29 +17,19 @@ from atmorep_coupler.analysis.counterfactual import compare, store_config, truth
 from atmorep_coupler.analysis.plots import plot_run  # noqa: E402
 from atmorep_coupler.data import forcings, open_store  # noqa: E402
 from atmorep_coupler.errors import ConfigError  # noqa: E402
-from atmorep_coupler.quickstart import coupled_overrides, tiny_coupled_overrides, tiny_training_config  # noqa: E402
+from atmorep_coupler.quickstart import coupled_overrides, tiny_coupled_overrides  # noqa: E402
 from atmorep_coupler.run import load_config, main  # noqa: E402
-from atmorep_coupler.training.config import load_run_config  # noqa: E402
-from atmorep_coupler.training.trainer import Trainer  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "coupling_configs"
 START = dt.datetime(2000, 1, 2)  # inside the tiny store, after its first 12 hours (the context window)
 HOURS = 12
 
 
-def tiny_default_run(store: Path):
-    """The default training config's fields (4 predicted, 4 coarse, 3 forcings) made small, on the tiny
-    store: the recipe of ``quickstart --tiny``."""
-    return load_run_config(tiny_training_config(store, steps=3))
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tiny_store, tmp_path_factory):
-    torch.set_num_threads(1)
-    trainer = Trainer(tiny_default_run(tiny_store))
-    for _ in range(3):
-        trainer.train_step()
-    return trainer.save_checkpoint(tmp_path_factory.mktemp("default_run") / "tiny.pt")
+def checkpoint(tiny_default_checkpoint):
+    """The default training config's fields (4 predicted, 4 coarse, 3 forcings) made small and trained
+    3 steps on the tiny store: the recipe of ``quickstart --tiny`` (tests/conftest.py)."""
+    return tiny_default_checkpoint
 
 
 def overrides(checkpoint: Path, store: Path) -> list[str]:
