@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,6 @@ class VerifySettings:
     in_sample: bool = True
     tile_batch_size: int = 256
     component: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def default_starts(store: ERA5Store, after: dt.datetime | None, count: int, hours: float, before_hours: float,
@@ -136,7 +135,7 @@ def verify(settings: VerifySettings, *, progress: bool = True) -> Scorecard:
                           f"{step_hours:g} h steps")
 
     training = run_config.data.train
-    held_out_after = max(p.end for p in (training, run_config.data.validation) if p is not None and p.end)
+    held_out_after = max((p.end for p in (training, run_config.data.validation) if p is not None and p.end), default=None)
     before = _before_hours(config, classical, model.neighbourhood[0], truth)
     starts = list(settings.starts) or default_starts(truth, held_out_after, settings.count, settings.hours, before)
     _refuse_training_overlap(starts, settings.hours, training)
@@ -148,7 +147,7 @@ def verify(settings: VerifySettings, *, progress: bool = True) -> Scorecard:
                      np.asarray(truth.latitudes), [s.isoformat() for s in starts])
     card.info.update(checkpoint=str(settings.checkpoint), truth_store=str(truth.path), coupling=str(settings.coupling),
                      overrides=list(settings.overrides), start_count=len(starts), hours=settings.hours,
-                     step_hours=step_hours, **settings.extra)
+                     step_hours=step_hours)
 
     # ---------------------------------------------------------------- truth and climatologies
     with clock("truth and climatologies"):
@@ -168,7 +167,7 @@ def verify(settings: VerifySettings, *, progress: bool = True) -> Scorecard:
         if settings.in_sample:
             climatologies["climatology_in_sample"] = Climatology(truth, None, settings.climatology_window_days,
                                                                  label="in-sample climatology")
-        clim_values = {key: {n: _clim_at(c, truth, f, target_times[:, 1:]) for n, f in predicted.items()}
+        clim_values = {key: {n: _clim_at(c, f, target_times[:, 1:]) for n, f in predicted.items()}
                        for key, c in climatologies.items()}
         card.notes.append(out_of_sample.describe())
         if settings.in_sample:
@@ -277,7 +276,7 @@ def _read_at(store: ERA5Store, variable: str, levels, times: np.ndarray) -> np.n
     return values.reshape(*index.shape, *values.shape[1:])
 
 
-def _clim_at(climatology: Climatology, truth: ERA5Store, f, times: np.ndarray) -> np.ndarray:
+def _clim_at(climatology: Climatology, f, times: np.ndarray) -> np.ndarray:
     values = climatology.values(climatology.store.resolve(f.variable), list(f.levels) or None, times.ravel())
     return values.reshape(*times.shape, *values.shape[1:])
 

@@ -45,7 +45,9 @@ def wb2(forecast: np.ndarray, truth: np.ndarray, clim: np.ndarray, lat: np.ndarr
     w = wb2_weights(lat)[:, None]
     mean = lambda x: (w * x).mean(axis=(-2, -1))  # noqa: E731
     f, o = forecast - clim, truth - clim
-    return float(np.sqrt(mean((forecast - truth) ** 2).mean())), float((mean(f * o) / np.sqrt(mean(f**2) * mean(o**2))).mean())
+    with np.errstate(invalid="ignore"):  # the climatology's own ACC is 0 / 0
+        acc = float((mean(f * o) / np.sqrt(mean(f**2) * mean(o**2))).mean())
+    return float(np.sqrt(mean((forecast - truth) ** 2).mean())), acc
 
 
 @pytest.mark.slow
@@ -170,16 +172,21 @@ def test_forecasts_over_the_training_period_are_refused(tiny_default_checkpoint,
 
 
 def test_cli_writes_the_scorecard_and_its_plots(tiny_default_checkpoint, tiny_store, tmp_path, capsys):
+    """A 2-member ensemble with perfect conditioning (no coupled runs: they take minutes) from one start."""
     out = tmp_path / "verify"
     code = main([str(tiny_default_checkpoint), "--store", str(tiny_store), "--out", str(out), "--starts",
-                 "2000-01-03T06:00:00", "--hours", "6", "--no-coupled", "--no-perfect", "--no-progress",
+                 "2000-01-03T06:00:00", "--hours", "6", "--no-coupled", "--members", "2", "--no-progress",
                  "--climatology-window", "31"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "RMSE by lead (1 start dates)" in printed and "| temperature | 500hPa | persistence |" in printed
     assert "| field (ACC) | level | system | 3 h | 6 h |" in printed
     card = json.loads((out / "scorecard.json").read_text())
-    assert set(card["systems"]) == {"persistence", "climatology", "climatology_in_sample"}
+    assert set(card["systems"]) == {"persistence", "climatology", "climatology_in_sample", "multiformer_perfect"}
+    assert card["systems"]["multiformer_perfect"]["ensemble_size"] == 2
+    ensemble = card["scores"]["multiformer_perfect"]["temperature"]["500hPa"]
+    assert all(x > 0 for x in ensemble["crps"] + ensemble["spread"] + ensemble["spread_skill"])
+    assert card["scores"]["persistence"]["temperature"]["500hPa"]["crps"] == [None, None]
     assert card["leads_hours"] == [3.0, 6.0] and "acc" in card["definitions"]
     assert sorted(p.name for p in out.glob("*.png")) == [f"scorecard_{f}.png" for f in sorted(card["fields"])]
     args = build_parser().parse_args(["c.pt", "--store", "s.zarr", "--climatology-period", "2000-01-01", "2000-12-31"])
