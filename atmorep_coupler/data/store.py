@@ -31,7 +31,7 @@ from atmorep_coupler.units import convert, parse_units
 if TYPE_CHECKING:
     from atmorep_coupler.data.normalization import Normalization
 
-__all__ = ["ALIASES", "DIMS", "ERA5Store", "canonical_name", "open_store"]
+__all__ = ["ALIASES", "CF_STANDARD_NAMES", "DIMS", "ERA5Store", "canonical_name", "cf_standard_name", "open_store"]
 
 #: Canonical dimension order of every variable (a variable uses the subset it has).
 DIMS = ("time", "level", "latitude", "longitude")
@@ -62,6 +62,39 @@ ALIASES: dict[str, str] = {
     "lsm": "land_sea_mask",
     "co2": "co2_equivalent",
 }
+
+#: CF standard names of the ARCO-ERA5 variables that have one (CF standard name table, version 84). ERA5's
+#: accumulations (J m-2, m) and the default data's ``co2_equivalent`` have none: they get no standard name.
+CF_STANDARD_NAMES: dict[str, str] = {
+    "temperature": "air_temperature",
+    "geopotential": "geopotential",
+    "u_component_of_wind": "eastward_wind",
+    "v_component_of_wind": "northward_wind",
+    "vertical_velocity": "lagrangian_tendency_of_air_pressure",
+    "specific_humidity": "specific_humidity",
+    "relative_humidity": "relative_humidity",
+    "vorticity": "atmosphere_relative_vorticity",
+    "divergence": "divergence_of_wind",
+    "2m_temperature": "air_temperature",
+    "2m_dewpoint_temperature": "dew_point_temperature",
+    "skin_temperature": "surface_temperature",
+    "10m_u_component_of_wind": "eastward_wind",
+    "10m_v_component_of_wind": "northward_wind",
+    "surface_pressure": "surface_air_pressure",
+    "mean_sea_level_pressure": "air_pressure_at_mean_sea_level",
+    "sea_surface_temperature": "sea_surface_temperature",
+    "sea_ice_cover": "sea_ice_area_fraction",
+    "land_sea_mask": "land_area_fraction",
+    "total_column_water_vapour": "atmosphere_mass_content_of_water_vapor",
+    "geopotential_at_surface": "surface_geopotential",
+}
+
+
+def cf_standard_name(variable: str, attrs: Mapping[str, Any] | None = None) -> str:
+    """The CF standard name of a store variable: its own ``standard_name`` attribute, else the ERA5
+    table above, else ``""`` (no standard name: a variable name is not one)."""
+    return str((attrs or {}).get("standard_name") or CF_STANDARD_NAMES.get(canonical_name(variable), ""))
+
 
 #: Dimension spellings found in ERA5 downloads (CDS netCDF/GRIB via cfgrib, CMIP) -> canonical.
 _DIM_ALIASES = {
