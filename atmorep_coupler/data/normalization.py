@@ -341,14 +341,17 @@ def compute_normalization(
     max_chunk_bytes: int = 256 * 2**20,
     progress: bool = True,
 ) -> Normalization:
-    """One streaming pass over ``store`` computing global and local monthly statistics.
+    """One streaming pass over ``store`` computing global and local monthly statistics (of ``variables``,
+    default every variable with a time axis).
 
     Memory: one time chunk (at most ``max_chunk_bytes`` as float64) plus the accumulators
     (3 float64 arrays of ``12 x levels x lat x lon`` per variable). Months without data get the
     statistics pooled over all months present (listed in the ``filled_months`` attribute), so a
     short record still normalises every date.
     """
-    names = [store.resolve(v) for v in (variables if variables is not None else store.variables)]
+    if variables is None:  # static fields (ERA5's land_sea_mask, geopotential_at_surface) have no months
+        variables = [v for v in store.variables if "time" in store.dataset[v].dims]
+    names = [store.resolve(v) for v in variables]
     modes = dict(modes or {})
     months = month_index(store.times)
     plans = []

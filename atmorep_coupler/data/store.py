@@ -424,6 +424,37 @@ def _canonicalize(ds: xr.Dataset, name: str) -> xr.Dataset:
     return ds.rename({k: v for k, v in ALIASES.items() if k in ds.data_vars})
 
 
+_CREDENTIALS_HINT = (
+    "check the credentials: storage_options={'key': ..., 'secret': ...} (or the environment: AWS_ACCESS_KEY_ID "
+    "and AWS_SECRET_ACCESS_KEY, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS), or storage_options={'anon': True} "
+    "(s3) / {'token': 'anon'} (gs) for a public bucket"
+)
+
+
+def _why_not_opened(path: str, storage_options: Mapping[str, Any] | None, exc: BaseException) -> str:
+    """Why a store did not open, in words that say what to fix: credentials, a missing bucket, a path
+    with no zarr store (object stores answer all three with errors that do not say which)."""
+    detail = f"({type(exc).__name__}: {exc})"
+    if isinstance(exc, PermissionError):
+        return f"access denied {detail}; {_CREDENTIALS_HINT}"
+    if not _is_url(path) or path.startswith(("file://", "memory://")):
+        return f"cannot open as a zarr store {detail}"
+    import fsspec
+
+    try:
+        fs, root = fsspec.url_to_fs(path, **dict(storage_options or {}))
+        bucket = root.strip("/").split("/")[0]
+        bucket_exists = fs.exists(bucket)
+    except PermissionError as probe:
+        return f"access denied ({type(probe).__name__}: {probe}); {_CREDENTIALS_HINT}"
+    except Exception:  # noqa: BLE001 - the probe only refines the message; the original error stands
+        return f"cannot open as a zarr store {detail}"
+    if not bucket_exists:
+        return f"bucket {bucket!r} does not exist (or is not visible with these credentials); check the URL {detail}"
+    return (f"no zarr store at this path in bucket {bucket!r} (no .zgroup, .zmetadata or zarr.json); check the "
+            f"path after the bucket {detail}")
+
+
 def open_store(
     path_or_url: str | os.PathLike,
     *,
@@ -451,7 +482,7 @@ def open_store(
             )
         fmt = zarr.open_group(path, mode="r", storage_options=opts).metadata.zarr_format
     except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
-        raise DataError(f"{name}: cannot open as a zarr store ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{name}: {_why_not_opened(path, opts, exc)}") from None
     store = ERA5Store(path, _canonicalize(ds, name), storage_options=storage_options, zarr_format=fmt)
     if require_global:
         store.require_global("atmorep_coupler")
