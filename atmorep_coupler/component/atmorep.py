@@ -568,6 +568,10 @@ class AtmoRepComponent(Component):
         ``hidden``/``targets``: point masks ``[nt, nlat, nlon]``; a tile's token is hidden (target) when
         any of its points is. Returns per predicted field the blended prediction ``[L, nt, nlat, nlon]``
         (float64; the window's values where no tile predicted) and the weight sum (0 there).
+
+        Cost: tokens and metadata are cut ``tile_batch_size`` tiles at a time, so memory holds one batch
+        of inputs (a 0.25° grid has tens of thousands of tiles), and predictions are kept and blended
+        only for the token time slices that hold a target (the last one in a forecast step).
         """
         tiling = self.tiling
         n_tiles = tiling.count
@@ -575,36 +579,49 @@ class AtmoRepComponent(Component):
         lat = self.latitudes[tiling.rows.numpy()]
         lon = self.longitudes[tiling.cols.numpy()]
         when = np.broadcast_to(datetimes, (n_tiles, datetimes.size))
-        tokens, meta, hide, aim = {}, {}, {}, {}
-        for name, spec in self.specs.items():
+        hide, aim, span, out = {}, {}, {}, {}
+        for spec in self.predicted:
             f = spec.config
-            tokens[name] = tokenize(tiling.gather(window[name]), f.token_size)  # [B, L, T, Y, X, t, y, x]
-            meta[name] = torch.from_numpy(token_metadata(when, lat, lon, f.levels, f.token_size)).to(self.device)
-            shape = tokens[name].shape[:5]
-            if f.predicted:
-                hide[name] = self._token_mask(hidden, f).expand(shape)
-                aim[name] = (self._token_mask(targets, f) | self._token_mask(hidden, f)).expand(shape)
-            else:
-                hide[name] = aim[name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
-        out = {s.name: torch.zeros_like(tokens[s.name]) for s in self.predicted}
+            hide[spec.name] = self._token_mask(hidden, f)  # [n_tiles, 1, T, Y, X]
+            aim[spec.name] = hide[spec.name] | self._token_mask(targets, f)
+            aimed = torch.nonzero(aim[spec.name].any(dim=(0, 1, 3, 4))).flatten()  # token time slices with a target
+            span[spec.name] = slice(int(aimed.min()), int(aimed.max()) + 1) if aimed.numel() else slice(0, 0)
+            L, T, Y, X = f.num_levels, span[spec.name].stop - span[spec.name].start, *f.num_tokens[1:]
+            out[spec.name] = torch.zeros(n_tiles, L, T, Y, X, *f.token_size, device=self.device)
         batch = self.config.tile_batch_size
-        for start in range(0, n_tiles, batch):
+        for start in range(0, n_tiles if any(s.stop > s.start for s in span.values()) else 0, batch):
             chunk = slice(start, start + batch)
-            masked = {}
-            for name, x in tokens.items():
-                inputs = torch.where(_points(hide[name][chunk], x.ndim), torch.zeros((), device=x.device), x[chunk])
-                masked[name] = MaskedField(inputs, hide[name][chunk], aim[name][chunk], x.new_empty(0))
-            result = self.network(masked, {name: m[chunk] for name, m in meta.items()})
+            masked, meta = {}, {}
+            for name, spec in self.specs.items():
+                f = spec.config
+                x = tokenize(tiling.gather(window[name], chunk), f.token_size)  # [B, L, T, Y, X, t, y, x]
+                meta[name] = torch.from_numpy(
+                    token_metadata(when[chunk], lat[chunk], lon[chunk], f.levels, f.token_size)).to(self.device)
+                if f.predicted:
+                    hidden_tokens, target = hide[name][chunk].expand(x.shape[:5]), aim[name][chunk].expand(x.shape[:5])
+                else:
+                    hidden_tokens = target = torch.zeros(x.shape[:5], dtype=torch.bool, device=self.device)
+                inputs = torch.where(_points(hidden_tokens, x.ndim), torch.zeros((), device=x.device), x)
+                masked[name] = MaskedField(inputs, hidden_tokens, target, x.new_empty(0))
+            result = self.network(masked, meta)
             for spec in self.predicted:
                 ens = result[spec.name]
                 values = ens.mean if head is None else ens.members[:, head]
-                out[spec.name][chunk][aim[spec.name][chunk]] = values.to(out[spec.name].dtype)
+                target = masked[spec.name].target[:, :, span[spec.name]]  # same targets, same order
+                out[spec.name][chunk][target] = values.to(out[spec.name].dtype)
         blended, weights = {}, {}
         for spec in self.predicted:
-            mask = detokenize(_points(aim[spec.name], 8).expand(out[spec.name].shape))
+            base = window[spec.name].double()
+            blended[spec.name], weights[spec.name] = base.clone(), torch.zeros_like(base)
+            if span[spec.name].stop == span[spec.name].start:
+                continue  # nothing of this field was asked for
+            t = spec.config.token_size[0]
+            steps = slice(span[spec.name].start * t, span[spec.name].stop * t)
+            target = aim[spec.name][:, :, span[spec.name]]
+            mask = detokenize(_points(target, 8).expand(out[spec.name].shape))
             values, weight = tiling.blend(detokenize(out[spec.name]), mask)
-            blended[spec.name] = torch.where(weight > 0, values, window[spec.name].double())
-            weights[spec.name] = weight
+            blended[spec.name][:, steps] = torch.where(weight > 0, values, base[:, steps])
+            weights[spec.name][:, steps] = weight
         return blended, weights
 
     def _token_mask(self, points: torch.Tensor, f: FieldConfig) -> torch.Tensor:
