@@ -81,6 +81,7 @@ def _untrained_checkpoint(store: Path, folder: Path) -> Path:
 
     run = load_run_config(config_path("default")).with_overrides(store=str(store))
     data = dataclasses.replace(run.data, train=dataclasses.replace(run.data.train, end=None), validation=None)
+    folder.mkdir(parents=True, exist_ok=True)
     return Trainer(dataclasses.replace(run, data=data)).save_checkpoint(folder / "untrained_default.pt")
 
 
@@ -241,7 +242,8 @@ def main() -> None:
             nlat, nlon = ERA5_GRIDS[degrees]
             steps = max(1, int(round(args.days * 8)))  # 3-hour steps of the default data
             big = regridded_store(store, nlat, nlon, Path(folder), nt + steps + 2)
-            ran.append({"degrees": degrees, **time_component(checkpoint, big, max(args.tile_batch_sizes), args.days,
+            untrained = _untrained_checkpoint(big, Path(folder) / f"{nlat}x{nlon}")  # the same config, its statistics
+            ran.append({"degrees": degrees, **time_component(untrained, big, max(args.tile_batch_sizes), args.days,
                                                             args.device)})
     best = min(component, key=lambda r: r["cpu_s_per_step"])
     hours = 3.0 * model.predicted_fields[0].token_size[0]

@@ -14,6 +14,7 @@ whose SST comes from a prescribed component on its own 1° grid. Every CLI runs 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,23 @@ def test_plain_bmi_calls_treat_imports_as_training_did(trained, tmp_path):
     np.testing.assert_allclose(runs["mean"], with_nan, rtol=0, atol=1e-3)  # float32 round-off of the mean
     assert np.abs(runs["warm"] - with_nan).max() > 10 * np.abs(runs["mean"] - with_nan).max()
     assert 180.0 < with_nan.min() and with_nan.max() < 330.0
+    model.finalize()
+
+
+def test_a_field_without_a_plausible_range_is_logged_and_left_unchecked(trained, tmp_path, caplog, monkeypatch):
+    from atmorep_coupler import units
+
+    _, store, checkpoint = trained
+    monkeypatch.delitem(units.PLAUSIBLE_RANGES, "sea_surface_temperature")
+    model = AtmoRepComponent()
+    with caplog.at_level(logging.INFO, logger="atmorep_coupler.component.atmorep"):
+        model.initialize(bmi_config(tmp_path, checkpoint, store))
+    assert ("component 'AtmoRepComponent': field 'sea_surface_temperature' (K, checkpoint "
+            f"{checkpoint}): imports are not range-checked: no plausible range is tabulated for "
+            "'sea_surface_temperature'") in caplog.text
+    model.set_value("sea_surface_temperature", np.full(33 * 64, 15.0, np.float32))  # degC values pass unchecked
+    with pytest.raises(ComponentError, match="outside the valid range"):  # the tabulated ones are still checked
+        model.set_value("toa_incident_solar_radiation", np.full(33 * 64, -1.0, np.float32))
     model.finalize()
 
 
