@@ -127,7 +127,8 @@ class GridShape:
 class AtmoRepConfig(ComponentConfig):
     """``checkpoint``: a trainer checkpoint (``.pt``); ``initial_condition``: an ERA5-layout store that
     holds the context window ending at ``start``; ``normalization``: the statistics (default: the
-    initial-condition store's; they must be those the checkpoint was trained with).
+    initial-condition store's; they must be those the checkpoint was trained with). The clock key
+    ``time_step`` may be left out of a BMI config file: it is one token time slice of the checkpoint's data.
 
     ``fields``, ``levels_hPa``, ``grid``: what the run expects of the checkpoint (empty: anything);
     ``tile_overlap``: overlap of neighbouring tiles in grid points (rows, columns; default half a
