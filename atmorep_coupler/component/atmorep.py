@@ -231,10 +231,11 @@ class AtmoRepComponent(Component):
             return dataclasses.replace(config, time_step=want)
         if abs(config.time_step.total_seconds() - want.total_seconds()) > 1e-6:
             raise ConfigError(
-                f"time_step: {format_duration(config.time_step)}, but checkpoint {path} predicts one token time "
-                f"slice of {want.total_seconds() / self._data_step:g} data step(s) of "
+                f"component {self.name!r}: time_step: {format_duration(config.time_step)}, but checkpoint {path} "
+                f"predicts one token time slice of {want.total_seconds() / self._data_step:g} data step(s) of "
                 f"{format_duration(_dt.timedelta(seconds=self._data_step))} per step; set time_step to "
-                f"{format_duration(want)} (or leave it out: the checkpoint knows it)"
+                f"{format_duration(want)} (in a coupling YAML: components.{self.name}.timestep), or leave it out of "
+                "a BMI config file: the checkpoint knows it"
             )
         return config
 
