@@ -48,45 +48,74 @@ class GlobalPredictor:
         ``datetime64 [B, nt]``; ``heads``: per window the tail head to take, None for the mean of the
         heads. Returns per predicted field the blended prediction ``[B, L, nt, nlat, nlon]`` (float64;
         the window's values where no tile predicted) and the weight sum (0 there).
+
+        Cost: tokens and metadata are cut ``tile_batch_size`` tiles at a time, so memory holds one chunk
+        of inputs, and predictions are kept and blended only for the token time slices that hold a
+        target (the last one in a forecast step).
         """
         tiling, n = self.tiling, self.tiling.count
         B = len(heads)
         when = np.repeat(np.asarray(times), n, axis=0)  # window-major: window b, tile k -> b * n + k
         lat, lon = np.tile(self._lat, (B, 1)), np.tile(self._lon, (B, 1))
         head = torch.tensor([-1 if h is None else int(h) for h in heads], device=self.device).repeat_interleave(n)
-        tokens, meta, hide, aim = {}, {}, {}, {}
-        for f in self.config.fields:
-            x = tiling.gather(windows[f.name].to(self.device)).movedim(0, 1)  # [B, n, L, nt, ny, nx]
-            tokens[f.name] = tokenize(x.reshape(B * n, *x.shape[2:]), f.token_size)  # [B*n, L, T, Y, X, t, y, x]
-            meta[f.name] = torch.from_numpy(token_metadata(when, lat, lon, f.levels, f.token_size)).to(self.device)
-            shape = tokens[f.name].shape[:5]
-            if f.predicted:
-                hide[f.name] = self._token_mask(hidden, f).repeat(B, 1, 1, 1, 1).expand(shape)
-                aim[f.name] = (self._token_mask(targets, f) | self._token_mask(hidden, f)).repeat(B, 1, 1, 1, 1).expand(shape)
-            else:
-                hide[f.name] = aim[f.name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        window_of = torch.arange(B).repeat_interleave(n)
+        tile_of = torch.arange(n).repeat(B)
         predicted = [f for f in self.config.fields if f.predicted]
-        out = {f.name: torch.zeros_like(tokens[f.name]) for f in predicted}
-        for start in range(0, B * n, self.tile_batch_size):
+        hide, aim, span, out = {}, {}, {}, {}
+        for f in predicted:
+            hide[f.name] = self._token_mask(hidden, f)  # [n, 1, T, Y, X]
+            aim[f.name] = hide[f.name] | self._token_mask(targets, f)
+            aimed = torch.nonzero(aim[f.name].any(dim=(0, 1, 3, 4))).flatten()  # token time slices with a target
+            span[f.name] = slice(int(aimed.min()), int(aimed.max()) + 1) if aimed.numel() else slice(0, 0)
+            L, T, Y, X = f.num_levels, span[f.name].stop - span[f.name].start, *f.num_tokens[1:]
+            out[f.name] = torch.zeros(B * n, L, T, Y, X, *f.token_size, device=self.device)
+        wanted = any(s.stop > s.start for s in span.values())
+        for start in range(0, B * n if wanted else 0, self.tile_batch_size):
             chunk = slice(start, start + self.tile_batch_size)
-            masked = {}
-            for name, x in tokens.items():
-                inputs = torch.where(_points(hide[name][chunk], x.ndim), torch.zeros((), device=x.device), x[chunk])
-                masked[name] = MaskedField(inputs, hide[name][chunk], aim[name][chunk], x.new_empty(0))
-            result = network(masked, {name: m[chunk] for name, m in meta.items()})
+            tiles = tile_of[chunk]
+            masked, meta = {}, {}
+            for f in self.config.fields:
+                x = tokenize(self._gather(windows[f.name], window_of[chunk], tiles), f.token_size)  # [c, L, T, Y, X, t, y, x]
+                meta[f.name] = torch.from_numpy(
+                    token_metadata(when[chunk], lat[chunk], lon[chunk], f.levels, f.token_size)).to(self.device)
+                if f.predicted:
+                    hidden_tokens = hide[f.name][tiles].expand(x.shape[:5])
+                    target = aim[f.name][tiles].expand(x.shape[:5])
+                else:
+                    hidden_tokens = target = torch.zeros(x.shape[:5], dtype=torch.bool, device=self.device)
+                inputs = torch.where(_points(hidden_tokens, x.ndim), torch.zeros((), device=x.device), x)
+                masked[f.name] = MaskedField(inputs, hidden_tokens, target, x.new_empty(0))
+            result = network(masked, meta)
             for f in predicted:
-                values = _head_values(result[f.name], head[chunk], aim[f.name][chunk])
-                out[f.name][chunk][aim[f.name][chunk]] = values.to(out[f.name].dtype)
+                target = masked[f.name].target[:, :, span[f.name]]  # same targets, same order
+                values = _head_values(result[f.name], head[chunk], target)
+                out[f.name][chunk][target] = values.to(out[f.name].dtype)
         blended, weights = {}, {}
         for f in predicted:
-            values = detokenize(out[f.name])  # [B*n, L, nt, ny, nx]
-            mask = detokenize(_points(aim[f.name], 8).expand(out[f.name].shape))
-            split = lambda v: v.reshape(B, n, *v.shape[1:]).movedim(1, 0)  # noqa: E731  [n, B, L, nt, ny, nx]
+            base = windows[f.name].to(self.device).double()
+            blended[f.name], weights[f.name] = base.clone(), torch.zeros_like(base)
+            if span[f.name].stop == span[f.name].start:
+                continue  # nothing of this field was asked for
+            t = f.token_size[0]
+            steps = slice(span[f.name].start * t, span[f.name].stop * t)
+            target = aim[f.name][:, :, span[f.name]].repeat(B, 1, 1, 1, 1)
+            values = detokenize(out[f.name])  # [B*n, L, steps, ny, nx]
+            mask = detokenize(_points(target, 8).expand(out[f.name].shape))
+            split = lambda v: v.reshape(B, n, *v.shape[1:]).movedim(1, 0)  # noqa: E731  [n, B, L, steps, ny, nx]
             value, weight = tiling.blend(split(values), split(mask))
-            window = windows[f.name].to(self.device).double()
-            blended[f.name] = torch.where(weight > 0, value, window)
-            weights[f.name] = weight
+            blended[f.name][:, :, steps] = torch.where(weight > 0, value, base[:, :, steps])
+            weights[f.name][:, :, steps] = weight
         return blended, weights
+
+    def _gather(self, windows: torch.Tensor, window: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
+        """Tile ``tiles[i]`` of window ``window[i]`` out of ``windows [B, L, nt, nlat, nlon]``: ``[c, L, nt, ny, nx]``.
+        Only the chunk's tiles are cut, so memory holds one chunk of inputs (a 0.25 degree grid has tens of
+        thousands of tiles)."""
+        rows = self.tiling.rows[tiles].to(windows.device)
+        cols = self.tiling.cols[tiles].to(windows.device)
+        grid_first = windows.to(self.device).permute(0, 3, 4, 1, 2)  # [B, nlat, nlon, L, nt]
+        cut = grid_first[window.to(grid_first.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+        return cut.permute(0, 3, 4, 1, 2)
 
     def _token_mask(self, points: torch.Tensor, f: FieldConfig) -> torch.Tensor:
         """Point mask ``[nt, nlat, nlon]`` -> per-tile token mask ``[n_tiles, 1, T, Y, X]`` (any point set)."""

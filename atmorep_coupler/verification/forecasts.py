@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from atmorep_coupler.component.atmorep import MEMBERS_SUFFIX, AtmoRepComponent, step_together
+from atmorep_coupler.component.atmorep import AtmoRepComponent, member_item, step_together
 from atmorep_coupler.data.sampler import transform_reader
 from atmorep_coupler.data.store import ERA5Store
 
@@ -69,5 +69,11 @@ def run_forecasts(components: Sequence[AtmoRepComponent], imports: Sequence[Mapp
             for name, values in given.items():
                 component.set_value(name, values[k].reshape(-1))
         step_together(components)
-        suffix = MEMBERS_SUFFIX if members > 1 else ""
-        on_lead(k + 1, {name: np.stack([c.get_field(name + suffix).values for c in components]) for name in fields})
+        on_lead(k + 1, {name: np.stack([_members(c, name, members) for c in components]) for name in fields})
+
+
+def _members(component: AtmoRepComponent, name: str, members: int) -> np.ndarray:
+    """The field's ensemble members ``[M, ...]`` (the field itself when there is one member)."""
+    if members == 1:
+        return component.get_field(name).values
+    return np.stack([component.get_field(member_item(name, k)).values for k in range(members)])
