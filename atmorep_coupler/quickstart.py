@@ -11,13 +11,21 @@ so the quickstart can never drift from the documented commands:
    coupled climate runs (multiformer + coarse dinosaur model + forcings, 30 simulated days; the
    counterfactual under +4 K), then ``python -m atmorep_coupler.analysis.counterfactual`` — the
    warming response against the dinosaur truth model forced the same way;
-5. ``python -m atmorep_coupler.analysis.report`` — ``report/report.md`` with PNG figures: training
-   curves, skill by lead, spread/skill, maps of the coupled run against the truth run, the response.
+5. ``python -m atmorep_coupler.verify`` — the scorecard: 16 start dates of 10-day forecasts over the
+   held-out months, coupled as ``default.yaml`` couples the multiformer, against persistence, the
+   coarse model alone and an out-of-sample climatology computed from an independent realisation of
+   the same climate (``make-default --seed 1``, made and cached first). The perfect-conditioning upper
+   bound is left out here (:data:`FULL_VERIFICATION`: it would double the stage's network time); the
+   verify command alone adds it by default;
+6. ``python -m atmorep_coupler.analysis.report`` — ``report/report.md`` with PNG figures: training
+   curves, skill by lead, spread/skill, the scorecard, maps of the coupled run against the truth run,
+   the response.
 
-``--tiny`` runs the same chain small (1.5-3 minutes on 2 cores): the ``--tiny`` dataset (4 days), the
+``--tiny`` runs the same chain small (a few minutes on 2 cores): the ``--tiny`` dataset (4 days), the
 default config's fields with a tiny network (:func:`tiny_training_config`, written to
-``<out>/tiny_default.yaml``), and one simulated day of coupled runs (:func:`tiny_coupled_overrides`).
-Nothing it shows is skilful; it checks the chain.
+``<out>/tiny_default.yaml``), one simulated day of coupled runs (:func:`tiny_coupled_overrides`) and a
+verification of two 12-hour forecasts (:data:`TINY_VERIFICATION`). Nothing it shows is skilful; it
+checks the chain.
 
 Each stage's output goes under ``--out`` (default ``outputs/quickstart``); re-running with the same
 ``--out`` continues the training run where it stopped (Ray Train resumes a run of the same name) and
@@ -45,6 +53,16 @@ TINY_START = dt.datetime(2000, 1, 2)
 TINY_HOURS = 24
 FULL_EVALUATION = {"slices": [1, 2, 3], "batches": 16}
 TINY_EVALUATION = {"slices": [1, 2, 3], "batches": 4}
+#: The seed of the independent realisation whose climatology is the out-of-sample reference.
+CLIMATOLOGY_SEED = 1
+#: ``python -m atmorep_coupler.verify`` arguments of the full quickstart: its defaults (16 start dates, 10 days)
+#: without the perfect-conditioning upper bound, which would double the network time of the stage.
+FULL_VERIFICATION = ["--no-perfect"]
+#: ``python -m atmorep_coupler.verify`` arguments of ``--tiny``: two 12-hour forecasts inside the tiny store,
+#: after its training period, with the classical model's short tiny spin-up.
+TINY_VERIFICATION = ["--starts", "2000-01-03T06:00:00", "2000-01-03T12:00:00", "--hours", "12",
+                     "--set", "components.classical.config.spinup_days=10",
+                     "--set", "components.classical.config.initialization.days=1"]
 
 
 def tiny_training_config(store: str | Path, *, steps: int = 160) -> dict:
@@ -120,12 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/quickstart", help="output folder (default: %(default)s)")
     parser.add_argument("--tiny", action="store_true",
-                        help="the same chain, small: tiny dataset, network and runs (1.5-3 min on 2 cores)")
+                        help="the same chain, small: tiny dataset, network and runs (a few minutes on 2 cores)")
     parser.add_argument("--years", type=float, default=1.0, help="length of the default dataset (default: 1)")
     parser.add_argument("--steps", type=int, help="training steps (default: 600; 160 with --tiny)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default: %(default)s)")
     parser.add_argument("--store", help="use this ERA5-layout store instead of the default dataset "
                                         "(with --tiny: a store made by make-default --tiny)")
+    parser.add_argument("--climatology-store", help="store of the verification's out-of-sample climatology (default: "
+                                                    "the default dataset made again with --seed 1; with --store: none, "
+                                                    "the verification's own default)")
     return parser
 
 
@@ -145,6 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                              ["-m", "atmorep_coupler.data", "make-default", *size], capture=True)
         store = printed.strip().splitlines()[-1]
         print(f"    store: {store}")
+    climatology = args.climatology_store
+    if climatology is None and not args.store:
+        size = ["--tiny"] if args.tiny else ["--years", f"{args.years:g}"]
+        printed = stages.run("an independent realisation of the same climate (seed 1), for the out-of-sample "
+                             "climatology; cached after the first run",
+                             ["-m", "atmorep_coupler.data", "make-default", *size, "--seed", str(CLIMATOLOGY_SEED)],
+                             capture=True)
+        climatology = printed.strip().splitlines()[-1]
 
     if args.tiny:
         config = out / "tiny_default.yaml"
@@ -181,6 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                ["-m", "atmorep_coupler.analysis.counterfactual", "--control", str(runs["default"]),
                 "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(response)])
 
+    verification = out / "verification"
+    stages.run("scorecard: many start dates, every baseline (WeatherBench 2 scores)",
+               ["-m", "atmorep_coupler.verify", str(checkpoint), "--store", store, "--out", str(verification),
+                *(["--climatology-store", climatology] if climatology else []),
+                *(TINY_VERIFICATION if args.tiny else FULL_VERIFICATION)])
+    scorecard = verification / "scorecard.json"
+
     timings = out / "timings.json"
     timings.write_text(json.dumps({"mode": "tiny" if args.tiny else "full", "steps": steps, "workers": args.workers,
                                    "stages_s": stages.seconds,
@@ -188,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = out / "report"
     stages.run("report: Markdown and PNG figures",
                ["-m", "atmorep_coupler.analysis.report", "--run", str(run_dir), "--forecast", str(forecast),
-                "--coupled", str(runs["default"]), "--truth", store, "--response", str(response),
+                "--scorecard", str(scorecard), "--coupled", str(runs["default"]), "--truth", store,
+                "--response", str(response),
                 "--timings", str(timings), "--out", str(report)])
 
     print(f"\nquickstart finished in {time.perf_counter() - started:.0f} s. Outputs:")
@@ -198,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  forecast skill     {forecast}")
     print(f"  coupled runs       {runs['default']}, {runs['counterfactual']}  (zarr outputs, restarts)")
     print(f"  warming response   {response}")
+    print(f"  scorecard          {scorecard}  (and scorecard_<field>.png beside it)")
     print(f"  stage wall times   {timings}")
     ratios = json.loads(forecast.read_text()).get("ratio", {})
     for key, value in sorted(ratios.items()):

@@ -38,6 +38,7 @@ from atmorep_coupler.config import from_dict  # noqa: E402
 from atmorep_coupler.data import forcings  # noqa: E402
 from atmorep_coupler.data.default import STATE_FILE, STATE_GROUP, DefaultDataConfig  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
+from atmorep_coupler.verification.scores import latitude_weights  # noqa: E402
 
 __all__ = ["ZonalMean", "build_parser", "compare", "run_response", "store_config", "truth_response"]
 
@@ -113,8 +114,8 @@ def run_response(control: Path, counterfactual: Path, store: str, field: str) ->
 
 
 def _weighted(values: np.ndarray, lat: np.ndarray) -> float:
-    w = np.cos(np.deg2rad(lat))
-    return float((values * w).sum() / w.sum())
+    """Area mean of a zonal mean ``values [..., lat]``: rows weighted by band area, once."""
+    return float((values * latitude_weights(lat)).mean())
 
 
 def compare(control: Path, counterfactual: Path, truth_store: Path, out: Path, *, offset_K: float = 4.0,
