@@ -12,6 +12,8 @@ import yaml
 from atmorep_coupler.coupling.driver import CoupledRun
 
 ANALYTIC = "tests.coupling.analytic:Analytic"
+TRUST = ("tests",)
+"""``kind: tests.coupling.analytic:Analytic`` imports a module outside the registered kinds' packages."""
 
 
 def base_config() -> dict:
@@ -45,10 +47,15 @@ def write_config(folder: Path, config: dict, name: str = "run.yaml") -> Path:
     return path
 
 
+def open_run(path: Path, **kwargs) -> CoupledRun:
+    """``CoupledRun.from_file`` trusting the test package's components (``allow_imports=TRUST``)."""
+    return CoupledRun.from_file(path, allow_imports=TRUST, **kwargs)
+
+
 def run_config(folder: Path, config: dict, **kwargs) -> CoupledRun:
     """Run ``config`` to its end with outputs under ``folder/out``; returns the (closed) run."""
     path = write_config(folder, config)
-    with CoupledRun.from_file(path, out_dir=folder / "out", progress=False, **kwargs) as run:
+    with open_run(path, out_dir=folder / "out", progress=False, **kwargs) as run:
         run.summary = run.run()
     return run
 

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from atmorep_coupler.coupling.driver import CoupledRun
 from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError
 from atmorep_coupler.run import main
 
-from .conftest import base_config, open_output, run_config, write_config
+from .conftest import base_config, open_output, open_run, run_config, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,7 +56,7 @@ def test_restart_continues_bit_identically(tmp_path):
     broken = restart_config()
     broken["components"]["a"]["config"] = {"fail_after_hours": 21}  # after the 12 h restart and the 18 h output
     path = write_config(tmp_path / "resumed", broken)
-    with CoupledRun.from_file(path, out_dir=tmp_path / "resumed" / "out", progress=False) as run:
+    with open_run(path, out_dir=tmp_path / "resumed" / "out", progress=False) as run:
         with pytest.raises(ComponentError, match="interrupted on purpose"):
             run.run()
     assert open_output(tmp_path / "resumed" / "out" / "b6h.zarr").sizes["time"] == 3  # 6, 12 and 18 h
@@ -80,7 +79,7 @@ def test_fresh_start_refuses_to_overwrite_outputs_and_resume_needs_a_restart(tmp
         run_config(tmp_path, config)
     path = write_config(tmp_path / "other", config)
     with pytest.raises(CheckpointError, match="no restart to resume from"):
-        CoupledRun.from_file(path, out_dir=tmp_path / "other" / "out", resume=True, progress=False)
+        open_run(path, out_dir=tmp_path / "other" / "out", resume=True, progress=False)
 
 
 def test_killed_run_leaves_readable_output_and_resumes_bit_identically(tmp_path):
@@ -89,7 +88,8 @@ def test_killed_run_leaves_readable_output_and_resumes_bit_identically(tmp_path)
     path = write_config(tmp_path / "killed", slow)
     out = tmp_path / "killed" / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "atmorep_coupler.run", str(path), "--out", str(out), "--no-progress"],
+    process = subprocess.Popen([sys.executable, "-m", "atmorep_coupler.run", str(path), "--out", str(out), "--no-progress",
+                                "--allow-import", "tests"],
                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     latest = out / "restarts" / "t" / "latest"
     deadline = time.monotonic() + 120
@@ -109,7 +109,7 @@ def test_killed_run_leaves_readable_output_and_resumes_bit_identically(tmp_path)
     assert np.all(np.isfinite(ds["received"].values))
 
     reference = run_config(tmp_path / "reference", restart_config(days=2))
-    assert main([str(path), "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert main([str(path), "--out", str(out), "--resume", "--no-progress", "--allow-import", "tests"]) == 0
     assert_same_outputs(tmp_path / "reference" / "out", out)
     assert reference.summary.elapsed_seconds == 2 * 86400
 
@@ -123,4 +123,4 @@ def test_restart_from_another_configuration_is_refused(tmp_path):
 
     shutil.copytree(tmp_path / "first" / "out" / "restarts", tmp_path / "second" / "out" / "restarts")
     with pytest.raises(CheckpointError, match="time_step"):
-        CoupledRun.from_file(path, out_dir=tmp_path / "second" / "out", resume=True, progress=False)
+        open_run(path, out_dir=tmp_path / "second" / "out", resume=True, progress=False)

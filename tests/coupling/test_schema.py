@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 
 from atmorep_coupler.config import from_dict, to_dict
-from atmorep_coupler.coupling.driver import CoupledRun
 from atmorep_coupler.coupling.schema import CoupledRunConfig, load_coupling_config
 from atmorep_coupler.errors import ConfigError
 from atmorep_coupler.regrid.grids import GaussianGrid, LatLonGrid
 from atmorep_coupler.regrid.regridder import Regridder
 
-from .conftest import ANALYTIC, write_config
+from .conftest import ANALYTIC, open_run, write_config
 
 # A small valid file, section by section; each bad case replaces one or more sections.
 SECTIONS = {
@@ -58,7 +57,7 @@ BAD = [
      "start: '2001-02-29T00:00' is not a date of the 'noleap' calendar"),
     ("date-garbage", {"run": "run: {name: t, start: yesterday, end: 2000-01-02}"}, "start: 'yesterday' is not an ISO date"),
     ("end-before-start", {"run": "run: {name: t, start: 2000-01-02, end: 2000-01-01}"}, "end: 2000-01-01T00:00:00 is not after start"),
-    ("name-with-slash", {"run": "run: {name: a/b, start: 2000-01-01, end: 2000-01-02}"}, "run: name: 'a/b' may only contain"),
+    ("name-with-slash", {"run": "run: {name: a/b, start: 2000-01-01, end: 2000-01-02}"}, "run: name: 'a/b' is not a safe file name"),
     ("seed-string", {"run": "run: {name: t, start: 2000-01-01, end: 2000-01-02, seed: zero}"}, "run.seed: expected an integer"),
     ("transport", {"run": "run: {name: t, start: 2000-01-01, end: 2000-01-02, transport: mpi}"},
      "run.transport: 'mpi' is not one of ['inprocess', 'ray']"),
@@ -99,7 +98,7 @@ BAD = [
     ("timestep-words", {"components": "components: {a: {kind: 'x.y:A', grid: g6, timestep: 6 hours}, b: {kind: 'x.y:B', grid: g8, timestep: PT3H}}"},
      "components.a.timestep: '6 hours' is not an ISO 8601 duration"),
     ("component-id", {"components": "components: {'a b': {kind: 'x.y:A', grid: g6, timestep: PT1H}, b: {kind: 'x.y:B', grid: g8, timestep: PT3H}}"},
-     "components.a b: component ids may only contain"),
+     "components: a component id: 'a b' is not a safe file name"),
     ("ensemble-zero", {"components": "components: {a: {kind: 'x.y:A', grid: g6, timestep: PT1H, ensemble: {members: 0}}, b: {kind: 'x.y:B', grid: g8, timestep: PT3H}}"},
      "components.a.ensemble: members: must be at least 1, got 0"),
     ("config-list", {"components": "components: {a: {kind: 'x.y:A', grid: g6, timestep: PT1H, config: [1]}, b: {kind: 'x.y:B', grid: g8, timestep: PT3H}}"},
@@ -272,7 +271,7 @@ RUNTIME_BAD = [
 def test_pre_run_checks_against_components(tmp_path, changes, fragment):
     path = write_config(tmp_path, runtime_config(**copy.deepcopy(changes)))
     with pytest.raises(ConfigError) as info:
-        CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False)
+        open_run(path, out_dir=tmp_path / "out", progress=False)
     assert str(info.value).startswith(f"{path}: "), str(info.value)
     assert fragment in str(info.value), str(info.value)
     assert not (tmp_path / "out" / "b.zarr").exists()  # nothing ran
@@ -282,7 +281,7 @@ def test_weight_file_for_other_grids_is_rejected(tmp_path):
     weights = weights_for_other_grids(tmp_path)
     path = write_config(tmp_path, runtime_config(coupling__remap={"method": "conservative", "weights": weights}))
     with pytest.raises(ConfigError) as info:
-        CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False)
+        open_run(path, out_dir=tmp_path / "out", progress=False)
     message = str(info.value)
     assert "couplings[0].remap.weights" in message and "made for a destination grid of 32 cells" in message
 
@@ -292,7 +291,7 @@ def test_weight_file_of_other_method_is_rejected(tmp_path):
     Regridder(LatLonGrid(6, 12), GaussianGrid(8, 16), "bilinear").to_netcdf(weights)
     path = write_config(tmp_path, runtime_config(coupling__remap={"method": "conservative", "weights": str(weights)}))
     with pytest.raises(ConfigError, match=r"couplings\[0\]\.remap: .*holds 'bilinear' weights, remap.method is 'conservative'"):
-        CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False)
+        open_run(path, out_dir=tmp_path / "out", progress=False)
 
 
 def test_import_without_producer_is_rejected(tmp_path):
@@ -304,7 +303,7 @@ def test_import_without_producer_is_rejected(tmp_path):
     }
     path = write_config(tmp_path, config)
     with pytest.raises(ConfigError, match="import 'sst' of component 'sink' has no producer; add a coupling"):
-        CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False)
+        open_run(path, out_dir=tmp_path / "out", progress=False)
 
 
 def test_weight_file_that_fits_is_used(tmp_path):
@@ -314,7 +313,7 @@ def test_weight_file_that_fits_is_used(tmp_path):
     results = []
     for name, remap in (("file", {"method": "conservative", "weights": str(weights)}), ("computed", {"method": "conservative"})):
         path = write_config(tmp_path / name, runtime_config(coupling__remap=remap))
-        with CoupledRun.from_file(path, out_dir=tmp_path / name / "out", progress=False) as run:
+        with open_run(path, out_dir=tmp_path / name / "out", progress=False) as run:
             run.run()
             results.append(run.components["b"].get_field("received").values)
     np.testing.assert_allclose(results[0], results[1], rtol=1e-13)
