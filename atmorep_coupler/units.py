@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import logging
+import warnings
 
 import numpy as np
 import pint
@@ -25,7 +26,64 @@ finally:
 
 from atmorep_coupler.errors import UnitError
 
-__all__ = ["ureg", "parse_units", "conversion", "convert", "check_convertible", "format_udunits"]
+__all__ = [
+    "ureg", "parse_units", "conversion", "convert", "check_convertible", "format_udunits", "same_units",
+    "CF_CANONICAL_UNITS", "PLAUSIBLE_RANGES", "check_data_units", "plausible_range", "find_implausible",
+]
+
+#: Canonical units of the CF standard names the package meets (CF standard name table). A variable with
+#: one of these ``standard_name`` attributes must have units convertible to them.
+CF_CANONICAL_UNITS: dict[str, str] = {
+    "air_temperature": "K",
+    "sea_surface_temperature": "K",
+    "surface_temperature": "K",
+    "eastward_wind": "m s-1",
+    "northward_wind": "m s-1",
+    "geopotential": "m2 s-2",
+    "geopotential_height": "m",
+    "atmosphere_relative_vorticity": "s-1",
+    "divergence_of_wind": "s-1",
+    "lagrangian_tendency_of_air_pressure": "Pa s-1",
+    "specific_humidity": "1",
+    "relative_humidity": "1",
+    "surface_air_pressure": "Pa",
+    "air_pressure_at_mean_sea_level": "Pa",
+    "toa_incoming_shortwave_flux": "W m-2",
+    "integral_wrt_time_of_toa_incoming_shortwave_flux": "J m-2",
+    "mole_fraction_of_carbon_dioxide_in_air": "1",
+    "sea_ice_area_fraction": "1",
+    "land_binary_mask": "1",
+    "sea_binary_mask": "1",
+}
+
+#: Plausible values of the ERA5-layout variables (reference units): far outside them, the data are in
+#: other units than their attribute says (degC labelled K, g kg-1 labelled kg kg-1). Keyed by the
+#: canonical store name; :data:`_RANGE_OF_STANDARD_NAME` maps CF standard names onto them.
+PLAUSIBLE_RANGES: dict[str, tuple[tuple[float, float], str]] = {
+    "temperature": ((100.0, 400.0), "K"),
+    "sea_surface_temperature": ((200.0, 350.0), "K"),
+    "u_component_of_wind": ((-300.0, 300.0), "m s-1"),
+    "v_component_of_wind": ((-300.0, 300.0), "m s-1"),
+    "geopotential": ((-2.0e4, 5.0e5), "m2 s-2"),
+    "surface_pressure": ((3.0e4, 1.2e5), "Pa"),
+    "vorticity": ((-1.0e-2, 1.0e-2), "s-1"),
+    "divergence": ((-1.0e-2, 1.0e-2), "s-1"),
+    "specific_humidity": ((-1.0e-3, 0.1), "kg kg-1"),  # ERA5 has tiny negative values
+    "toa_incident_solar_radiation": ((0.0, 2000.0), "W m-2"),
+    "co2_equivalent": ((1.0, 1.0e5), "ppm"),
+}
+_RANGE_OF_STANDARD_NAME = {
+    "air_temperature": "temperature",
+    "sea_surface_temperature": "sea_surface_temperature",
+    "eastward_wind": "u_component_of_wind",
+    "northward_wind": "v_component_of_wind",
+    "geopotential": "geopotential",
+    "surface_air_pressure": "surface_pressure",
+    "atmosphere_relative_vorticity": "vorticity",
+    "divergence_of_wind": "divergence",
+    "specific_humidity": "specific_humidity",
+    "toa_incoming_shortwave_flux": "toa_incident_solar_radiation",
+}
 
 
 @lru_cache(maxsize=256)
@@ -79,3 +137,63 @@ def format_udunits(text: str) -> str:
     formatted = f"{unit:cf}"
     return formatted or "1"
 
+
+def same_units(a: str, b: str) -> bool:
+    """Whether two unit strings mean the same unit (``"m s-1"`` and ``"m/s"``), without an offset."""
+    try:
+        return conversion(a, b) == (1.0, 0.0)
+    except UnitError:
+        return False
+
+
+def check_data_units(text: object, *, what: str, standard_name: object = None, expected: str | None = None) -> str:
+    """The ``units`` attribute ``text`` of data ``what``, checked where the data enter: present, a
+    CF/UDUNITS unit, convertible to the canonical units of its CF ``standard_name`` (when known) and to
+    ``expected`` (what the config or the statistics want). :class:`UnitError` says which and the fix."""
+    if text is None:
+        raise UnitError(f"{what}: has no CF 'units' attribute; add one (e.g. 'K')")
+    unit = parse_units(text, what=what)
+    canonical = CF_CANONICAL_UNITS.get(standard_name) if isinstance(standard_name, str) else None
+    if canonical is not None and ureg.get_dimensionality(unit) != ureg.get_dimensionality(parse_units(canonical)):
+        raise UnitError(
+            f"{what}: units {text!r} do not fit its CF standard_name {standard_name!r} (canonical units "
+            f"{canonical!r}); correct the 'units' attribute (or the standard_name)"
+        )
+    if expected is not None:
+        try:
+            conversion(text, expected, what=what)
+        except UnitError as exc:
+            raise UnitError(f"{exc}; correct the 'units' attribute, or give units the data can be converted to") from None
+    return text
+
+
+def plausible_range(variable: str, units: str, *, standard_name: str | None = None) -> tuple[float, float] | None:
+    """The plausible values of ``variable`` (a canonical store name, else looked up by ``standard_name``)
+    in ``units``; None when unknown or when ``units`` are not those of the reference (another quantity,
+    e.g. an accumulation)."""
+    known = PLAUSIBLE_RANGES.get(variable) or PLAUSIBLE_RANGES.get(_RANGE_OF_STANDARD_NAME.get(standard_name, ""))
+    if known is None:
+        return None
+    (low, high), reference = known
+    try:
+        values = convert(np.array([low, high], dtype=np.float64), reference, units, what=f"plausible range of {variable}")
+    except UnitError:
+        return None
+    return float(np.min(values)), float(np.max(values))
+
+
+def find_implausible(values: np.ndarray, variable: str, units: str, *,
+                     standard_name: str | None = None) -> tuple[int, float, tuple[float, float]] | None:
+    """``(index along the first axis, value, range)`` of the first value of ``values`` (in ``units``) outside
+    :func:`plausible_range`, or None. NaN is not judged here. One vectorised pass when all is well."""
+    bounds = plausible_range(variable, units, standard_name=standard_name)
+    if bounds is None or values.size == 0:
+        return None
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window has no minimum: nothing to judge
+        low, high = np.nanmin(values), np.nanmax(values)
+        if not (low < bounds[0] or high > bounds[1]):
+            return None
+        bad = (values < bounds[0]) | (values > bounds[1])
+    first = np.argwhere(bad)[0]
+    return int(first[0]) if values.ndim else 0, float(values[tuple(first)]), bounds

@@ -76,24 +76,10 @@ from atmorep_coupler.model.multiformer import Multiformer
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.training.config import run_config_from_yaml
 from atmorep_coupler.training.trainer import normalization_fingerprint
-from atmorep_coupler.units import convert
+from atmorep_coupler.units import plausible_range
 
 __all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint"]
 
-#: Plausible values (SI reference units) that catch unit mistakes in imports; converted to item units.
-PLAUSIBLE_RANGES: dict[str, tuple[tuple[float, float], str]] = {
-    "temperature": ((100.0, 400.0), "K"),
-    "sea_surface_temperature": ((200.0, 350.0), "K"),
-    "u_component_of_wind": ((-300.0, 300.0), "m s-1"),
-    "v_component_of_wind": ((-300.0, 300.0), "m s-1"),
-    "geopotential": ((-2.0e4, 5.0e5), "m2 s-2"),
-    "surface_pressure": ((3.0e4, 1.2e5), "Pa"),
-    "vorticity": ((-1.0e-2, 1.0e-2), "s-1"),
-    "divergence": ((-1.0e-2, 1.0e-2), "s-1"),
-    "specific_humidity": ((0.0, 0.1), "kg kg-1"),
-    "toa_incident_solar_radiation": ((0.0, 2000.0), "W m-2"),
-    "co2_equivalent": ((1.0, 1.0e5), "ppm"),
-}
 MEMBERS_SUFFIX = "_members"
 
 
@@ -288,6 +274,7 @@ class AtmoRepComponent(Component):
 
     def _field_spec(self, f: FieldConfig, store: ERA5Store) -> _FieldSpec:
         var = store.resolve(f.variable)
+        store.check_units(var, statistics=self.norm)  # what training checked, checked again here
         spatial = var in self.norm.dataset.attrs["spatial_variables"]
         if f.predicted and not spatial:
             raise CheckpointError(f"field {f.name!r}: a predicted field must be gridded, {var!r} is a series")
@@ -327,7 +314,7 @@ class AtmoRepComponent(Component):
             attrs = dict(store.dataset[spec.variable].attrs)
             units = self.norm.units(spec.variable)
             common = dict(standard_name=attrs.get("standard_name", spec.variable), units=units, dtype="float32",
-                          valid_range=_plausible_range(spec.variable, units))
+                          valid_range=plausible_range(spec.variable, units))
             items.append(ExchangeItem(spec.name, grid=grid_id(levels), role="prognostic",
                                       long_name=attrs.get("long_name", spec.name), **common))
             items.append(ExchangeItem(spec.name + MEMBERS_SUFFIX, grid=grid_id(levels, self.members), role="diagnostic",
@@ -342,7 +329,7 @@ class AtmoRepComponent(Component):
                 grid_id(tuple(spec.config.levels), scalar=not spec.spatial),
                 "conditioning" if coarse else "forcing",
                 long_name=f"coarse classical model state: {long_name}" if coarse else long_name,
-                dtype="float32", valid_range=_plausible_range(spec.variable, units),
+                dtype="float32", valid_range=plausible_range(spec.variable, units),
             ))
         self._item_list = items
         self._arrays = {item.name: np.zeros(self._grid_table[item.grid].shape, dtype=np.float32) for item in items}
@@ -625,12 +612,3 @@ class AtmoRepComponent(Component):
 def _points(tokens: torch.Tensor, ndim: int) -> torch.Tensor:
     """A token mask ``[B, L, T, Y, X]`` viewed with trailing unit dims to broadcast over ``ndim`` dims."""
     return tokens.reshape(*tokens.shape, *([1] * (ndim - tokens.ndim)))
-
-
-def _plausible_range(variable: str, units: str) -> tuple[float, float] | None:
-    known = PLAUSIBLE_RANGES.get(variable)
-    if known is None:
-        return None
-    (low, high), reference = known
-    values = convert(np.array([low, high], dtype=np.float64), reference, units, what=f"plausible range of {variable}")
-    return float(np.min(values)), float(np.max(values))

@@ -44,7 +44,7 @@ from numcodecs.blosc import Blosc as _NumcodecsBlosc
 from zarr.codecs import BloscCodec
 
 from atmorep_coupler.errors import DataError, UnitError
-from atmorep_coupler.units import convert, parse_units
+from atmorep_coupler.units import check_data_units, convert, find_implausible, parse_units, same_units
 
 if TYPE_CHECKING:
     from atmorep_coupler.data.normalization import Normalization
@@ -308,6 +308,28 @@ class ERA5Store:
         parse_units(text, what=f"{self._name}: variable {name!r}")
         return str(text)
 
+    def check_units(self, var: str, *, statistics: Normalization | None = None) -> str:
+        """The units of ``var``, checked where data enter training or a component: a CF ``units``
+        attribute that parses, fits the variable's CF ``standard_name``, and equals the units of the
+        normalisation ``statistics`` (the model learnt those). :class:`DataError` naming the variable and
+        the fix otherwise. Implausible values are caught by :meth:`read`."""
+        name = self.resolve(var)
+        attrs = self.dataset[name].attrs
+        what = f"{self._name}: variable {name!r}"
+        try:
+            text = check_data_units(attrs.get("units"), what=what, standard_name=attrs.get("standard_name"))
+        except UnitError as exc:
+            raise DataError(str(exc)) from None
+        if statistics is not None:
+            trained = statistics.units(name)
+            if not same_units(text, trained):
+                raise DataError(
+                    f"{what}: units {text!r}, but its normalisation statistics ({statistics.source}) are in "
+                    f"{trained!r}; correct the 'units' attribute if the data are in {trained!r}, else recompute the "
+                    "statistics (python -m atmorep_coupler.data stats STORE) and train on them"
+                )
+        return text
+
     def has_levels(self, var: str) -> bool:
         """True for variables on pressure levels (with a ``level`` dim)."""
         return "level" in self.dataset[self.resolve(var)].dims
@@ -372,12 +394,35 @@ class ERA5Store:
             if reorder.get(dim) is not None:
                 values = np.take(values, reorder[dim], axis=axis)
         values = np.asarray(values, dtype=np.float32)
+        self._check_plausible(name, values, index.get("time"))
         if units is not None:
             values = np.asarray(
                 convert(values, src_units, units, what=f"{self._name}: variable {name!r}"),
                 dtype=np.float32,
             )
         return values
+
+    def _check_plausible(self, name: str, values: np.ndarray, time) -> None:
+        """Values far outside what ``name`` can be in its units attribute (degC data labelled K) are a
+        :class:`DataError` naming the time; variables without a known range or units pass."""
+        attrs = self.dataset[name].attrs
+        units = attrs.get("units")
+        if not isinstance(units, str) or "time" not in self.dataset[name].dims:
+            return
+        try:
+            found = find_implausible(values, name, units, standard_name=attrs.get("standard_name"))
+        except UnitError:
+            return  # an unparsable attribute is check_units' finding
+        if found is None:
+            return
+        k, value, (low, high) = found
+        times = self._times[time] if time is not None else self._times
+        when = np.datetime_as_string(np.atleast_1d(times)[k], unit="s")
+        raise DataError(
+            f"{self._name}: variable {name!r} at {when}: value {value:g} {units} is outside the plausible range "
+            f"{low:g} .. {high:g} {units}; the data are not in the units their attribute says (e.g. degC labelled "
+            "K): correct the 'units' attribute or convert the data"
+        )
 
     def _damaged(self, name: str, index: Mapping[str, Any], exc: Exception) -> DataError:
         """The :class:`DataError` for a window of ``name`` that could not be decoded: the first damaged

@@ -205,5 +205,5 @@ def test_scenario_config_errors():
         CO2Scenario.from_config({**base, "series": [["2000-01-01", 1.0], ["2000-02-30", 2.0]]})
     with pytest.raises(DataError, match="record times must increase"):
         CO2Scenario.from_config({**base, "series": [["2000-01-02", 1.0], ["2000-01-01", 2.0]]})
-    with pytest.raises(DataError, match="finite"):
+    with pytest.raises(ConfigError, match=r"series\[1\]\[1\]: expected a finite number, got nan"):
         CO2Scenario.from_config({**base, "series": [["2000-01-01", 1.0], ["2000-01-02", float("nan")]]})
