@@ -51,7 +51,6 @@ refused with :class:`~atmorep_coupler.errors.CheckpointError`.
 from __future__ import annotations
 
 import datetime as _dt
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +74,7 @@ from atmorep_coupler.model.masking import MaskedField
 from atmorep_coupler.model.multiformer import Multiformer
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.training.config import run_config_from_yaml
-from atmorep_coupler.training.trainer import normalization_fingerprint
+from atmorep_coupler.training.trainer import load_trainer_state, normalization_fingerprint
 from atmorep_coupler.units import plausible_range
 
 __all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint"]
@@ -155,12 +154,7 @@ class AtmoRepConfig(ComponentConfig):
 
 def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
     """The model config and the state of a trainer checkpoint, read with ``weights_only=True``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint with torch.load(weights_only=True): {exc}") from None
-    if not isinstance(state, dict) or not {"config", "model", "normalization"} <= set(state):
-        raise CheckpointError(f"{path}: not a trainer checkpoint (needs 'config', 'model' and 'normalization')")
+    state = load_trainer_state(path)  # format, checksum and keys verified; never unpickles code
     try:
         run = run_config_from_yaml(state["config"], origin=f"{path}: config")
     except ConfigError as exc:

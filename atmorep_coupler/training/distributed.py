@@ -53,10 +53,11 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 
+from atmorep_coupler.checkpoint import RNG_FORMAT, load_state, save_state
 from atmorep_coupler.config import to_dict
 from atmorep_coupler.errors import AtmoRepError, CheckpointError, ConfigError
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
-from atmorep_coupler.training.trainer import MetricsLogger, Trainer
+from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT, MetricsLogger, Trainer, load_trainer_state
 
 __all__ = [
     "DistributedOptions",
@@ -377,11 +378,8 @@ def _rng_file(rank: int) -> str:
     return f"rng_rank{rank:04d}.pt"
 
 
-def _load(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
+def _load_rng(path: Path) -> dict:
+    return load_state(path, [RNG_FORMAT], what="RNG state")
 
 
 def _starting_point(spec: Mapping, rank: int) -> tuple[dict | None, dict | None, str | None]:
@@ -394,10 +392,11 @@ def _starting_point(spec: Mapping, rank: int) -> tuple[dict | None, dict | None,
         with checkpoint.as_directory() as folder:
             folder = Path(folder)
             rng_path = folder / _rng_file(rank)
-            return _load(folder / TRAINER_FILE), _load(rng_path) if rng_path.exists() else None, checkpoint.path
+            return (load_trainer_state(folder / TRAINER_FILE), _load_rng(rng_path) if rng_path.exists() else None,
+                    checkpoint.path)
     if spec["init_checkpoint"]:
         path = Path(spec["init_checkpoint"])
-        return _load(path / TRAINER_FILE if path.is_dir() else path), None, str(path)
+        return load_trainer_state(path / TRAINER_FILE if path.is_dir() else path), None, str(path)
     return None, None, None
 
 
@@ -456,8 +455,8 @@ def _report(trainer: Trainer, metrics: Mapping[str, float], strategy: Strategy) 
     state = full_state_dict(trainer, strategy)
     with tempfile.TemporaryDirectory(prefix="atmorep_ckpt_") as tmp:
         if state is not None:
-            torch.save(state, Path(tmp) / TRAINER_FILE)
-        torch.save(_rng_state(trainer.device), Path(tmp) / _rng_file(rank))
+            save_state(state, Path(tmp) / TRAINER_FILE, format=CHECKPOINT_FORMAT)
+        save_state(_rng_state(trainer.device), Path(tmp) / _rng_file(rank), format=RNG_FORMAT)
         # Ray logs every report in full; the per-level scores stay in the CSV/TensorBoard logs.
         summary = {k: v for k, v in metrics.items() if not k.endswith("hPa")}
         ray.train.report({**summary, "step": trainer.step}, checkpoint=ray.train.Checkpoint.from_directory(tmp),
