@@ -8,6 +8,9 @@
   machine); if Ray is already initialised (a test fixture, a notebook) it is used as it is.
 - **Pre-flight** (:func:`check_resources`): Ray waits forever for workers it cannot place, so a request
   that no set of alive nodes can hold fails at once with the numbers and what to change.
+- **Listeners**: without a cluster address every socket of the run is on loopback: Ray's (the package
+  sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) and the torch.distributed rendezvous, which Ray Train
+  would bind to all interfaces (``training/loopback.py``).
 - **Workers** (:func:`train_worker`): each builds a ``Trainer`` with its rank, world size and device;
   the rank selects a disjoint, deterministic batch stream (``SeedSequence(seed, (stream, rank,
   index))`` in the sampler and the masker). The model is wrapped in DDP (gloo on CPU, NCCL on GPU) or
@@ -242,10 +245,17 @@ def train_distributed(config: RunConfig | None, options: DistributedOptions, *,
         resources = {"CPU": options.cpus_per_worker}
         if options.gpus_per_worker:
             resources["GPU"] = options.gpus_per_worker
+        backend = "nccl" if options.gpus_per_worker else "gloo"
+        if options.address or os.environ.get("RAY_ADDRESS"):  # a cluster: other nodes must reach rank 0
+            torch_config = TorchConfig(backend=backend)
+        else:  # this machine only: every listener on loopback
+            from atmorep_coupler.training.loopback import LoopbackTorchConfig
+
+            torch_config = LoopbackTorchConfig(backend=backend)
         trainer = TorchTrainer(
             train_worker,
             train_loop_config=spec,
-            torch_config=TorchConfig(backend="nccl" if options.gpus_per_worker else "gloo"),
+            torch_config=torch_config,
             scaling_config=ray.train.ScalingConfig(num_workers=options.num_workers,
                                                    use_gpu=bool(options.gpus_per_worker),
                                                    resources_per_worker=resources),
