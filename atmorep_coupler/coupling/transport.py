@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from atmorep_coupler.errors import AtmoRepError
+from atmorep_coupler.errors import package_error
 
 __all__ = ["create_component", "RayComponent", "RayCluster"]
 
@@ -67,7 +67,7 @@ class RayComponent:
         try:
             return self._ray.get(ref)
         except (RayTaskError, RayActorError) as exc:
-            cause = _atmorep_cause(exc)
+            cause = package_error(exc)
             if cause is None:
                 raise
             raise cause from None
@@ -103,18 +103,6 @@ class RayComponent:
     def finalize(self) -> None:
         self._call("finalize")
         self._ray.kill(self._actor)
-
-
-def _atmorep_cause(exc: BaseException) -> AtmoRepError | None:
-    """The package error at the root of a Ray error (a failed call, or an actor whose set-up failed)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, AtmoRepError):
-            return cause
-        exc = cause if isinstance(cause, BaseException) else getattr(exc, "__cause__", None)
-    return None
 
 
 class RayCluster:

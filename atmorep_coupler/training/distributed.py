@@ -58,7 +58,7 @@ import torch.distributed as dist
 
 from atmorep_coupler.checkpoint import RNG_FORMAT, load_state, save_state
 from atmorep_coupler.config import to_dict
-from atmorep_coupler.errors import AtmoRepError, CheckpointError, ConfigError
+from atmorep_coupler.errors import AtmoRepError, ConfigError, package_error
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT, MetricsLogger, Trainer, load_trainer_state
 
@@ -269,9 +269,14 @@ def train_distributed(config: RunConfig | None, options: DistributedOptions, *,
         try:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:
+            failures = list(getattr(exc, "worker_failures", {}).values())
+            cause = next((e for e in map(package_error, failures) if e is not None), None)
+            if cause is not None:  # a bad config, store or checkpoint: restarting would not help
+                raise cause from None
+            reason = " ".join(str(exc).split())
             raise AtmoRepError(
                 f"training run {options.run_name!r} failed (after up to {options.max_failures} restarts "
-                f"from checkpoints): {exc}. Its checkpoints stay in {options.run_dir}; re-run the same "
+                f"from checkpoints): {reason[:800]}. Its checkpoints stay in {options.run_dir}; re-run the same "
                 "command to continue from the latest one."
             ) from exc
     finally:

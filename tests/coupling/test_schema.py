@@ -7,10 +7,12 @@ import datetime as dt
 
 import numpy as np
 import pytest
+import yaml
 
 from atmorep_coupler.config import from_dict, to_dict
+from atmorep_coupler.coupling.driver import CoupledRun
 from atmorep_coupler.coupling.schema import CoupledRunConfig, load_coupling_config
-from atmorep_coupler.errors import ConfigError
+from atmorep_coupler.errors import ConfigError, DataError
 from atmorep_coupler.regrid.grids import GaussianGrid, LatLonGrid
 from atmorep_coupler.regrid.regridder import Regridder
 
@@ -317,3 +319,50 @@ def test_weight_file_that_fits_is_used(tmp_path):
             run.run()
             results.append(run.components["b"].get_field("received").values)
     np.testing.assert_allclose(results[0], results[1], rtol=1e-13)
+
+
+def test_component_config_errors_name_the_full_key_path_or_file(tmp_path):
+    sink = {"kind": "receiver", "grid": "g6", "timestep": "PT6H",
+            "config": {"grid": {"type": "regular_latlon", "nlat": 6, "nlon": 12, "lat_order": "up"},
+                       "fields": [{"name": "sst", "units": "K"}]}}
+    config = runtime_config()
+    config["components"]["sink"] = sink
+    path = write_config(tmp_path, config)
+    with pytest.raises(ConfigError) as info:
+        open_run(path, out_dir=tmp_path / "out", progress=False)
+    assert str(info.value).startswith(f"{path}: components.sink.config.grid.lat_order: 'up' is not one of"), str(info.value)
+
+    (tmp_path / "sink.yaml").write_text(yaml.safe_dump(sink["config"]))
+    config["components"]["sink"] = {**sink, "config": "sink.yaml"}
+    path = write_config(tmp_path, config)
+    with pytest.raises(ConfigError) as info:
+        open_run(path, out_dir=tmp_path / "out", progress=False)
+    assert str(info.value).startswith(f"{path}: components.sink: {tmp_path / 'sink.yaml'}: grid.lat_order: 'up'"), \
+        str(info.value)
+
+
+def test_a_missing_component_store_names_the_coupling_file_and_component(tmp_path):
+    config = runtime_config()
+    config["components"]["sst"] = {"kind": "prescribed", "grid": "g6", "timestep": "PT6H",
+                                   "config": {"path": "nowhere.nc", "variable": "tos"}}
+    path = write_config(tmp_path, config)
+    with pytest.raises(DataError) as info:
+        open_run(path, out_dir=tmp_path / "out", progress=False)
+    assert str(info.value) == f"{path}: components.sst: {tmp_path / 'nowhere.nc'}: file or store not found"
+
+
+def test_kind_imports_only_what_is_trusted(tmp_path, capsys):
+    from atmorep_coupler.run import main
+
+    config = runtime_config()
+    config["components"]["b"]["kind"] = "this:Nope"  # importing `this` prints the Zen of Python
+    path = write_config(tmp_path, config)
+    assert main([str(path), "--out", str(tmp_path / "out"), "--no-progress", "--allow-import", "tests"]) == 2
+    captured = capsys.readouterr()
+    assert "Beautiful is better than ugly" not in captured.out + captured.err  # nothing was imported
+    assert f"error: {path}: components.b.kind: 'this:Nope' would import module 'this' and run its code" in captured.err
+    assert "pass --allow-import this" in captured.err
+    config["components"]["b"]["kind"] = "components.sst_proxy:SSTProxy"  # a registered kind's package: trusted
+    with pytest.raises(ConfigError, match=r"components\.a\.kind: 'tests.coupling.analytic:Analytic' would import "
+                                          "module 'tests.coupling.analytic'"):  # ... the test package is not
+        CoupledRun.from_file(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False)
