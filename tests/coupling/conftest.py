@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 
 from atmorep_coupler.coupling.driver import CoupledRun
 
+REPO = Path(__file__).resolve().parents[2]
 ANALYTIC = "tests.coupling.analytic:Analytic"
 TRUST = ("tests",)
 """``kind: tests.coupling.analytic:Analytic`` imports a module outside the registered kinds' packages."""
@@ -67,3 +70,13 @@ def open_output(path: Path) -> xr.Dataset:
 @pytest.fixture
 def config() -> dict:
     return copy.deepcopy(base_config())
+
+
+def bench_module(name: str):
+    """``bench/<name>.py`` as a module: a benchmark and its CI test share one engine."""
+    key = f"bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, REPO / "bench" / f"{name}.py")
+        module = sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[key]
