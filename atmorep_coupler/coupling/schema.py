@@ -180,13 +180,15 @@ class EnsembleSpec:
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """``kind``: a name of :data:`COMPONENT_KINDS` or ``"pkg.module:Class"``; ``grid``: the id of its
+    """``kind``: a name of :data:`COMPONENT_KINDS` or ``"pkg.module:Class"`` (imported only when trusted:
+    ``--allow-import``, see :func:`check_trusted_kind`); ``grid``: the id of its
     horizontal grid (none for a component of global scalars only); ``config``: the component's own
     config (a YAML path or an inline mapping) without the clock keys, which the driver fills from
     ``run`` and ``timestep``."""
 
     kind: str
-    """A registered kind (below) or the import path ``package.module:Class`` of a Component subclass."""
+    """A registered kind (below) or the import path ``package.module:Class`` of a Component subclass (a module
+    outside the registered kinds' packages only with ``--allow-import``)."""
     timestep: _dt.timedelta
     """The component's time step; every coupling period and output interval of it must be a multiple."""
     grid: str | None = None

@@ -60,6 +60,7 @@ class Context:
     store: Path
     checkpoint: Callable[[], Path]
     capsys: pytest.CaptureFixture
+    fixture: Callable[[str], object]
 
     def store_copy(self, name: str) -> Path:
         return shutil.copytree(self.store, self.tmp / name)
@@ -153,6 +154,37 @@ def store_missing_time(ctx: Context) -> str:
     return _raised(lambda: AtmoRepComponent.from_config({
         "start": "2000-03-16T00:00:00", "time_step": "PT3H",
         "checkpoint": str(ctx.checkpoint()), "initial_condition": str(ctx.store)}))
+
+
+def store_damaged_chunk(ctx: Context) -> str:
+    import os
+
+    from atmorep_coupler.data.__main__ import main
+
+    store = ctx.store_copy("era5.zarr")
+    chunk = store / "temperature" / "c" / "0" / "0" / "0" / "0"
+    os.truncate(chunk, chunk.stat().st_size // 2)  # a copy cut short
+    return _cli(ctx, main, "stats", "era5.zarr", "--quiet")
+
+
+def store_implausible_values(ctx: Context) -> str:
+    import zarr
+
+    from atmorep_coupler.data.__main__ import main
+
+    store = ctx.store_copy("era5.zarr")
+    temperature = zarr.open_group(store, mode="r+")["temperature"]
+    temperature[:] = temperature[:] - 273.15  # converted to degC, the attribute left at K
+    return _cli(ctx, main, "stats", "era5.zarr", "--quiet")
+
+
+def checkpoint_damaged(ctx: Context) -> str:
+    path = ctx.fixture("flipped_checkpoint")(ctx.checkpoint(), ctx.tmp / "trainer.pt")  # 64 bytes of a tensor flipped
+    return _train(ctx, "--resume", str(path), "--store", str(ctx.store), "--steps", "4")
+
+
+def coupling_untrusted_kind(ctx: Context) -> str:
+    return _run(ctx, "coupling_configs/forcing_only.yaml", "--out", "runs/x", "--set", "components.model.kind=mymodels.ocean:Slab")
 
 
 def units_not_convertible(ctx: Context) -> str:
@@ -271,9 +303,10 @@ def ray_storage_relative(ctx: Context) -> str:
 
 TRIGGERS: dict[str, Callable[[Context], str]] = {f.__name__: f for f in (
     cuda_wheels, config_unknown_key, config_wrong_type, config_duplicate_key, store_missing_variable, store_missing_level,
-    store_unknown_units, store_missing_time, units_not_convertible, nan_in_training, nan_import,
-    checkpoint_other_statistics, checkpoint_levels, coupling_period, coupling_no_producer, coupling_weight_file,
-    coupling_no_restart, ray_no_gpu, ray_storage_relative)}
+    store_unknown_units, store_damaged_chunk, store_implausible_values, store_missing_time, units_not_convertible,
+    nan_in_training, nan_import, checkpoint_other_statistics, checkpoint_levels, checkpoint_damaged, coupling_period,
+    coupling_no_producer, coupling_weight_file, coupling_untrusted_kind, coupling_no_restart, ray_no_gpu,
+    ray_storage_relative)}
 MARKS = {"ray_no_gpu": [pytest.mark.ray]}
 
 
@@ -291,7 +324,8 @@ def test_every_documented_error_has_a_trigger_and_back():
 def test_documented_message_is_what_the_code_prints(name, tiny_store, request, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "coupling_configs").symlink_to(CONFIGS, target_is_directory=True)
-    ctx = Context(tmp_path, tiny_store, lambda: request.getfixturevalue("tiny_default_checkpoint"), capsys)
+    ctx = Context(tmp_path, tiny_store, lambda: request.getfixturevalue("tiny_default_checkpoint"), capsys,
+                  request.getfixturevalue)
     line, text = documented()[name]
     actual = TRIGGERS[name](ctx)
     assert pattern(text).search(actual), (

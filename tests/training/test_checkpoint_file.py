@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import zipfile
 
 import numpy as np
 import pytest
@@ -44,22 +43,6 @@ def good(tiny_default_checkpoint, tmp_path):
     return shutil.copy(tiny_default_checkpoint, tmp_path / "good.pt")
 
 
-def _flip_tensor_bytes(path, out, n: int = 64):
-    """Copy ``path`` with ``n`` bytes flipped inside the largest tensor's stored data (not the zip's
-    bookkeeping, so the file still opens and only the checksum can tell)."""
-    with zipfile.ZipFile(path) as archive:
-        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
-        data = bytearray(open(path, "rb").read())
-        header = info.header_offset
-        name_len, extra_len = int.from_bytes(data[header + 26:header + 28], "little"), int.from_bytes(
-            data[header + 28:header + 30], "little")
-        start = header + 30 + name_len + extra_len + info.file_size // 2
-    for k in range(start, start + n):
-        data[k] ^= 0xFF
-    out.write_bytes(bytes(data))
-    return out
-
-
 CASES = {
     "text": (lambda p, tmp: p.write_text("model: {}\nstep: 3\n"), "not a readable"),
     "empty": (lambda p, tmp: p.write_bytes(b""), "not a readable"),
@@ -86,8 +69,8 @@ def test_malformed_files_are_named_errors_and_nothing_runs(case, good, tmp_path)
     assert not (tmp_path / "ran").exists()  # the payload never ran
 
 
-def test_flipped_bytes_fail_the_checksum(good, tmp_path):
-    bad = _flip_tensor_bytes(good, tmp_path / "flipped.pt")
+def test_flipped_bytes_fail_the_checksum(good, tmp_path, flipped_checkpoint):
+    bad = flipped_checkpoint(good, tmp_path / "flipped.pt")
     raw = torch.load(bad, weights_only=True)  # plain torch reads the damaged weights without a word ...
     assert raw["format"] == TRAINER_FORMAT and state_digest(raw) != raw["sha256"]
     for name, load in _loaders(bad, good).items():  # ... the package does not
