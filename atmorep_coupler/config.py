@@ -24,7 +24,7 @@ import yaml
 
 from atmorep_coupler.errors import ConfigError, UnitError
 
-__all__ = ["from_dict", "load_yaml", "parse_yaml", "read_yaml_file", "check_name", "check_relative_path", "clip", "to_dict", "show", "ConfigError"]
+__all__ = ["from_dict", "load_yaml", "parse_yaml", "read_yaml_file", "check_name", "check_relative_path", "check_grid_side", "clip", "to_dict", "show", "ConfigError"]
 
 T = TypeVar("T")
 
@@ -40,6 +40,9 @@ MAX_YAML_NODES = 200_000
 """Values (scalars, lists and mappings) in the document with every alias expanded."""
 MAX_INT = 2**63 - 1
 """Integers must fit 64 bits (numpy, zarr and torch take them)."""
+MAX_GRID_SIDE = 100_000
+"""Most latitudes or longitudes a configured grid may have (finer than 0.004°): a grid is built with its
+cell corners in memory, so a larger count is a typo that would otherwise end in a memory error."""
 _SHOW = reprlib.Repr()
 _SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxstring, _SHOW.maxother = 3, 6, 6, 80, 80
 
@@ -160,6 +163,12 @@ def check_name(value: str, what: str) -> str:
             f"{what}: {show(value)} is not a safe file name: use letters, digits, '_', '-' and '.', start with a "
             "letter or digit, at most 100 characters (it names folders and files)")
     return value
+
+
+def check_grid_side(value: int | None, what: str) -> None:
+    """A configured number of latitudes or longitudes: positive and at most :data:`MAX_GRID_SIDE`."""
+    if value is not None and not 0 < value <= MAX_GRID_SIDE:
+        raise ConfigError(f"{what}: must be between 1 and {MAX_GRID_SIDE}, got {value}")
 
 
 def check_relative_path(value: Path, what: str) -> Path:

@@ -31,6 +31,7 @@ from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.clock import to_cftime
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
 from atmorep_coupler.component.settings import ComponentConfig
+from atmorep_coupler.config import check_grid_side
 from atmorep_coupler.data import forcings
 from atmorep_coupler.errors import ComponentError, ConfigError, DataError, UnitError
 from atmorep_coupler.regrid.grids import GaussianGrid, Grid, LatLonGrid
@@ -302,8 +303,8 @@ class GridConfig:
     """Row order: descending (north first) or ascending."""
 
     def validate(self) -> None:
-        if self.nlat <= 0 or (self.nlon is not None and self.nlon <= 0):
-            raise ConfigError(f"nlat, nlon: must be positive, got {self.nlat}, {self.nlon}")
+        check_grid_side(self.nlat, "nlat")
+        check_grid_side(self.nlon, "nlon")
         if self.type == "regular_latlon" and self.nlon is None:
             raise ConfigError("nlon: required for a regular_latlon grid")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from atmorep_coupler.component.clock import Calendar, to_cftime
-from atmorep_coupler.config import check_name, check_relative_path, load_yaml, show
+from atmorep_coupler.config import check_grid_side, check_name, check_relative_path, load_yaml, show
 from atmorep_coupler.coupling.clock import lcm_seconds, whole_seconds
 from atmorep_coupler.errors import ConfigError, UnitError
 from atmorep_coupler.timeutil import format_duration
@@ -65,6 +65,8 @@ COMPONENT_KINDS: dict[str, str] = _registered_kinds()
 ``module:Class`` they stand for; any other class is named as ``"pkg.module:Class"`` and needs
 ``--allow-import`` unless its package registered a kind."""
 
+MAX_MEMBERS = 1024
+"""Most ensemble members a component may run (each is a full state in memory)."""
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -160,9 +162,7 @@ class GridSpec:
             if getattr(self, key) is None:
                 raise ConfigError(f"{key}: required for type {self.type!r}")
         for key in ("nlat", "nlon"):
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{key}: must be positive, got {value}")
+            check_grid_side(getattr(self, key), key)
         if self.type == "gaussian" and self.nlat % 2:
             raise ConfigError(f"nlat: a Gaussian grid has an even number of latitudes, got {self.nlat}")
 
@@ -174,8 +174,8 @@ class EnsembleSpec:
     """Number of ensemble members (at least 1)."""
 
     def validate(self) -> None:
-        if self.members < 1:
-            raise ConfigError(f"members: must be at least 1, got {self.members}")
+        if not 1 <= self.members <= MAX_MEMBERS:
+            raise ConfigError(f"members: must be between 1 and {MAX_MEMBERS}, got {self.members}")
 
 
 @dataclass(frozen=True)
