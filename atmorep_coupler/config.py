@@ -268,9 +268,15 @@ def _fail(origin: str, path: str, message: str) -> ConfigError:
     return ConfigError(f"{where}: {message}" if where else message)
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][\w-]*$")
+
+
 def _join(path: str, key: str | int) -> str:
+    """``path.key``; list indices as ``[3]``, keys that are not plain names quoted (``grids['']``)."""
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not _PLAIN_KEY.match(key):
+        return f"{path}[{clip(repr(key))}]"
     key = clip(key)
     return f"{path}.{key}" if path else key
 

@@ -196,7 +196,7 @@ def _short(value: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ running
-_LOCATED = re.compile(r"(\w+(\.[\w-]+|\[\d+\])+|\bline \d+|--set|\w+: )")
+_LOCATED = re.compile(r"(\w+(\.[\w-]+|\[[^\]]*\])+|\bline \d+|--set|\w+: )")
 
 
 def run_case(case: Case, folder: Path, *, build: bool = False, slow: float = 10.0) -> Outcome:
