@@ -28,19 +28,20 @@ class _Payload:
         return (os.makedirs, (self.marker,))
 
 
-def _loaders(path, good):
-    """Every way a user hands a checkpoint file to the package (``good`` gives the model to load into)."""
+@pytest.fixture(scope="module")
+def good(tiny_default_checkpoint, tmp_path_factory):
+    return shutil.copy(tiny_default_checkpoint, tmp_path_factory.mktemp("checkpoints") / "good.pt")
+
+
+@pytest.fixture(scope="module")
+def loaders(good):
+    """Every way a user hands a checkpoint file to the package: ``{name: load(path)}``."""
     model = Multiformer(load_checkpoint(good)[0])
     return {
-        "trainer": lambda: Trainer.from_checkpoint(path),
-        "component": lambda: load_checkpoint(path),
-        "load_fields": lambda: load_fields(model, path),
+        "trainer": Trainer.from_checkpoint,
+        "component": load_checkpoint,
+        "load_fields": lambda path: load_fields(model, path),
     }
-
-
-@pytest.fixture
-def good(tiny_default_checkpoint, tmp_path):
-    return shutil.copy(tiny_default_checkpoint, tmp_path / "good.pt")
 
 
 CASES = {
@@ -57,25 +58,25 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_malformed_files_are_named_errors_and_nothing_runs(case, good, tmp_path):
+def test_malformed_files_are_named_errors_and_nothing_runs(case, loaders, tmp_path):
     path = tmp_path / f"{case}.pt"
     make, fragment = CASES[case]
     make(path, tmp_path)
-    for name, load in _loaders(path, good).items():
+    for name, load in loaders.items():
         with pytest.raises(CheckpointError) as info:
-            load()
+            load(path)
         assert str(info.value).startswith(f"{path}: "), (name, str(info.value))
         assert fragment in str(info.value), (name, str(info.value))
     assert not (tmp_path / "ran").exists()  # the payload never ran
 
 
-def test_flipped_bytes_fail_the_checksum(good, tmp_path, flipped_checkpoint):
+def test_flipped_bytes_fail_the_checksum(good, loaders, tmp_path, flipped_checkpoint):
     bad = flipped_checkpoint(good, tmp_path / "flipped.pt")
     raw = torch.load(bad, weights_only=True)  # plain torch reads the damaged weights without a word ...
     assert raw["format"] == TRAINER_FORMAT and state_digest(raw) != raw["sha256"]
-    for name, load in _loaders(bad, good).items():  # ... the package does not
+    for load in loaders.values():  # ... the package does not
         with pytest.raises(CheckpointError, match="checksum mismatch"):
-            load()
+            load(bad)
 
 
 def test_a_file_missing_trainer_keys_is_refused(good, tmp_path):
@@ -86,7 +87,7 @@ def test_a_file_missing_trainer_keys_is_refused(good, tmp_path):
         load_checkpoint(path)
 
 
-def test_weights_without_multiformer_parameters_are_refused(good, tmp_path):
+def test_weights_without_multiformer_parameters_are_refused(good):
     model = Multiformer(load_checkpoint(good)[0])
     with pytest.raises(CheckpointError, match="holds no multiformer parameters"):
         load_fields(model, {"model": {"something": torch.zeros(1)}})
