@@ -1,8 +1,9 @@
 """Kill coupled runs with SIGKILL at random instants, resume them, and check nothing was lost; print JSON.
 
 Each case is a coupled run with restarts, driven as a user drives it: ``python -m atmorep_coupler.run``
-in a subprocess, killed at a seeded random instant, again and again (each kill lands in the run the
-previous one left, resumed with ``restart.resume: auto``), then run to its end. After every kill every
+in a subprocess, killed at a seeded random instant (a random simulated hour read from its progress bar
+plus a random fraction of a second, or a random instant of its start-up), resumed (``restart.resume:
+auto``) and killed again later in the run, then resumed to its end; then a fresh run, and so on. After every kill every
 output store must open and read; at the end the outputs must be bitwise equal to those of an
 uninterrupted run and no temporary file (``*.partial``, ``*.tmp``) may be left. Cases:
 
@@ -14,7 +15,9 @@ uninterrupted run and no temporary file (``*.partial``, ``*.tmp``) may be left. 
 
     python bench/kill.py [--kills 24] [--seed 0] [--cases analytic atmorep]
 
-Per case: kills tried, clean and failed (with the reason), and the seconds the campaign took.
+Per case: kills tried, clean and failed (with the reason), how many landed after the first output and
+before the run's last restart, what each left (records per store, the restart ``latest`` named), and
+the seconds the campaign took.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +49,7 @@ class Case:
     name: str
     config: Path
     argv: list[str]  # extra arguments of every run (trust the test package, ...)
+    hours: float  # simulated hours of the run
 
 
 def analytic_case(folder: Path) -> Case:
@@ -72,7 +78,7 @@ def analytic_case(folder: Path) -> Case:
              "path": "a1d.zarr"},
         ],
     }
-    return Case("analytic", _write(folder / "analytic.yaml", config), ["--allow-import", "tests"])
+    return Case("analytic", _write(folder / "analytic.yaml", config), ["--allow-import", "tests"], 48.0)
 
 
 def atmorep_case(folder: Path, store: Path, checkpoint: Path) -> Case:
@@ -104,7 +110,7 @@ def atmorep_case(folder: Path, store: Path, checkpoint: Path) -> Case:
         "outputs": [{"component": "atmorep", "variables": ["temperature", "temperature_members"],
                      "interval": "PT3H", "reduction": "mean", "path": "atm.zarr"}],
     }
-    return Case("atmorep", _write(folder / "atmorep.yaml", config), [])
+    return Case("atmorep", _write(folder / "atmorep.yaml", config), [], 12.0)
 
 
 def tiny_checkpoint(store: Path, path: Path, steps: int = 2) -> Path:
@@ -128,14 +134,16 @@ def _write(path: Path, config: dict) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ running
-def _command(case: Case, out: Path) -> list[str]:
-    return [sys.executable, "-m", "atmorep_coupler.run", str(case.config), "--out", str(out), "--no-progress",
-            *case.argv]
+def _command(case: Case, out: Path, *, progress: bool = False) -> list[str]:
+    return [sys.executable, "-m", "atmorep_coupler.run", str(case.config), "--out", str(out),
+            *([] if progress else ["--no-progress"]), *case.argv]
 
 
 def _env() -> dict:
+    """The runs' environment: the repository importable (tests.coupling.analytic), one thread, and a
+    progress bar that reports every synchronisation interval at once (what the kills are timed by)."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "OMP_NUM_THREADS": "1"}
+            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"}
 
 
 def run_to_end(case: Case, out: Path, timeout: float = 900) -> float:
@@ -147,30 +155,65 @@ def run_to_end(case: Case, out: Path, timeout: float = 900) -> float:
     return time.perf_counter() - start
 
 
-def kill_once(case: Case, out: Path, delay: float) -> bool:
-    """Start (or resume) the run and SIGKILL it after ``delay`` seconds; False if it ended first."""
-    process = subprocess.Popen(_command(case, out), env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        process.wait(delay)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process.stderr.close()
-        return True
-    error = process.stderr.read()
-    process.stderr.close()
+_HOURS = re.compile(rb"(\d+)/\d+ h")
+
+
+def kill_once(case: Case, out: Path, rng: random.Random, *, after_hour: float = 0.0) -> dict | None:
+    """Start (or resume) the run and SIGKILL it at a random instant; None if it ended first.
+
+    Mostly at a random point of the simulation after ``after_hour`` (the progress bar says how far it
+    got: a random number of simulated hours, then a random fraction of a second more, so kills land
+    inside steps, output writes and restart saves alike), sometimes at a random instant of the start-up
+    (imports, set-up, the start restart)."""
+    process = subprocess.Popen(_command(case, out, progress=True), env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    log = bytearray()
+    reader = threading.Thread(target=lambda: _drain(process.stderr, log), daemon=True)
+    reader.start()
+    start = time.perf_counter()
+    during_setup = rng.random() < 0.15
+    target = rng.uniform(after_hour, case.hours)
+    setup_delay = rng.uniform(0.0, 8.0)
+    extra = rng.uniform(0.0, 1.0)
+    while process.poll() is None:
+        hours = [int(h) for h in _HOURS.findall(bytes(log))]
+        reached = (time.perf_counter() - start > setup_delay) if during_setup else (hours and hours[-1] >= target)
+        if reached:
+            time.sleep(0.0 if during_setup else extra)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            reader.join(5)
+            return {"after_s": round(time.perf_counter() - start, 2),
+                    "at_hour": None if during_setup else round(target, 1)}
+        time.sleep(0.02)
+    reader.join(5)
     if process.returncode != 0:
-        raise RuntimeError(f"{case.name}: run failed before the kill ({process.returncode}):\n{error[-3000:]}")
-    return False
+        raise RuntimeError(f"{case.name}: run failed before the kill ({process.returncode}):\n"
+                           f"{bytes(log).decode(errors='replace')[-3000:]}")
+    return None
 
 
-def outputs_open(out: Path) -> None:
-    """Every output store under ``out`` opens (consolidated metadata) and every value reads."""
+def _drain(stream, log: bytearray) -> None:
+    for chunk in iter(lambda: stream.read1(4096), b""):
+        log.extend(chunk)
+    stream.close()
+
+
+def outputs_open(out: Path) -> dict[str, int]:
+    """Every output store under ``out`` opens (consolidated metadata) and every value reads; the records
+    of each store."""
+    records = {}
     for store in sorted(out.glob("*.zarr")):
         with xr.open_zarr(store, decode_times=False) as ds:
             for name in ds.variables:
                 ds[name].values  # noqa: B018 -- reading every chunk is the check
+            records[store.name] = int(ds.sizes.get("time", 0))
+    return records
+
+
+def latest_restart(out: Path) -> str | None:
+    pointer = next(out.glob("restarts/*/latest"), None)
+    return pointer.read_text().strip() if pointer is not None else None
 
 
 def strays(out: Path) -> list[str]:
@@ -199,39 +242,44 @@ def differences(reference: Path, out: Path) -> list[str]:
     return found
 
 
-def campaign(case: Case, folder: Path, kills: int, rng: random.Random) -> dict:
-    """Kill a run of ``case`` ``kills`` times at random instants, resume it to its end, compare with an
-    uninterrupted run. Returns tried/clean/failed and the reasons."""
+def campaign(case: Case, folder: Path, kills: int, rng: random.Random, *, per_run: int = 2) -> dict:
+    """Kill runs of ``case`` ``kills`` times at random instants, ``per_run`` kills per run (the second in
+    the resumed run, later than the first), resume each to its end and compare it with an uninterrupted
+    run. Returns tried/clean/failed, what each kill left, and the reasons of failures."""
     reference = folder / f"{case.name}-reference"
     span = run_to_end(case, reference)
     out = folder / f"{case.name}-killed"
-    tried, failures, delays = 0, [], []
-    attempts = 0
-    while tried < kills and attempts < 10 * kills:
-        attempts += 1
-        delay = rng.uniform(0.1, 0.8 * span)  # a resumed run has less to do than the reference
-        if not kill_once(case, out, delay):  # the run finished before the kill: start it over
-            _reset(out)
+    tried, failed, failures, kills_at = 0, 0, [], []
+    while tried < kills:
+        _reset(out)
+        run_kills, problems, after = 0, [], 0.0
+        for _ in range(min(per_run, kills - tried)):
+            kill = kill_once(case, out, rng, after_hour=after)
+            if kill is None:  # the run ended before the kill
+                break
+            run_kills += 1
+            after = kill["at_hour"] or 0.0
+            try:  # what the kill left: the records of each store, the restart 'latest' names
+                kills_at.append(kill | {"records": outputs_open(out), "latest": latest_restart(out)})
+            except Exception as exc:  # noqa: BLE001 -- any failure to open is the finding
+                problems.append(f"kill ({kill}): outputs do not open: {type(exc).__name__}: {exc}")
+        if not run_kills:
             continue
-        tried += 1
-        delays.append(round(delay, 2))
         try:
-            outputs_open(out)
-        except Exception as exc:  # noqa: BLE001 -- any failure to open is the finding
-            failures.append(f"kill {tried} at {delay:.2f} s: outputs do not open: {type(exc).__name__}: {exc}")
-    try:
-        run_to_end(case, out)
-        left = strays(out)
-        diff = differences(reference, out)
-        if left:
-            failures.append(f"stray files after the resumed run: {left}")
-        if diff:
-            failures.append(f"outputs differ from the uninterrupted run: {diff}")
-    except Exception as exc:  # noqa: BLE001
-        failures.append(f"resume failed: {exc}")
-    failed = min(len(failures), tried)
+            run_to_end(case, out)
+            if left := strays(out):
+                problems.append(f"stray files after the resumed run: {left}")
+            if diff := differences(reference, out):
+                problems.append(f"outputs differ from the uninterrupted run: {diff}")
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"resume failed: {exc}")
+        tried += run_kills
+        failed += run_kills if problems else 0
+        failures += problems
     return {"tried": tried, "clean": tried - failed, "failed": failed, "reference_s": round(span, 1),
-            "kill_delays_s": delays, "failures": failures}
+            "kills_with_outputs": sum(1 for k in kills_at if any(k["records"].values())),
+            "kills_before_the_end": sum(1 for k in kills_at if k["latest"] != latest_restart(reference)),
+            "kills": kills_at, "failures": failures}
 
 
 def _reset(out: Path) -> None:

@@ -194,9 +194,7 @@ class CoupledRun:
             comp = self.components[spec.component]
             templates = {var: comp.get_field(var) for var in spec.variables}
             stream = OutputStream(spec, self._out_path(spec.path), templates, self.clock,
-                                  title=f"{config.run.name}: {spec.component}",
-                                  stream=f"{config.run.name}/{spec.component}/{','.join(spec.variables)}/"
-                                         f"{int(spec.interval.total_seconds())}s/{spec.reduction}")
+                                  title=f"{config.run.name}: {spec.component}", run=config.run.name)
             self.outputs[spec.component].append(stream)
         self.diagnostics_path = self.out_dir / "conservation.csv"
         self.max_conservation_error: dict[str, float] = {}
@@ -374,6 +372,9 @@ class CoupledRun:
         if not self.diagnostics_path.exists():
             return
         lines = self.diagnostics_path.read_text().splitlines(keepends=True)
+        if not lines or not lines[0].endswith("\n"):  # killed while the header was written: start the file anew
+            self.diagnostics_path.unlink()
+            return
         kept = lines[:1] + [line for line in lines[1:] if line.endswith("\n") and _row_time(line) <= elapsed]
         tmp = self.diagnostics_path.with_name(self.diagnostics_path.name + ".partial")
         tmp.write_text("".join(kept))
@@ -408,9 +409,9 @@ class CoupledRun:
 
 
 def _row_time(line: str) -> float:
-    """The time of a conservation.csv row; infinite for a row that is not one (never kept)."""
-    head = line.partition(",")[0]
-    return int(head) if head.isdigit() and line.count(",") == 5 else float("inf")
+    """The time of a conservation.csv row; infinite for a row that is not a whole one (never kept)."""
+    row = next(csv.reader([line]), [])
+    return int(row[0]) if len(row) == 6 and row[0].isdigit() else float("inf")
 
 
 def _located(exc: AtmoRepError, where: str) -> AtmoRepError:

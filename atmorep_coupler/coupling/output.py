@@ -50,13 +50,13 @@ class OutputStream:
 
     def __init__(
         self, spec: OutputSpec, path: Path, templates: dict[str, xr.DataArray], clock: RunClock, *, title: str,
-        stream: str = "",
+        run: str = "",
     ) -> None:
         self.spec = spec
         self.path = Path(path)
         #: Identity written into the store and the restarts: run, component, variables, interval, reduction.
-        self.stream = stream or f"{spec.component}/{','.join(spec.variables)}/{int(spec.interval.total_seconds())}s/" \
-                                f"{spec.reduction}"
+        self.stream = (f"{run}/{spec.component}/{','.join(spec.variables)}/{int(spec.interval.total_seconds())}s/"
+                       f"{spec.reduction}")
         self.clock = clock
         self.title = title
         self.interval = int(spec.interval.total_seconds())

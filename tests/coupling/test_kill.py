@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 def _check(result: dict, kills: int) -> None:
     assert result["tried"] == kills, result
     assert result["failed"] == 0 and result["clean"] == kills, result["failures"]
+    assert result["kills_with_outputs"] >= 1, result["kills"]  # at least one kill after outputs were written
 
 
 def test_killed_analytic_runs_resume_bitwise(tmp_path):
