@@ -125,6 +125,13 @@ def config_duplicate_key(ctx: Context) -> str:
                   "--store", str(ctx.store), "--steps", "1")
 
 
+def config_yaml_limits(ctx: Context) -> str:
+    bomb = "".join(f"  {name}: &{name} [{', '.join([f'*{prev}' if prev else 'x'] * 9)}]\n"
+                   for prev, name in zip(["", *"abcde"], "abcdef"))  # 9**6 values in 6 short lines
+    (ctx.tmp / "my_coupling.yaml").write_text("notes:\n" + bomb + (CONFIGS / "forcing_only.yaml").read_text())
+    return _run(ctx, "my_coupling.yaml", "--out", "runs/x")
+
+
 def store_missing_variable(ctx: Context) -> str:
     config = ctx.tiny_config(("coupled_fields: [u_component_of_wind, sea_surface_temperature]",
                               "coupled_fields: [specific_humidity, sea_surface_temperature]"))
@@ -279,6 +286,10 @@ def coupling_weight_file(ctx: Context) -> str:
                 "--set", f"couplings.0.remap.weights={weights}")
 
 
+def coupling_outside_out(ctx: Context) -> str:
+    return _run(ctx, "coupling_configs/forcing_only.yaml", "--out", "runs/x", "--set", "outputs.0.path=/data/daily.zarr")
+
+
 def coupling_no_restart(ctx: Context) -> str:
     return _run(ctx, "coupling_configs/forcing_only.yaml", "--out", "runs/new", "--resume")
 
@@ -302,11 +313,11 @@ def ray_storage_relative(ctx: Context) -> str:
 
 
 TRIGGERS: dict[str, Callable[[Context], str]] = {f.__name__: f for f in (
-    cuda_wheels, config_unknown_key, config_wrong_type, config_duplicate_key, store_missing_variable, store_missing_level,
-    store_unknown_units, store_damaged_chunk, store_implausible_values, store_missing_time, units_not_convertible,
-    nan_in_training, nan_import, checkpoint_other_statistics, checkpoint_levels, checkpoint_damaged, coupling_period,
-    coupling_no_producer, coupling_weight_file, coupling_untrusted_kind, coupling_no_restart, ray_no_gpu,
-    ray_storage_relative)}
+    cuda_wheels, config_unknown_key, config_wrong_type, config_duplicate_key, config_yaml_limits, store_missing_variable,
+    store_missing_level, store_unknown_units, store_damaged_chunk, store_implausible_values, store_missing_time,
+    units_not_convertible, nan_in_training, nan_import, checkpoint_other_statistics, checkpoint_levels, checkpoint_damaged,
+    coupling_period, coupling_no_producer, coupling_weight_file, coupling_untrusted_kind, coupling_outside_out,
+    coupling_no_restart, ray_no_gpu, ray_storage_relative)}
 MARKS = {"ray_no_gpu": [pytest.mark.ray]}
 
 
