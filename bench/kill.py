@@ -107,7 +107,7 @@ def atmorep_case(folder: Path, store: Path, checkpoint: Path) -> Case:
             {"from": "sst", "to": "atmorep",
              "fields": [{"src": "sea_surface_temperature", "dst": "sea_surface_temperature"}], **instant},
         ],
-        "outputs": [{"component": "atmorep", "variables": ["temperature", "temperature_members"],
+        "outputs": [{"component": "atmorep", "variables": ["temperature", "temperature_member_0", "temperature_member_1"],
                      "interval": "PT3H", "reduction": "mean", "path": "atm.zarr"}],
     }
     return Case("atmorep", _write(folder / "atmorep.yaml", config), [], 12.0)
