@@ -269,7 +269,6 @@ def _fail(origin: str, path: str, message: str) -> ConfigError:
 
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][\w-]*$")
-_RELATIVE_KEY = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): ")  # "nlat: ", "fields[0].name: "
 
 
 def _join(path: str, key: str | int) -> str:
@@ -414,13 +413,8 @@ def _build_dataclass(cls: Any, value: Any, path: str, origin: str) -> Any:
         try:
             validate()
         except (ConfigError, UnitError) as exc:
-            # validate() raises messages relative to this object ("nlat: ..."); its key joins the path.
-            message = str(exc)
-            relative = _RELATIVE_KEY.match(message)
-            if relative:
-                key, message = relative[1], message[relative.end():]
-                path = f"{path}{key}" if key.startswith("[") or not path else f"{path}.{key}"
-            raise _fail(origin, path, message) from None
+            # validate() raises messages relative to this object; prefix origin and path.
+            raise _fail(origin, path, str(exc)) from None
     return obj
 
 

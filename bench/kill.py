@@ -310,6 +310,7 @@ def main() -> None:
                 case = atmorep_case(folder, store, tiny_checkpoint(store, folder / "tiny.pt"))
             result["cases"][name] = campaign(case, folder, per_case, rng) | {
                 "seconds": round(time.perf_counter() - start, 1)}
+            print(json.dumps({name: result["cases"][name]}), file=sys.stderr, flush=True)  # a long campaign's parts
     result["tried"] = sum(c["tried"] for c in result["cases"].values())
     result["failed"] = sum(c["failed"] for c in result["cases"].values())
     print(json.dumps(result, indent=1))

@@ -81,7 +81,7 @@ def test_an_era5_name_that_is_no_identifier_gets_the_mapping_suggested(trained):
     run = yaml.safe_load(config_path("era5_tiny").read_text())
     run["model"]["fields"][2] = {**run["model"]["fields"][2], "name": "2m_temperature"}
     del run["model"]["fields"][2]["source"]
-    with pytest.raises(ConfigError, match=r"model.fields\[2\].name: '2m_temperature' must be an identifier .* "
+    with pytest.raises(ConfigError, match=r"model.fields\[2\]: name: '2m_temperature' must be an identifier .* "
                                           r"e.g. name: t2m, source: 2m_temperature"):
         from atmorep_coupler.training.config import load_run_config
 
