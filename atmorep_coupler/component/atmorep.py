@@ -60,7 +60,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +82,7 @@ from atmorep_coupler.model.config import FieldConfig, ModelConfig
 from atmorep_coupler.model.multiformer import Multiformer
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.training.config import run_config_from_yaml
-from atmorep_coupler.training.trainer import normalization_fingerprint
+from atmorep_coupler.training.trainer import load_trainer_state, normalization_fingerprint
 from atmorep_coupler.timeutil import format_duration, parse_duration
 from atmorep_coupler.units import plausible_range, udunits
 
@@ -176,12 +175,7 @@ class AtmoRepConfig(ComponentConfig):
 
 def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
     """The model config and the state of a trainer checkpoint, read with ``weights_only=True``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint with torch.load(weights_only=True): {exc}") from None
-    if not isinstance(state, dict) or not {"config", "model", "normalization"} <= set(state):
-        raise CheckpointError(f"{path}: not a trainer checkpoint (needs 'config', 'model' and 'normalization')")
+    state = load_trainer_state(path)  # format, checksum and keys verified; never unpickles code
     try:
         run = run_config_from_yaml(state["config"], origin=f"{path}: config")
     except ConfigError as exc:
@@ -349,6 +343,7 @@ class AtmoRepComponent(Component):
 
     def _field_spec(self, f: FieldConfig, store: ERA5Store) -> _FieldSpec:
         var = store.resolve(f.variable)
+        store.check_units(var, statistics=self.norm)  # what training checked, checked again here
         spatial = var in self.norm.dataset.attrs["spatial_variables"]
         if f.predicted and not spatial:
             raise CheckpointError(f"field {f.name!r}: a predicted field must be gridded, {var!r} is a series")

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from atmorep_coupler.checkpoint import TRAINER_FORMAT, WEIGHTS_FORMAT, load_state
 from atmorep_coupler.data.tokens import META_FEATURES
 from atmorep_coupler.errors import CheckpointError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
@@ -319,13 +320,18 @@ class Multiformer(nn.Module):
 
 # ------------------------------------------------------------------------------ plug-and-play loading
 def _model_state(source: Mapping[str, torch.Tensor] | str | Path) -> Mapping[str, torch.Tensor]:
+    """The multiformer parameters of a checkpoint file (a trainer's or weights alone, format and checksum
+    verified) or of a mapping (a state dict, or a dict with one under ``model``)."""
+    where = str(source) if isinstance(source, (str, Path)) else "state dict"
     if isinstance(source, (str, Path)):
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{source}: cannot read checkpoint: {exc}") from None
-        return state["model"] if "model" in state else state
-    return source
+        source = load_state(source, [TRAINER_FORMAT, WEIGHTS_FORMAT], what="checkpoint")
+    if not isinstance(source, Mapping):
+        raise CheckpointError(f"{where}: holds a {type(source).__name__}, not multiformer weights")
+    state = source.get("model", source)
+    if not isinstance(state, Mapping) or not any(
+            isinstance(k, str) and k.startswith("fields.") and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{where}: holds no multiformer parameters ('fields.<name>.*' tensors)")
+    return state
 
 
 def load_fields(model: Multiformer, source: Mapping[str, torch.Tensor] | str | Path,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from atmorep_coupler.checkpoint import WEIGHTS_FORMAT, save_state
 from atmorep_coupler.config import from_dict
 from atmorep_coupler.data.tokens import token_metadata
 from atmorep_coupler.errors import CheckpointError, ConfigError
@@ -194,7 +195,7 @@ def test_multiformer_from_single_field_checkpoints_reproduces_each_field(tmp_pat
     paths = {}
     for name, model in singles.items():
         paths[name] = tmp_path / f"{name}.pt"
-        torch.save({"model": model.state_dict()}, paths[name])
+        save_state({"model": model.state_dict()}, paths[name], format=WEIGHTS_FORMAT)
     multi = Multiformer(tiny_config).eval()
     for name, path in paths.items():
         loaded = load_fields(multi, path, [name])
