@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-#: ESMF 8.8.1 reference cases (see its README.md); CI keeps them beside the repository.
-REFERENCE_DIR = Path(
-    os.environ.get(
-        "ATMOREP_ESMF_REFERENCE",
-        Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "esmf-weights",
-    )
-).resolve()
+#: ESMF 8.8.1 reference cases, test data of the repository (data/esmf-weights/README.md).
+REFERENCE_DIR = Path(__file__).resolve().parent / "data" / "esmf-weights"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
+    """The reference folder; its absence is a failure (the evidence must travel with the code)."""
     if not (REFERENCE_DIR / "summary.json").exists():
-        pytest.skip(f"ESMF reference files not found at {REFERENCE_DIR} (set ATMOREP_ESMF_REFERENCE)")
+        pytest.fail(f"ESMF reference files missing from {REFERENCE_DIR}: restore them from git")
     return REFERENCE_DIR
 
 
