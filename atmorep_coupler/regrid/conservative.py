@@ -49,19 +49,36 @@ def clip_polygons(poly: np.ndarray, count: np.ndarray, normals: np.ndarray) -> t
 
     ``poly``: ``(P, M, 3)`` vertices (padded), ``count``: ``(P,)`` valid vertices; ``normals``:
     ``(P, K, 3)`` edge-plane normals of the clipping cells (:func:`edge_normals`); a vertex is inside
-    a plane when its dot product with the normal is >= 0. Returns ``(P, >= M + K, 3)`` and the counts.
+    a plane when its dot product with the normal is >= 0. Returns ``(P, >= M, 3)`` and the counts.
+    Each plane rewrites only the polygons with a vertex outside it: a source cell that straddles
+    one edge of the destination cell is clipped once, not four times.
     """
+    poly, count = poly.copy(), count.copy()
     for k in range(normals.shape[1]):
-        poly, count = _clip_by_plane(poly, count, normals[:, k])
+        normal = normals[:, k]
+        dist = sphere.dot(poly, normal[:, None, :])
+        valid = np.arange(poly.shape[1])[None, :] < count[:, None]
+        cut = np.flatnonzero(((dist < 0) & valid).any(axis=1))
+        if len(cut) == 0:
+            continue
+        part, part_count = _clip_by_plane(poly[cut], count[cut], dist[cut])
+        width = part.shape[1]
+        if width > poly.shape[1]:
+            poly = np.concatenate([poly, np.zeros((len(poly), width - poly.shape[1], 3))], axis=1)
+        poly[cut, :width] = part
+        poly[cut, width:] = 0.0
+        count[cut] = part_count
     return poly, count
 
 
-def _clip_by_plane(poly: np.ndarray, count: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One Sutherland-Hodgman pass: keep the part of each polygon with ``normal . x >= 0``."""
+def _clip_by_plane(poly: np.ndarray, count: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One Sutherland-Hodgman pass: keep the part of each polygon with ``dist >= 0``.
+
+    ``dist``: ``(P, M)`` signed distances of the vertices from the clipping plane.
+    """
     n_poly, m, _ = poly.shape
     slot = np.arange(m)
     valid = slot[None, :] < count[:, None]
-    dist = np.einsum("pmi,pi->pm", poly, normal)
     inside = dist >= 0
     nxt = np.where(slot[None, :] + 1 < count[:, None], slot[None, :] + 1, 0)
     dist_next = np.take_along_axis(dist, nxt, axis=1)
@@ -110,19 +127,29 @@ def overlap_areas(src: Grid, dst: Grid, *, progress: bool = False) -> tuple[np.n
 
 def _clipped_overlaps(src: Grid, dst: Grid, ia: np.ndarray, ib: np.ndarray, progress: bool):
     """``(row, col, area)`` of the candidate pairs ``(ia, ib)`` that overlap by more than a sliver."""
-    src_poly = src.corner_xyz.reshape(-1, 4, 3)
-    dst_poly = dst.corner_xyz.reshape(-1, 4, 3)
     area_a, area_b = src.area.ravel(), dst.area.ravel()
     rows, cols, areas = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
     starts = range(0, len(ia), CHUNK)
     for start in tqdm(starts, desc="conservative overlaps", disable=not progress or len(starts) < 2):
         a, b = ia[start : start + CHUNK], ib[start : start + CHUNK]
-        area = _pair_overlaps(src_poly[a], area_a[a], dst_poly[b])
+        area = _pair_overlaps(_corners(src, a), area_a[a], _corners(dst, b))
         keep = area > SLIVER * np.minimum(area_a[a], area_b[b])
         rows.append(b[keep])
         cols.append(a[keep])
         areas.append(area[keep])
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(areas)
+
+
+def _corners(grid: Grid, cells: np.ndarray) -> np.ndarray:
+    """Corner unit vectors ``(len(cells), 4, 3)`` of some cells (flat indices).
+
+    For lat-lon grids they are computed for these cells only: the symmetric case needs a sliver of
+    the grid, and a 0.25-degree grid's full corner array would take 100 MB.
+    """
+    if isinstance(grid, LatLonGrid):
+        flat_lon, flat_lat = grid.corner_lon.reshape(-1, 4), grid.corner_lat.reshape(-1, 4)
+        return sphere.lonlat_to_xyz(flat_lon[cells], flat_lat[cells])
+    return grid.corner_xyz.reshape(-1, 4, 3)[cells]
 
 
 def _longitude_symmetry(src: Grid, dst: Grid) -> tuple[int, int, int] | None:
@@ -244,7 +271,7 @@ def _pair_overlaps(src_poly: np.ndarray, src_area: np.ndarray, dst_poly: np.ndar
     cell; pairs with all source corners outside one plane do not overlap; only the rest are clipped.
     """
     normals = edge_normals(dst_poly)
-    dist = np.einsum("pvi,pki->pkv", src_poly, normals)
+    dist = sphere.dot(src_poly[:, None, :, :], normals[:, :, None, :])  # (pair, plane, vertex)
     contained = (dist >= 0).all(axis=(1, 2))
     separated = (dist < 0).all(axis=2).any(axis=1)
     area = np.where(contained, src_area, 0.0)
