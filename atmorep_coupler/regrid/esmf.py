@@ -1,14 +1,16 @@
 """Optional ESMF backend: the same weights computed by ESMF itself, through ESMPy.
 
-ESMPy is not on PyPI (it comes with ESMF from conda-forge), so this backend is used only where it
-is importable. Grids are handed to ESMF as SCRIP files -- the same route as
-``ESMF_RegridWeightGen`` -- so ESMF sees exactly the centres, corners and masks of the
-:class:`~atmorep_coupler.regrid.grids.Grid`; the result is a :class:`RegridWeights` like the
-native backend's, with ESMF's fractions.
+ESMF and ESMPy are on neither PyPI nor Debian: ``scripts/build_esmf.sh`` builds them from source
+(conda-forge has them too), so this backend is used only where ESMPy is importable. Grids are
+handed to ESMF as SCRIP files -- the same route as ``ESMF_RegridWeightGen`` -- so ESMF sees exactly
+the centres, corners and masks of the :class:`~atmorep_coupler.regrid.grids.Grid`; the result is a
+:class:`RegridWeights` like the native backend's, with ESMF's fractions. ESMF writes its log
+(``PET0.ESMF_LogFile``) into :data:`LOG_DIR`, not into the working directory.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,8 +21,23 @@ from atmorep_coupler.regrid.grids import Grid
 from atmorep_coupler.regrid.weights import RegridWeights
 
 
+#: Where ESMF writes its log file.
+LOG_DIR = Path(tempfile.gettempdir()) / "atmorep_coupler-esmf-log"
+#: Pole treatment of a global source per method: ESMF averages all nodes of the outermost row for
+#: bilinear and patch (its default, and the native bilinear's pole triangles); conservative methods
+#: accept no pole method (ESMF stops with rc = 6), and nearest-neighbour methods need none.
+POLE_AVERAGED = ("bilinear", "patch")
+
+
 def import_esmpy():
-    """The ``esmpy`` module (older releases: ``ESMF``), or a :class:`RegridError` saying how to get it."""
+    """The ``esmpy`` module (older releases: ``ESMF``), started with its log in :data:`LOG_DIR`, or a
+    :class:`RegridError` saying how to get it.
+
+    netCDF4 is imported first: its wheel bundles its own netCDF and HDF5 libraries, and loading them
+    after an ESMF built against the system's netCDF crashes the process (segmentation fault).
+    """
+    import netCDF4  # noqa: F401  (before esmpy, see above)
+
     try:
         import esmpy
     except ImportError:
@@ -28,14 +45,30 @@ def import_esmpy():
             import ESMF as esmpy  # noqa: N811  (ESMPy < 8.4)
         except ImportError as exc:
             raise RegridError(
-                "backend='esmf' needs ESMPy, which is not on PyPI: install it with conda "
-                "(conda install -c conda-forge esmpy xesmf) or use backend='native'"
+                "backend='esmf' needs ESMPy, which is on neither PyPI nor Debian: build ESMF and ESMPy from "
+                "source with `bash scripts/build_esmf.sh <esmf source archive>` (no conda needed), or "
+                "`conda install -c conda-forge esmpy xesmf`; or use backend='native'"
             ) from exc
+    _start_esmf(esmpy)
     return esmpy
 
 
+def _start_esmf(esmpy) -> None:
+    """Start ESMF (once per process) from inside :data:`LOG_DIR`, where it opens its log file."""
+    if getattr(esmpy.Manager, "_atmorep_coupler_started", False):
+        return
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    here = os.getcwd()
+    try:
+        os.chdir(LOG_DIR)
+        esmpy.Manager(debug=False)
+    finally:
+        os.chdir(here)
+    esmpy.Manager._atmorep_coupler_started = True
+
+
 def esmf_weights(src: Grid, dst: Grid, method: str) -> RegridWeights:
-    """Weights from ESMF for ``method`` (ESMF defaults otherwise: pole 'all' on global sources)."""
+    """Weights from ESMF for ``method`` (pole method as :data:`POLE_AVERAGED`, ESMF defaults otherwise)."""
     esmpy = import_esmpy()
     regrid_method = {
         "bilinear": esmpy.RegridMethod.BILINEAR,
@@ -68,7 +101,9 @@ def esmf_weights(src: Grid, dst: Grid, method: str) -> RegridWeights:
             dst_field,
             regrid_method=regrid_method,
             norm_type=norm,
-            pole_method=esmpy.PoleMethod.ALLAVG if src.is_global else esmpy.PoleMethod.NONE,
+            pole_method=esmpy.PoleMethod.ALLAVG
+            if src.is_global and method in POLE_AVERAGED
+            else esmpy.PoleMethod.NONE,
             unmapped_action=esmpy.UnmappedAction.IGNORE,
             src_mask_values=np.array([0]),
             dst_mask_values=np.array([0]),

@@ -428,6 +428,9 @@ class LatLonGrid(Grid):
 class GaussianGrid(LatLonGrid):
     """Regular Gaussian grid: ``nlat`` Gauss-Legendre latitudes, ``nlon`` (default ``2 nlat``) longitudes.
 
+    ECMWF and CDO name Gaussian grids by the number of latitudes between pole and equator:
+    N48 (F48, CDO's ``n48``) is ``GaussianGrid(96, 192)``, also ``GaussianGrid.from_n(48)``.
+
     Latitudes are ``arcsin`` of the roots of the Legendre polynomial ``P_nlat``; longitudes
     ``i * 360/nlon`` starting at 0 (cells centred on them). Latitude bounds (``bounds``):
     ``"weights"`` (default) puts the edges where ``sin(lat)`` accumulates the Gaussian quadrature
@@ -465,6 +468,11 @@ class GaussianGrid(LatLonGrid):
         elif lat_order != "ascending":
             raise RegridError(f"lat_order must be 'descending' or 'ascending', got {lat_order!r}")
         self._init_rectilinear(lat, lon, lat_b, lon_b, mask, f"GaussianGrid({nlat}, {nlon})")
+
+    @classmethod
+    def from_n(cls, n: int, **kwargs) -> GaussianGrid:
+        """The regular Gaussian grid N``n``: ``2n`` latitudes (``n`` per hemisphere) x ``4n`` longitudes."""
+        return cls(2 * n, 4 * n, **kwargs)
 
 
 class CurvilinearGrid(Grid):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +56,19 @@ def field_f():
 def field_ylm():
     """A spherical-harmonic test field as a function of (lat, lon) in degrees."""
     return harmonic_field
+
+
+def regrid_weight_gen() -> str | None:
+    """Path of ESMF's ``ESMF_RegridWeightGen``: on the PATH, or in the ``ESMF_APPSDIR`` of the esmf.mk
+    that ESMPy uses (``$ESMFMKFILE``, else ``<venv>/lib/esmf.mk``, which scripts/build_esmf.sh links)."""
+    found = shutil.which("ESMF_RegridWeightGen")
+    if found:
+        return found
+    for mk in (os.environ.get("ESMFMKFILE"), Path(sys.prefix) / "lib" / "esmf.mk"):
+        if mk and Path(mk).is_file():
+            for line in Path(mk).read_text().splitlines():
+                if line.startswith("ESMF_APPSDIR="):
+                    exe = Path(line.split("=", 1)[1].strip()) / "ESMF_RegridWeightGen"
+                    if exe.is_file():
+                        return str(exe)
+    return None

@@ -123,3 +123,14 @@ def test_min_fraction_leaves_unmapped_what_cdo_leaves_missing(files, min_fractio
     ours = regridder.apply(np.where(src.mask, smooth_field(src), 0.0))
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
     np.testing.assert_allclose(ours[~np.isnan(ours)], theirs[~np.isnan(ours)], rtol=0, atol=1e-13)
+
+
+def test_gaussian_grid_n48_is_cdos_n48(tmp_path):
+    """Gaussian grids are named by latitudes per hemisphere: CDO's n48 has 96 x 192 points, ours too."""
+    cdo("-f", "nc", "-const,1,n48", "n48.nc", cwd=tmp_path)
+    with xr.open_dataset(tmp_path / "n48.nc") as ds:
+        lat, lon = ds["lat"].values, ds["lon"].values
+    grid = GaussianGrid.from_n(48)
+    assert grid.shape == (96, 192) == (lat.size, lon.size)
+    np.testing.assert_allclose(grid.lat, lat, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(grid.lon, lon)
