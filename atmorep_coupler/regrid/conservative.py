@@ -1,12 +1,17 @@
-"""First-order conservative weights from great-circle polygon overlaps, as ESMF computes them.
+"""First-order conservative weights: great-circle polygon overlaps (ESMF) or latitude bands (CDO).
 
-Cells are spherical polygons whose edges are great-circle arcs between their corners (also the
-"latitude" edges of lat-lon cells, which therefore bulge poleward of the parallel). The overlap of
-a source and a destination cell is found by clipping the source polygon against the great-circle
-planes of the destination's edges (Sutherland-Hodgman in 3-D; both cells are convex) and taking the
-spherical excess of the result. Candidate pairs come from latitude/longitude interval searches
-between lat-lon grids, and from bounding caps in a KD-tree otherwise; all pairs are clipped at once
-as padded arrays (in chunks), with no Python loop over cells.
+Great-circle cells (default) are spherical polygons whose edges are great-circle arcs between their
+corners (also the "latitude" edges of lat-lon cells, which therefore bulge poleward of the
+parallel). The overlap of a source and a destination cell is found by clipping the source polygon
+against the great-circle planes of the destination's edges (Sutherland-Hodgman in 3-D; both cells
+are convex) and taking the spherical excess of the result. Candidate pairs come from
+latitude/longitude interval searches between lat-lon grids, and from bounding caps in a KD-tree
+otherwise; all pairs are clipped at once as padded arrays (in chunks), with no Python loop over
+cells, and between lat-lon grids with uniform longitudes only one sector of the globe is clipped.
+
+Latitude-band cells (``edges="parallels"``, lat-lon grids only) are bounded by parallels and
+meridians, as in CDO, SCRIP and OASIS: their overlaps are exact products of a longitude and a
+``sin(lat)`` interval overlap.
 
 Weights (ESMF conventions): ``S_ij = A_ij / area_b_i`` (DSTAREA, rows sum to ``frac_b``) or
 ``S_ij = A_ij / sum_j A_ij`` (FRACAREA, rows sum to 1), with ``frac_b_i = sum_j A_ij / area_b_i`` and

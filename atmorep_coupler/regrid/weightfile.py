@@ -161,6 +161,11 @@ def read_weight_file(path: str | Path) -> WeightFile:
             col = np.asarray(nc["col"][:], dtype=np.int64).reshape(-1) - 1
             method = _method_from_attrs(attrs)
             n_a, n_b = (len(nc.dimensions[d]) if d in nc.dimensions else None for d in ("n_a", "n_b"))
+        # xESMF marks destination cells that no active source reaches (conservative_normed with a
+        # mask) by a NaN weight: they are unmapped, which is what a missing row means here.
+        finite = np.isfinite(S)
+        if not finite.all():
+            row, col, S = row[finite], col[finite], S[finite]
         return WeightFile(
             path=path,
             row=row,

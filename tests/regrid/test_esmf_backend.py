@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import netCDF4  # noqa: F401  (before esmpy: see atmorep_coupler.regrid.esmf.import_esmpy)
 import numpy as np
@@ -78,21 +79,27 @@ def test_esmf_backend_agrees_with_native(name, method):
         np.testing.assert_allclose(native.frac_a, esmf.frac_a, rtol=0, atol=1e-12)
 
 
-def test_esmf_backend_in_a_fresh_process_neither_crashes_nor_writes_its_log_here(tmp_path):
-    """netCDF4 (own HDF5) after an ESMF built on the system's netCDF segfaulted; the log went to the cwd."""
+def test_esmf_backend_in_a_fresh_process_neither_crashes_nor_logs_into_the_working_directory(tmp_path):
+    """ESMPy imported before netCDF4 (whose wheel has its own HDF5) segfaulted; ESMF's error log went
+    into the working directory; conservative weights with ESMF's pole averaging fail with rc = 6."""
     code = (
         "from atmorep_coupler.regrid import LatLonGrid, Regridder\n"
-        "r = Regridder(LatLonGrid(36, 72), LatLonGrid(18, 36), 'conservative', backend='esmf')\n"
-        "from atmorep_coupler.regrid.esmf import LOG_DIR\n"
-        "print(r.weights.matrix.nnz, LOG_DIR)\n"
+        "from atmorep_coupler.regrid import esmf\n"
+        "print(Regridder(LatLonGrid(36, 72), LatLonGrid(18, 36), 'conservative', backend='esmf').weights.matrix.nnz)\n"
+        "esmf.POLE_AVERAGED = ('bilinear', 'conservative')  # the old pole method for every method\n"
+        "try:\n"
+        "    esmf.esmf_weights(LatLonGrid(36, 72), LatLonGrid(18, 36), 'conservative')\n"
+        "except Exception as exc:\n"
+        "    print(f'{type(exc).__name__}: {exc}')\n"
+        "print(esmf.LOG_DIR)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    nnz, log_dir = done.stdout.split()
+    nnz, error, log_dir = done.stdout.strip().splitlines()
     assert int(nnz) > 0
-    assert not list(tmp_path.glob("*ESMF_LogFile")), "ESMF wrote its log into the working directory"
-    from pathlib import Path
-
+    assert error.startswith("RegridError: ESMF could not compute 'conservative' weights")
+    assert error.endswith("Only ESMF_POLEMETHOD_NONE polemethod supported for conservative regrid methods")
+    assert not list(tmp_path.iterdir()), "ESMF wrote into the working directory"
     assert list(Path(log_dir).glob("*ESMF_LogFile"))
 
 
@@ -112,15 +119,23 @@ def test_xesmf_weights_and_files_agree(tmp_path, method):
     xesmf = pytest.importorskip("xesmf", reason=f"xESMF is not installed: {HOW}")
     src, dst = pair("masked_latlon5_to_N12" if method == "conservative_normed" else "latlon5_to_N12")
     regridder = xesmf.Regridder(_xesmf_dataset(src), _xesmf_dataset(dst), method, periodic=True, unmapped_to_nan=False)
-    theirs = sp.csr_matrix(regridder.weights.data.tocsr())
+    theirs = sp.csr_matrix(regridder.weights.data.tocsr(), copy=True)
     ours = compute_weights(src, dst, method, backend="esmf" if method == "patch" else "native")
+    # xESMF gives each destination cell that no active source reaches one NaN weight (so that its
+    # output is NaN): exactly the cells left unmapped here.
+    nan = np.isnan(theirs.data)
+    nan_rows = np.repeat(np.arange(theirs.shape[0]), np.diff(theirs.indptr))[nan]
+    np.testing.assert_array_equal(np.sort(nan_rows), np.flatnonzero(~ours.mapped & dst.mask.ravel()) if nan.any() else [])
+    theirs.data[nan] = 0.0
+    theirs.eliminate_zeros()
     assert_same_operator(ours.matrix, theirs, 0.0 if method.startswith("nearest") else 1e-12)
-    # xESMF's weight file (S, row, col only) loads as the same operator.
+    # xESMF's weight file (S, row, col only) loads as the same operator, NaN rows unmapped.
     regridder.to_netcdf(tmp_path / "xesmf.nc")
     wf = read_weight_file(tmp_path / "xesmf.nc")
     assert wf.layout == "xesmf"
     loaded = Regridder.from_file(wf.path, src, dst)
     assert_same_operator(loaded.weights.matrix, theirs, 0.0)
+    np.testing.assert_array_equal(loaded.weights.mapped, ours.mapped)
 
 
 #: (name, source, destination, ESMF_RegridWeightGen options, our method)
