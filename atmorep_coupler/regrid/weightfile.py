@@ -121,7 +121,7 @@ def detect_layout(variables, path: str | Path = "weight file") -> str:
     if set(LAYOUT_VARIABLES["scrip"]) <= names:
         return "scrip"
     if set(LAYOUT_VARIABLES["esmf"]) <= names:
-        return "esmf" if {"n_a", "n_b"} & names or "frac_b" in names or "yc_b" in names else "xesmf"
+        return "esmf" if {"yc_b", "frac_b", "src_grid_dims"} & names else "xesmf"  # xESMF: the weights only
     raise RegridError(
         f"weight file {path} is in no known layout: ESMF and xESMF files have the variables S, row, col; "
         f"SCRIP files (CDO, OASIS) have remap_matrix, src_address, dst_address. Variables found: {sorted(names)}"
