@@ -29,7 +29,9 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "[esmf] installing the toolchain (missing: ${need[*]})"
-    apt-get install -y -q gfortran g++ make libnetcdf-dev libnetcdff-dev >/dev/null
+    packages=(gfortran g++ make libnetcdf-dev libnetcdff-dev)
+    apt-get install -y -q "${packages[@]}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q "${packages[@]}" >/dev/null; }
   else
     echo "[esmf] missing ${need[*]}: install gfortran, g++, make, libnetcdf-dev, libnetcdff-dev" >&2
     exit 1
