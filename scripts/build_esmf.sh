@@ -74,8 +74,10 @@ if ! .venv/bin/python -c "import esmpy, xesmf" >/dev/null 2>&1; then
   echo "[esmf] installing ESMPy and xESMF into .venv"
   tmp=$(mktemp -d)
   cp -r "$prefix/esmpy-src" "$tmp/esmpy"
-  ESMFMKFILE=$esmfmk .venv/bin/python -m pip install -q "$tmp/esmpy"
+  # what .venv holds stays as it is (torch above all): new packages only, or a failure
+  .venv/bin/python -m pip list --format=freeze --exclude-editable | grep -v -i -E '^(esmpy|xesmf)[=@ ]' > "$tmp/constraints.txt"
+  ESMFMKFILE=$esmfmk .venv/bin/python -m pip install -q -c "$tmp/constraints.txt" "$tmp/esmpy"
+  .venv/bin/python -m pip install -q -c "$tmp/constraints.txt" -e "$repo[esmf]"
   rm -rf "$tmp"
-  .venv/bin/python -m pip install -q -e "$repo[esmf]"
 fi
 .venv/bin/python -c "import esmpy; print('[esmf] esmpy', esmpy.__version__, 'with', '$esmfmk')"
