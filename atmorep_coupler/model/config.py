@@ -179,7 +179,7 @@ class ModelConfig:
     mlp_ratio: float = 2.0
     """Hidden width of the MLPs as a multiple of the field's ``embed_dim``."""
     dropout: float = 0.0
-    """Dropout probability in attention and MLPs."""
+    """Dropout probability on the two residual branches (attention, MLP) of every layer."""
     ensemble_size: int = 8
     """Members of the ensemble tail (at least 2)."""
     tail_hidden_layers: int = 0
@@ -192,8 +192,10 @@ class ModelConfig:
     """The same biases on coupling heads between fields on the same token grid (e.g. a field and its
     coarse-model conditioning): a locality prior that lets a field read the coupled field's token at the same
     place and time from the first step on."""
-    activation_checkpointing: bool = False
-    """Recompute activations in the backward pass to save memory."""
+    activation_checkpointing: bool | Literal["auto"] = "auto"
+    """Recompute each layer's activations in the backward pass instead of keeping them: less memory, about a third
+    more compute. ``auto``: on where the estimated activations of a training batch exceed half the memory left
+    after weights, gradients and AdamW state (GPU: free device memory; CPU: available host memory), else off."""
     coarsen_factors: tuple[int, ...] = (2,)
     """Block sizes k (>= 2, dividing the token's y and x) that BERT coarsening draws from: block-average by k,
     then expand back (D4)."""

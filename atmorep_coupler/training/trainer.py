@@ -15,6 +15,10 @@ RNG state (dropout), the frozen parameter names, the run config as YAML text and
 normalisation statistics. It contains only tensors, numbers, strings, lists and dicts, so
 ``torch.load(path, weights_only=True)`` reads it. On CPU a resumed run continues bit for bit.
 
+Activation checkpointing ``auto`` is decided here, where device and batch size are known
+(:func:`~atmorep_coupler.model.multiformer.checkpointing_needed`); ``compile`` compiles the (wrapped) model
+once, for training and validation alike.
+
 Mixed precision: bf16 autocast on CUDA when ``amp`` (bf16 has fp32's range, so no loss scaling and no
 GradScaler state is needed); the ensemble tail and the losses run in fp32. No effect on CPU.
 """
@@ -42,7 +46,7 @@ from atmorep_coupler.errors import CheckpointError, ConfigError
 from atmorep_coupler.model.losses import total_loss
 from atmorep_coupler.model.masking import Masker
 from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_latitudes
-from atmorep_coupler.model.multiformer import Multiformer, load_fields
+from atmorep_coupler.model.multiformer import Multiformer, checkpointing_needed, compile_model, load_fields
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 
 __all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT"]
@@ -102,8 +106,12 @@ class Trainer:
         for name in frozen:
             params[name].requires_grad_(False)
         self.frozen = [n for n, p in params.items() if not p.requires_grad]
+        self.raw_model.activation_checkpointing = checkpointing_needed(self.raw_model, run_config.data.batch_size,
+                                                                       self.device)
         self.raw_model.to(self.device)
         self.model = wrap_model(self.raw_model) if wrap_model else self.raw_model
+        if run_config.compile:
+            self.model = compile_model(self.model)
         self.optimizer = self._build_optimizer()
         total = run_config.steps
         sched = run_config.schedule
