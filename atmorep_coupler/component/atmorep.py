@@ -72,7 +72,7 @@ from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
 from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError, DataError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
 from atmorep_coupler.model.masking import MaskedField
-from atmorep_coupler.model.multiformer import Multiformer
+from atmorep_coupler.model.multiformer import Multiformer, compile_model
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.training.config import run_config_from_yaml
 from atmorep_coupler.training.trainer import normalization_fingerprint
@@ -130,8 +130,8 @@ class AtmoRepConfig(ComponentConfig):
 
     ``fields``, ``levels_hPa``, ``grid``: what the run expects of the checkpoint (empty: anything);
     ``tile_overlap``: overlap of neighbouring tiles in grid points (rows, columns; default half a
-    neighbourhood); ``tile_batch_size``: tiles per forward pass; ``device``: torch device;
-    ``seed``: ensemble randomness.
+    neighbourhood); ``tile_batch_size``: tiles per forward pass; ``device``: torch device; ``compile``:
+    ``torch.compile`` the network; ``seed``: ensemble randomness.
     """
 
     checkpoint: Path
@@ -152,6 +152,9 @@ class AtmoRepConfig(ComponentConfig):
     """Tiles per forward pass."""
     device: str = "cpu"
     """Torch device of the network and the context window."""
+    compile: bool = False
+    """``torch.compile`` the network: faster steps after a one-off compilation at the first step (and at the first
+    smaller last tile batch); needs a C++ compiler on CPU."""
     seed: int = 0
     """Seed of the ensemble randomness."""
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
@@ -284,7 +287,8 @@ class AtmoRepComponent(Component):
             network.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: the weights do not fit the checkpoint's own model config: {exc}") from None
-        return network.to(self.device).eval()
+        network = network.to(self.device).eval()
+        return compile_model(network) if self.config.compile else network
 
     def _field_spec(self, f: FieldConfig, store: ERA5Store) -> _FieldSpec:
         var = store.resolve(f.variable)

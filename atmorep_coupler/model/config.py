@@ -187,7 +187,8 @@ class ModelConfig:
     qk_norm: bool = True
     """Normalise queries and keys: one switch for self, coupling and decoder heads (D18)."""
     relative_position_bias: bool = True
-    """Learned per-head relative position biases within a field."""
+    """Learned per-head relative position biases within a field: a sum of per-axis offset tables (level, time, row,
+    column) with a locality prior, computed on the fused attention kernels."""
     coupling_position_bias: bool = False
     """The same biases on coupling heads between fields on the same token grid (e.g. a field and its
     coarse-model conditioning): a locality prior that lets a field read the coupled field's token at the same

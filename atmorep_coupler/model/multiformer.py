@@ -11,15 +11,21 @@ One transformer per field; tokens are space-time cubes of one level (``data.toke
    (all levels) and ``coupling_heads`` heads per coupled field (queries from the field, keys and values
    from the other field's layer input, which may have another token count and width). Every field
    reads the *previous* layer's outputs of the others, so the result does not depend on field order.
-   Heads over a field's own token grid add a learned relative position bias with a locality prior
-   (``RelativePositionBias``); with ``coupling_position_bias`` so do coupling heads between fields on
-   the same token grid (a field and its coarse-model conditioning). Pre-norm residual blocks with a
-   standard MLP (no GELU after the last linear, D19); one qk-norm switch for every head (D18);
-   ``scaled_dot_product_attention`` picks its own backend (D20).
+   Heads over a field's own token grid add a learned relative position bias with a locality prior,
+   a sum over the grid's axes that runs on the fused attention kernels (``RelativePositionBias``,
+   ``attend``); with ``coupling_position_bias`` so do coupling heads between fields on the same token
+   grid (a field and its coarse-model conditioning). Symmetric pre-norm residual blocks
+   ``x + attention(LN x)``, ``x + MLP(LN x)`` with one dropout per branch, a standard MLP (no GELU
+   after the last linear, D19), one fused QKV projection for self heads, one qk-norm switch for every
+   head (D18); ``scaled_dot_product_attention`` picks its own backend (D20).
 3. **Decoder** (predicted fields): ``decoder_layers`` blocks of self heads plus cross heads to the
    encoder, layer k attending to encoder layer ``encoder_layers - 1 - k`` (deepest first, as in
    AtmoRep); no cross-field coupling.
 4. **Tail**: the decoder outputs of the *target* tokens go to the ensemble tail (``tail``).
+
+The forward takes tensors only: attention maps come from forward hooks (``attention_maps``), so the
+whole model compiles into one graph (``compile_model``), and activation checkpointing is an attribute
+(``checkpointing_needed`` resolves ``auto`` per device and batch).
 
 Input-only fields (conditioning, forcing) have ``encoder_layers - 1`` layers: their last layer's
 output would never be read (coupling heads read layer inputs), and dead parameters confuse optimisers
@@ -34,7 +40,6 @@ and the new heads learn from there (plug-and-play, section 7 of the reference no
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 
@@ -102,13 +107,15 @@ def _token_coordinates(grid: tuple[int, ...]) -> torch.Tensor:
 class RelativePositionBias(nn.Module):
     """Learned logit bias ``b_h(i, j) = Σ_a t_h,a[c_a(i) - c_a(j)]`` of each head over a token grid.
 
-    One learned value per head and per offset along each axis ``a`` of the grid (level, time, row,
-    column); ``c_a(i)`` is token ``i``'s index along that axis. Relative position biases: Shaw et al.
-    2018, T5 (Raffel et al. 2020), Swin (Liu et al. 2021). Initialised with an ALiBi-style locality
-    prior (Press et al. 2022), ``b_h = -m_h |Δ|_1`` with slopes ``m_h = 2^-h`` (head 0 local, later
-    heads nearly global); the L1 distance is itself a sum over axes, so the prior is exact. Atmospheric
-    fields decorrelate with distance in space and time, so attending to neighbours first is the right
-    prior: without it a masked-forecast model stayed at climatology for hundreds of steps.
+    One learned value per head and per non-zero offset along each axis ``a`` of the grid (level, time,
+    row, column); ``c_a(i)`` is token ``i``'s index along that axis, and the zero offset is pinned at 0
+    (a constant added to a whole axis table shifts every score of a query alike, which softmax ignores,
+    so it could not learn). Relative position biases: Shaw et al. 2018, T5 (Raffel et al. 2020), Swin
+    (Liu et al. 2021). Initialised with an ALiBi-style locality prior (Press et al. 2022),
+    ``b_h = -m_h |Δ|_1`` with slopes ``m_h = 2^-h`` (head 0 local, later heads nearly global); the L1
+    distance is itself a sum over axes, so the prior is exact. Atmospheric fields decorrelate with
+    distance in space and time, so attending to neighbours first is the right prior: without it a
+    masked-forecast model stayed at climatology for hundreds of steps.
 
     Why a sum over axes, not one value per 4-D offset: the sum factorises exactly into
     ``Σ_a n_a`` extra query and key channels (:meth:`factors`), ``b_h(i, j) = <u_h(i), e(j)>`` with
@@ -123,27 +130,37 @@ class RelativePositionBias(nn.Module):
         super().__init__()
         self.grid = tuple(grid)
         self.heads = heads
-        offsets = [torch.arange(-(n - 1), n) for n in self.grid]  # per axis: -(n-1) .. n-1
-        self.starts = [0, *itertools.accumulate(len(o) for o in offsets)][:-1]
+        # column of offset δ of each axis in [0 | table]: 0 for δ = 0, the learned entries after it
+        self.columns, distance, start = [], [], 1
+        for n in self.grid:
+            offsets = torch.arange(-(n - 1), n)
+            column = torch.zeros(2 * n - 1, dtype=torch.long)
+            column[offsets != 0] = torch.arange(start, start + 2 * n - 2)
+            self.columns.append(column)
+            distance.append(offsets[offsets != 0].abs())
+            start += 2 * n - 2
         slopes = 2.0 ** -torch.arange(heads, dtype=torch.float32)
-        self.table = nn.Parameter(-slopes[:, None] * torch.cat(offsets).abs().float()[None, :])
+        self.table = nn.Parameter(-slopes[:, None] * torch.cat(distance).float()[None, :])
         coords = _token_coordinates(self.grid)  # [4, S]
-        query = [start + c[:, None] - torch.arange(n)[None, :] + n - 1
-                 for start, c, n in zip(self.starts, coords, self.grid)]
+        query = [column[c[:, None] - torch.arange(n)[None, :] + n - 1] for column, c, n in zip(self.columns, coords, self.grid)]
         key = [(c[:, None] == torch.arange(n)[None, :]).float() for c, n in zip(coords, self.grid)]
         self.register_buffer("query_index", torch.cat(query, dim=1), persistent=False)  # [S, Σ n_a]
         self.register_buffer("key_onehot", torch.cat(key, dim=1), persistent=False)  # [S, Σ n_a]
 
+    def _padded(self) -> torch.Tensor:
+        return torch.cat([self.table.new_zeros(self.heads, 1), self.table], dim=1)
+
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Extra query channels ``u [heads, S, Σ n_a]`` and key channels ``e [S, Σ n_a]``, ``u eᵀ = bias``."""
         S, D = self.query_index.shape
-        return self.table.index_select(1, self.query_index.flatten()).view(self.heads, S, D), self.key_onehot
+        return self._padded().index_select(1, self.query_index.flatten()).view(self.heads, S, D), self.key_onehot
 
     def matrix(self) -> torch.Tensor:
         """The bias ``[heads, S, S]`` itself, summed over axes from the offset definition (unfused path)."""
         coords = _token_coordinates(self.grid).to(self.table.device)
-        index = [start + c[:, None] - c[None, :] + n - 1 for start, c, n in zip(self.starts, coords, self.grid)]
-        return sum(self.table[:, i] for i in index)
+        table = self._padded()
+        return sum(table[:, column.to(c.device)[c[:, None] - c[None, :] + n - 1]]
+                   for column, c, n in zip(self.columns, coords, self.grid))
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: RelativePositionBias | None) -> torch.Tensor:
