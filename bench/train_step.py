@@ -14,7 +14,8 @@ BERT masking), the same positions for this project and the reference, so both do
 Per run: a warm-up step whose forward and backward FLOPs are counted with ``torch.utils.flop_counter``
 (fused attention included: the CPU flash kernels are registered below), then ``--steps`` timed steps
 (``forward_s``, ``backward_s``, ``optimizer_s`` = AdamW, ``step_s``) and as many timed inference passes
-(``eval`` + ``no_grad``, ``inference_s``). In the same process the fp32 and bf16 matmul peaks are
+(``eval`` + ``no_grad``, ``inference_s``), each also as process CPU time (``*_cpu_s``, all threads:
+steadier than wall time when other jobs share the cores). In the same process the fp32 and bf16 matmul peaks are
 measured (best of square products of 2048 and 4096), and ``fraction_of_fp32_peak`` /
 ``fraction_of_bf16_peak`` relate the achieved FLOP rate to them. With ``--compile`` the model is
 ``torch.compile``d (``compile_model``), ``compile_s`` is the first step's time minus a timed step's,
@@ -216,9 +217,10 @@ def run_once(spec: dict) -> dict:
     optimizer = torch.optim.AdamW(model.module.parameters(), lr=1e-4, weight_decay=0.05)
     bf16 = spec["precision"] == "bf16"
 
-    def step(count: FlopCounterMode | None = None) -> tuple[float, float, float, int, int]:
+    def step(count: FlopCounterMode | None = None) -> tuple[float, float, float, int, int, float]:
         model.module.train()
         sync()
+        c0 = time.process_time()
         t0 = time.perf_counter()
         flops = []
         with count if count is not None else _null():
@@ -234,17 +236,18 @@ def run_once(spec: dict) -> dict:
         t2 = time.perf_counter()
         optimizer.step()
         sync()
-        return t1 - t0, t2 - t1, time.perf_counter() - t2, flops[0], flops[1]
+        return t1 - t0, t2 - t1, time.perf_counter() - t2, flops[0], flops[1], time.process_time() - c0
 
     @torch.no_grad()
-    def infer() -> float:
+    def infer() -> tuple[float, float]:
         model.module.eval()
         sync()
+        c = time.process_time()
         t = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             model.infer()
         sync()
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - c
 
     start = time.perf_counter()
     if spec["compile"]:
@@ -256,13 +259,13 @@ def run_once(spec: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = [step() for _ in range(spec["steps"])]
-    first_inference = infer()
+    first_inference = infer()[0]
     inference = [infer() for _ in range(spec["steps"])]
     fp32_peak = matmul_peak(torch.float32, device, sync)
     bf16_peak = matmul_peak(torch.bfloat16, device, sync)
     fwd, bwd, opt = (statistics.median(t[i] for t in times) for i in range(3))
     step_s = statistics.median(sum(t[:3]) for t in times)
-    inference_s = statistics.median(inference)
+    inference_s = statistics.median(t[0] for t in inference)
     rate = (flops_forward + flops_backward) / (fwd + bwd)
     inference_rate = flops_forward / inference_s
     result = {
@@ -272,6 +275,8 @@ def run_once(spec: dict) -> dict:
         "compiled": spec["compile"], "threads": torch.get_num_threads(), "timed_steps": spec["steps"],
         "forward_s": round(fwd, 4), "backward_s": round(bwd, 4), "optimizer_s": round(opt, 4),
         "step_s": round(step_s, 4), "inference_s": round(inference_s, 4),
+        "step_cpu_s": round(statistics.median(t[5] for t in times), 4),
+        "inference_cpu_s": round(statistics.median(t[1] for t in inference), 4),
         "flops_forward": flops_forward, "flops_backward": flops_backward,
         "achieved_gflops_step": round(rate / 1e9, 2), "achieved_gflops_inference": round(inference_rate / 1e9, 2),
         "matmul_peak_gflops": {"fp32": round(fp32_peak / 1e9, 1), "bf16": round(bf16_peak / 1e9, 1)},
@@ -309,7 +314,8 @@ def _summary(results: list[dict]) -> dict:
         if not runs["reference"] or not runs["ours"]:
             continue
         ratio = {}
-        for key in ("forward_s", "backward_s", "step_s", "inference_s", "peak_memory_mb"):
+        for key in ("forward_s", "backward_s", "step_s", "inference_s", "step_cpu_s", "inference_cpu_s",
+                    "peak_memory_mb"):
             ours = statistics.median(r[key] for r in runs["ours"])
             ref = statistics.median(r[key] for r in runs["reference"])
             ratio[key.removesuffix("_s")] = round(ours / ref, 3)

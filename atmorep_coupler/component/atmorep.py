@@ -72,7 +72,7 @@ from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
 from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError, DataError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
 from atmorep_coupler.model.masking import MaskedField
-from atmorep_coupler.model.multiformer import Multiformer, compile_model
+from atmorep_coupler.model.multiformer import Multiformer, compile_model, load_weights
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.training.config import run_config_from_yaml
 from atmorep_coupler.training.trainer import normalization_fingerprint
@@ -283,10 +283,7 @@ class AtmoRepComponent(Component):
 
     def _build_network(self, path: Path, state: dict) -> Multiformer:
         network = Multiformer(self.model_config)
-        try:
-            network.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: the weights do not fit the checkpoint's own model config: {exc}") from None
+        load_weights(network, state["model"], path)
         network = network.to(self.device).eval()
         return compile_model(network) if self.config.compile else network
 

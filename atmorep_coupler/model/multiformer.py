@@ -58,7 +58,7 @@ from atmorep_coupler.model.config import FieldConfig, ModelConfig
 from atmorep_coupler.model.masking import MaskedField
 from atmorep_coupler.model.tail import EnsembleOutput, EnsembleTail
 
-__all__ = ["Multiformer", "positional_encoding", "load_fields"]
+__all__ = ["Multiformer", "positional_encoding", "load_fields", "load_weights", "compile_model", "checkpointing_needed"]
 
 # --------------------------------------------------------------------------------------- embedding
 def positional_encoding(levels: int, T: int, Y: int, X: int, dim: int) -> torch.Tensor:
@@ -458,6 +458,22 @@ def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
 
 
 # ------------------------------------------------------------------------------ plug-and-play loading
+_OLD_SELF_HEAD = re.compile(r"^fields\.([^.]+)\.(encoder\.\d+\.heads\.\1|decoder\.\d+\.heads\.self)\.q\.weight$")
+
+
+def load_weights(model: Multiformer, state: Mapping[str, torch.Tensor], origin: str | Path) -> None:
+    """``model.load_state_dict(state)``; a mismatch is a :class:`CheckpointError` naming ``origin``, which
+    says so when the weights are of the layout before fused attention (self heads with separate ``q`` and
+    ``kv`` projections), which this version cannot load."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        hint = ("; it was written by an earlier version of the model (self heads with separate q/kv projections, "
+                "one bias per 4-D offset), which this version cannot load: retrain it"
+                if any(_OLD_SELF_HEAD.match(k) for k in state) else "")
+        raise CheckpointError(f"{origin}: the weights do not fit the checkpoint's own model config{hint}: {exc}") from None
+
+
 _COUPLING_HEAD = re.compile(r"^(fields\.[^.]+\.encoder\.\d+\.heads\.([^.]+))\.")
 
 

@@ -46,7 +46,7 @@ from atmorep_coupler.errors import CheckpointError, ConfigError
 from atmorep_coupler.model.losses import total_loss
 from atmorep_coupler.model.masking import Masker
 from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_latitudes
-from atmorep_coupler.model.multiformer import Multiformer, checkpointing_needed, compile_model, load_fields
+from atmorep_coupler.model.multiformer import Multiformer, checkpointing_needed, compile_model, load_fields, load_weights
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 
 __all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT"]
@@ -243,7 +243,7 @@ class Trainer:
                 f"checkpoint was trained with ({state['normalization']['source']}); use the same store "
                 "or statistics, or start a new run with init_from"
             )
-        self.raw_model.load_state_dict(state["model"])
+        load_weights(self.raw_model, state["model"], "checkpoint")
         self.optimizer.load_state_dict(state["optimizer"])
         self._load_scheduler(state["scheduler"])
         self.step = int(state["step"])

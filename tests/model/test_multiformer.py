@@ -18,7 +18,7 @@ from atmorep_coupler.model.config import ModelConfig
 from atmorep_coupler.model.losses import total_loss
 from atmorep_coupler.model.masking import Masker
 from atmorep_coupler.model.multiformer import (Multiformer, activation_bytes, checkpointing_needed, compile_model,
-                                                load_fields, positional_encoding)
+                                                load_fields, load_weights, positional_encoding)
 
 from .conftest import tiny_config_dict
 
@@ -324,3 +324,20 @@ def test_coupling_position_bias_on_same_grid_couplings_only():
     assert torch.all(bias[0].diagonal() == 0) and torch.all(bias[0][~torch.eye(S, dtype=torch.bool)] < 0)
     masked, meta = make_batch(model.config)
     assert set(model(masked, meta)) == {"temperature", "u_component_of_wind"}
+
+
+def test_weights_of_the_layout_before_fused_attention_are_refused_with_the_reason(tiny_config):
+    model = Multiformer(tiny_config)
+    state = model.state_dict()
+    old = {}
+    for key, value in state.items():  # the earlier layout: self heads projected q and kv separately
+        if key.endswith(".qkv.weight"):
+            q, kv = value.split([value.shape[0] // 3, 2 * value.shape[0] // 3])
+            old[key.replace(".qkv.", ".q.")], old[key.replace(".qkv.", ".kv.")] = q, kv
+        else:
+            old[key] = value
+    with pytest.raises(CheckpointError, match=r"old\.pt: the weights do not fit .*earlier version of the model.*retrain"):
+        load_weights(Multiformer(tiny_config), old, "old.pt")
+    other = Multiformer(from_dict(ModelConfig, tiny_config_dict(encoder_layers=3)))
+    with pytest.raises(CheckpointError, match=r"other\.pt: the weights do not fit the checkpoint's own model config: "):
+        load_weights(model, other.state_dict(), "other.pt")  # another mismatch: no such hint
