@@ -13,7 +13,7 @@ BERT masking), the same positions for this project and the reference, so both do
 
 Per run: a warm-up step whose forward and backward FLOPs are counted with ``torch.utils.flop_counter``
 (fused attention included: the CPU flash kernels are registered below), then ``--steps`` timed steps
-(``forward_s``, ``backward_s``, ``optimizer_s`` = AdamW, ``step_s``) and as many timed inference passes
+(``forward_s``, ``backward_s``, ``optimizer_s`` = AdamW as each side's trainer builds it, ``step_s``) and as many timed inference passes
 (``eval`` + ``no_grad``, ``inference_s``), each also as process CPU time (``*_cpu_s``, all threads:
 steadier than wall time when other jobs share the cores). In the same process the fp32 and bf16 matmul peaks are
 measured (best of square products of 2048 and 4096), and ``fraction_of_fp32_peak`` /
@@ -147,6 +147,13 @@ class Ours:
         self.meta = {k: v.to(device) for k, v in meta.items()}
         self.weights = {f.name: f.loss_weight for f in config.predicted_fields}
 
+    def optimizer(self):
+        """AdamW as this project's Trainer builds it (fused kernel on CPU and CUDA)."""
+        import torch
+
+        return torch.optim.AdamW(self.module.parameters(), lr=1e-4, weight_decay=0.05,
+                                 fused=self.device.type in ("cpu", "cuda"))
+
     def loss(self):
         from atmorep_coupler.model.losses import total_loss
 
@@ -182,6 +189,12 @@ class Reference:
         self.ref.tokens_masked_idx = [[i.to(device) for i in idx] for idx in self.ref.tokens_masked_idx]
         self._cpu = cpu_get_device
 
+    def optimizer(self):
+        """AdamW as the reference's trainer builds it (``core/trainer.py``)."""
+        import torch
+
+        return torch.optim.AdamW(self.module.parameters(), lr=1e-4, weight_decay=0.05)
+
     def loss(self):
         with self._cpu():
             preds, _ = self.module(self.batch)
@@ -214,8 +227,10 @@ def run_once(spec: dict) -> dict:
         model = Reference(run, spec["batch"], device, spec["checkpointing"], spec["reference"])
     else:
         model = Ours(run, spec["batch"], device, spec["checkpointing"], spec["compile"])
-    optimizer = torch.optim.AdamW(model.module.parameters(), lr=1e-4, weight_decay=0.05)
+    optimizer = model.optimizer()
     bf16 = spec["precision"] == "bf16"
+    if spec["precision"] == "bf32":  # fp32 tensors, matrix products with bf16 inputs (oneDNN on AMX; TF32 on GPUs)
+        torch.set_float32_matmul_precision("medium")
 
     def step(count: FlopCounterMode | None = None) -> tuple[float, float, float, int, int, float]:
         model.module.train()
@@ -271,7 +286,8 @@ def run_once(spec: dict) -> dict:
     result = {
         "impl": spec["impl"], "config": spec["config"], "batch_size": spec["batch"],
         "parameters": sum(p.numel() for p in model.module.parameters()),
-        "activation_checkpointing": model.checkpointing, "precision": "bf16 autocast" if bf16 else "fp32",
+        "activation_checkpointing": model.checkpointing,
+        "precision": {"bf16": "bf16 autocast", "bf32": "fp32, bf16 matmul inputs"}.get(spec["precision"], "fp32"),
         "compiled": spec["compile"], "threads": torch.get_num_threads(), "timed_steps": spec["steps"],
         "forward_s": round(fwd, 4), "backward_s": round(bwd, 4), "optimizer_s": round(opt, 4),
         "step_s": round(step_s, 4), "inference_s": round(inference_s, 4),
@@ -332,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--checkpointing", choices=["config", "on", "off", "auto"], default="config",
                         help="activation checkpointing: the config's setting (default), on, off, or the auto rule")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "bf32"], default="fp32",
+                        help="bf16: autocast; bf32: fp32 with reduced-precision matrix products "
+                             "(torch.set_float32_matmul_precision('medium'): bf16 on AMX CPUs, TF32 on GPUs)")
     parser.add_argument("--compile", action="store_true", help="torch.compile this project's model")
     parser.add_argument("--reference", help="checkout of clessig/atmorep: also run the original, side by side")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs per implementation")

@@ -142,7 +142,8 @@ class RelativePositionBias(nn.Module):
         slopes = 2.0 ** -torch.arange(heads, dtype=torch.float32)
         self.table = nn.Parameter(-slopes[:, None] * torch.cat(distance).float()[None, :])
         coords = _token_coordinates(self.grid)  # [4, S]
-        query = [column[c[:, None] - torch.arange(n)[None, :] + n - 1] for column, c, n in zip(self.columns, coords, self.grid)]
+        query = [column[c[:, None] - torch.arange(n)[None, :] + n - 1]
+                 for column, c, n in zip(self.columns, coords, self.grid)]
         key = [(c[:, None] == torch.arange(n)[None, :]).float() for c, n in zip(coords, self.grid)]
         self.register_buffer("query_index", torch.cat(query, dim=1), persistent=False)  # [S, Σ n_a]
         self.register_buffer("key_onehot", torch.cat(key, dim=1), persistent=False)  # [S, Σ n_a]
@@ -366,7 +367,8 @@ class Multiformer(nn.Module):
         return layer(x, other)
 
     @torch.no_grad()
-    def attention_maps(self, masked: Mapping[str, MaskedField], meta: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def attention_maps(self, masked: Mapping[str, MaskedField],
+                       meta: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Attention weights ``[B, heads, S_query, S_key]`` of every head group, keyed by its module
         name, e.g. ``fields.temperature.encoder.0.heads.u_component_of_wind`` (a coupling),
         ``fields.temperature.encoder.0.heads.temperature`` (self heads) or
@@ -471,7 +473,8 @@ def load_weights(model: Multiformer, state: Mapping[str, torch.Tensor], origin: 
         hint = ("; it was written by an earlier version of the model (self heads with separate q/kv projections, "
                 "one bias per 4-D offset), which this version cannot load: retrain it"
                 if any(_OLD_SELF_HEAD.match(k) for k in state) else "")
-        raise CheckpointError(f"{origin}: the weights do not fit the checkpoint's own model config{hint}: {exc}") from None
+        raise CheckpointError(
+            f"{origin}: the weights do not fit the checkpoint's own model config{hint}: {exc}") from None
 
 
 _COUPLING_HEAD = re.compile(r"^(fields\.[^.]+\.encoder\.\d+\.heads\.([^.]+))\.")
