@@ -189,6 +189,11 @@ class ModelConfig:
     relative_position_bias: bool = True
     """Learned per-head relative position biases within a field: a sum of per-axis offset tables (level, time, row,
     column) with a locality prior, computed on the fused attention kernels."""
+    position_bias_groups: tuple[int, ...] = (1, 1, 1, 1)
+    """How the token axes (level, time, row, column), in this order, group into jointly learned offset tables of the
+    relative position bias: ``[1, 1, 1, 1]`` every axis alone, ``[1, 3]`` level alone and time-row-column offsets
+    jointly (advection-like offsets), ``[4]`` one value per 4-D offset. A group adds the product of its axes' token
+    counts to every head's size in attention, so coarse groupings cost attention time."""
     coupling_position_bias: bool = False
     """The same biases on coupling heads between fields on the same token grid (e.g. a field and its
     coarse-model conditioning): a locality prior that lets a field read the coupled field's token at the same
@@ -278,6 +283,11 @@ class ModelConfig:
             raise ConfigError(f"ensemble_size: {self.ensemble_size} must be >= 2 (spread needs two members)")
         if self.mlp_ratio <= 0 or not 0 <= self.dropout < 1 or self.tail_hidden_layers < 0:
             raise ConfigError("mlp_ratio must be > 0, dropout in [0, 1), tail_hidden_layers >= 0")
+        if sum(self.position_bias_groups) != 4 or min(self.position_bias_groups, default=0) < 1:
+            raise ConfigError(
+                f"position_bias_groups: {list(self.position_bias_groups)} must be group sizes >= 1 adding up to the 4 "
+                "token axes (level, time, row, column), e.g. [1, 1, 1, 1] or [1, 3]"
+            )
         if not self.coarsen_factors or min(self.coarsen_factors) < 2:
             raise ConfigError(f"coarsen_factors: {list(self.coarsen_factors)} must be integers >= 2")
         if not self.strategies:

@@ -40,6 +40,7 @@ and the new heads learn from there (plug-and-play, section 7 of the reference no
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -105,63 +106,79 @@ def _token_coordinates(grid: tuple[int, ...]) -> torch.Tensor:
 
 
 class RelativePositionBias(nn.Module):
-    """Learned logit bias ``b_h(i, j) = Σ_a t_h,a[c_a(i) - c_a(j)]`` of each head over a token grid.
+    """Learned logit bias of each head over a token grid: a sum over groups of the grid's axes of one learned
+    value per head and per offset within the group, ``b_h(i, j) = Σ_g t_h,g[c_g(i) - c_g(j)]``.
 
-    One learned value per head and per non-zero offset along each axis ``a`` of the grid (level, time,
-    row, column); ``c_a(i)`` is token ``i``'s index along that axis, and the zero offset is pinned at 0
-    (a constant added to a whole axis table shifts every score of a query alike, which softmax ignores,
-    so it could not learn). Relative position biases: Shaw et al. 2018, T5 (Raffel et al. 2020), Swin
-    (Liu et al. 2021). Initialised with an ALiBi-style locality prior (Press et al. 2022),
-    ``b_h = -m_h |Δ|_1`` with slopes ``m_h = 2^-h`` (head 0 local, later heads nearly global); the L1
-    distance is itself a sum over axes, so the prior is exact. Atmospheric fields decorrelate with
-    distance in space and time, so attending to neighbours first is the right prior: without it a
-    masked-forecast model stayed at climatology for hundreds of steps.
+    ``grouped`` is the token grid (level, time, row, column) split into consecutive groups of axes
+    whose offsets are learned jointly, e.g. ``((5,), (12,), (3,), (6,))`` (every axis on its own) or
+    ``((5,), (12, 3, 6))`` (time, row and column together: advection-like offsets). ``c_g(i)`` are
+    token ``i``'s indices along the group's axes. The zero offset of every group is pinned at 0: a
+    constant added to a group's whole table shifts every score of a query alike, which softmax
+    ignores, so it could not learn. Relative position biases: Shaw et al. 2018, T5 (Raffel et al.
+    2020), Swin (Liu et al. 2021). Initialised with an ALiBi-style locality prior (Press et al. 2022),
+    ``b_h = -m_h |Δ|_1`` with slopes ``m_h = 2^-h`` (head 0 local, later heads nearly global), exact
+    for any grouping. Atmospheric fields decorrelate with distance in space and time, so attending to
+    neighbours first is the right prior: without it a masked-forecast model stayed at climatology for
+    hundreds of steps.
 
-    Why a sum over axes, not one value per 4-D offset: the sum factorises exactly into
-    ``Σ_a n_a`` extra query and key channels (:meth:`factors`), ``b_h(i, j) = <u_h(i), e(j)>`` with
-    ``u_h(i)[a, k] = t_h,a[c_a(i) - k]`` and the one-hot ``e(j)[a, k] = [c_a(j) = k]``, so attention
+    Why groups, not one value per 4-D offset: the sum factorises exactly into ``Σ_g Π_{a in g} n_a``
+    extra query and key channels (:meth:`factors`), ``b_h(i, j) = <u_h(i), e(j)>`` with
+    ``u_h(i)[g, k] = t_h,g[c_g(i) - k]`` and the one-hot ``e(j)[g, k] = [c_g(j) = k]``, so attention
     with the bias is plain attention with longer heads and runs on the fused kernels of
     ``scaled_dot_product_attention`` in training and inference, gradient of the bias included. An
     ``[H, S, S]`` bias that needs a gradient forces the unfused kernel (scores materialised, about 3x
-    the time of the fused one at S = 1080).
+    the time of the fused one at S = 1080); one group of all four axes would need S extra channels.
     """
 
-    def __init__(self, grid: tuple[int, int, int, int], heads: int):
+    def __init__(self, grouped: tuple[tuple[int, ...], ...], heads: int):
         super().__init__()
-        self.grid = tuple(grid)
+        self.grouped = tuple(tuple(g) for g in grouped)
         self.heads = heads
-        # column of offset δ of each axis in [0 | table]: 0 for δ = 0, the learned entries after it
-        self.columns, distance, start = [], [], 1
-        for n in self.grid:
-            offsets = torch.arange(-(n - 1), n)
-            column = torch.zeros(2 * n - 1, dtype=torch.long)
-            column[offsets != 0] = torch.arange(start, start + 2 * n - 2)
+        coords = _token_coordinates(tuple(n for g in self.grouped for n in g))  # [4, S]
+        self.columns, distances, query, key, start, first = [], [], [], [], 1, 0
+        for sizes in self.grouped:
+            offsets = _token_coordinates(tuple(2 * n - 1 for n in sizes)) - torch.tensor(sizes)[:, None] + 1
+            learned = offsets.abs().sum(0) > 0  # every offset but the zero one, in row-major order
+            column = torch.zeros(learned.numel(), dtype=torch.long)  # offset -> column of [0 | table]
+            column[learned] = torch.arange(start, start + int(learned.sum()))
+            start += int(learned.sum())
             self.columns.append(column)
-            distance.append(offsets[offsets != 0].abs())
-            start += 2 * n - 2
+            distances.append(offsets[:, learned].abs().sum(0))
+            mine = coords[first:first + len(sizes)]  # [m, S]
+            first += len(sizes)
+            places = _token_coordinates(sizes)  # [m, K]: every joint position of a key in the group
+            query.append(column[_offset_index(mine[:, :, None] - places[:, None, :], sizes)])  # [S, K]
+            key.append((mine[:, :, None] == places[:, None, :]).all(0).float())  # [S, K] one-hot
         slopes = 2.0 ** -torch.arange(heads, dtype=torch.float32)
-        self.table = nn.Parameter(-slopes[:, None] * torch.cat(distance).float()[None, :])
-        coords = _token_coordinates(self.grid)  # [4, S]
-        query = [column[c[:, None] - torch.arange(n)[None, :] + n - 1]
-                 for column, c, n in zip(self.columns, coords, self.grid)]
-        key = [(c[:, None] == torch.arange(n)[None, :]).float() for c, n in zip(coords, self.grid)]
-        self.register_buffer("query_index", torch.cat(query, dim=1), persistent=False)  # [S, Σ n_a]
-        self.register_buffer("key_onehot", torch.cat(key, dim=1), persistent=False)  # [S, Σ n_a]
+        self.table = nn.Parameter(-slopes[:, None] * torch.cat(distances).float()[None, :])
+        self.register_buffer("query_index", torch.cat(query, dim=1), persistent=False)  # [S, Σ_g K_g]
+        self.register_buffer("key_onehot", torch.cat(key, dim=1), persistent=False)  # [S, Σ_g K_g]
 
     def _padded(self) -> torch.Tensor:
         return torch.cat([self.table.new_zeros(self.heads, 1), self.table], dim=1)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Extra query channels ``u [heads, S, Σ n_a]`` and key channels ``e [S, Σ n_a]``, ``u eᵀ = bias``."""
+        """Extra query channels ``u [heads, S, Σ_g K_g]`` and key channels ``e [S, Σ_g K_g]``, ``u eᵀ = bias``."""
         S, D = self.query_index.shape
         return self._padded().index_select(1, self.query_index.flatten()).view(self.heads, S, D), self.key_onehot
 
     def matrix(self) -> torch.Tensor:
-        """The bias ``[heads, S, S]`` itself, summed over axes from the offset definition (unfused path)."""
-        coords = _token_coordinates(self.grid).to(self.table.device)
-        table = self._padded()
-        return sum(table[:, column.to(c.device)[c[:, None] - c[None, :] + n - 1]]
-                   for column, c, n in zip(self.columns, coords, self.grid))
+        """The bias ``[heads, S, S]`` itself, summed over groups from the offset definition (unfused path)."""
+        coords = _token_coordinates(tuple(n for g in self.grouped for n in g)).to(self.table.device)
+        table, total, first = self._padded(), 0, 0
+        for sizes, column in zip(self.grouped, self.columns):
+            mine = coords[first:first + len(sizes)]
+            first += len(sizes)
+            total = total + table[:, column.to(mine.device)[_offset_index(mine[:, :, None] - mine[:, None, :], sizes)]]
+        return total
+
+
+def _offset_index(delta: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """Row-major index of offsets ``delta [m, ...]`` (each ``|Δ_a| < n_a``) among the ``Π (2 n_a - 1)`` offsets."""
+    index = torch.zeros_like(delta[0])
+    for d, n in zip(delta, sizes):
+        index = index * (2 * n - 1) + d + n - 1
+    return index
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: RelativePositionBias | None) -> torch.Tensor:
@@ -203,7 +220,7 @@ class AttentionHeads(nn.Module):
     """
 
     def __init__(self, dim: int, source_dim: int | None, heads: int, head_dim: int, qk_norm: bool,
-                 grid: tuple[int, int, int, int] | None = None):
+                 grid: tuple[tuple[int, ...], ...] | None = None):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
         if source_dim is None:
@@ -236,12 +253,19 @@ class AttentionHeads(nn.Module):
         return attention_weights(q, k, self.bias)
 
 
-def _grid(field: FieldConfig, config: ModelConfig) -> tuple[int, int, int, int] | None:
-    """The field's token grid (levels, T, Y, X) for relative position biases, if configured."""
-    return (field.num_levels, *field.num_tokens) if config.relative_position_bias else None
+def _grid(field: FieldConfig, config: ModelConfig) -> tuple[tuple[int, ...], ...] | None:
+    """The field's token grid (levels, T, Y, X) in ``position_bias_groups``, if it gets position biases."""
+    if not config.relative_position_bias:
+        return None
+    grid, first = (field.num_levels, *field.num_tokens), 0
+    groups = []
+    for count in config.position_bias_groups:
+        groups.append(grid[first:first + count])
+        first += count
+    return tuple(groups)
 
 
-def _coupling_grid(field: FieldConfig, source: FieldConfig, config: ModelConfig) -> tuple[int, ...] | None:
+def _coupling_grid(field: FieldConfig, source: FieldConfig, config: ModelConfig) -> tuple[tuple[int, ...], ...] | None:
     """The shared token grid of a coupling head's queries and keys, if it gets a position bias."""
     grid = _grid(field, config)
     return grid if config.coupling_position_bias and grid == _grid(source, config) else None
@@ -402,7 +426,7 @@ def activation_bytes(config: ModelConfig, batch_size: int, element_size: int = 4
     """
     def heads_width(field: FieldConfig, heads: int, grid) -> int:
         d = field.embed_dim // config.heads
-        extra = sum(grid) if grid is not None else 0
+        extra = sum(math.prod(g) for g in grid) if grid is not None else 0
         return 4 * heads * (d + extra + (-(d + extra) % 8)) + field.embed_dim
 
     total = 0

@@ -4,6 +4,8 @@ included); the bias against its definition; the fused kernel really runs; attent
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -16,20 +18,22 @@ from .test_multiformer import make_batch
 
 GRID = (2, 3, 2, 4)  # levels, T, Y, X: non-square, every axis > 1
 S = int(np.prod(GRID))
+SEPARATE = ((2,), (3,), (2,), (4,))  # every axis its own offset table: 11 extra channels
+JOINT = ((2,), (3, 2, 4))  # level alone, time-row-column offsets jointly: 2 + 24 extra channels
 
 
-def random_bias(heads: int, dtype=torch.float64) -> RelativePositionBias:
-    bias = RelativePositionBias(GRID, heads).to(dtype)
+def random_bias(heads: int, dtype=torch.float64, grouped=SEPARATE) -> RelativePositionBias:
+    bias = RelativePositionBias(grouped, heads).to(dtype)
     with torch.no_grad():
         bias.table.normal_()  # arbitrary learned values, not the (symmetric) prior
     return bias
 
 
-@pytest.mark.parametrize("head_dim", [8, 6])  # 8 + 11 extra channels pads to 24; 6 + 11 to 24 as well
-def test_fused_attention_equals_explicit_softmax_with_gradients(head_dim):
+@pytest.mark.parametrize("head_dim,grouped", [(8, SEPARATE), (6, SEPARATE), (8, JOINT)])  # padded to 24, 24, 40
+def test_fused_attention_equals_explicit_softmax_with_gradients(head_dim, grouped):
     torch.manual_seed(0)
     heads, B = 3, 2
-    bias = random_bias(heads)
+    bias = random_bias(heads, grouped=grouped)
     q, k, v = (torch.randn(B, heads, S, head_dim, dtype=torch.float64, requires_grad=True) for _ in range(3))
     fused = attend(q, k, v, bias)
     explicit = attention_weights(q, k, bias) @ v
@@ -74,27 +78,35 @@ def test_biased_attention_runs_the_fused_kernel_in_training_and_inference():
     assert fused not in unfused
 
 
-def test_relative_position_bias_is_a_sum_over_axes_of_offset_tables():
+@pytest.mark.parametrize("grouped", [SEPARATE, JOINT, ((2, 3, 2, 4),)])
+def test_relative_position_bias_is_a_sum_over_groups_of_offset_tables(grouped):
     heads = 3
-    bias = random_bias(heads, torch.float32)
+    bias = random_bias(heads, torch.float32, grouped)
     matrix = bias.matrix()
     assert matrix.shape == (heads, S, S)
     coords = np.array(np.unravel_index(np.arange(S), GRID)).T  # row-major token order of the model
     table = bias.table.detach().numpy()
-    learned = [[o for o in range(-(n - 1), n) if o != 0] for n in GRID]  # the zero offset is pinned at 0
+    axes = np.cumsum([0] + [len(g) for g in grouped])
+    # per group: its non-zero offsets in row-major order (the zero offset is pinned at 0)
+    learned = [[o for o in itertools.product(*(range(-(n - 1), n) for n in g)) if any(o)] for g in grouped]
     assert table.shape == (heads, sum(len(o) for o in learned))
     starts = np.cumsum([0] + [len(o) for o in learned])
     for q in range(0, S, 5):
         for k in range(0, S, 3):
             offset = coords[q] - coords[k]
-            expected = sum(table[:, starts[a] + learned[a].index(offset[a])] for a in range(4) if offset[a])
-            np.testing.assert_allclose(matrix[:, q, k].detach().numpy(), expected + np.zeros(heads), rtol=1e-6, atol=1e-6)
+            expected = np.zeros(heads)
+            for g, (lo, hi) in enumerate(zip(axes[:-1], axes[1:])):
+                if offset[lo:hi].any():
+                    expected += table[:, starts[g] + learned[g].index(tuple(offset[lo:hi]))]
+            np.testing.assert_allclose(matrix[:, q, k].detach().numpy(), expected, rtol=1e-6, atol=1e-6)
     u, e = bias.factors()
     torch.testing.assert_close(u @ e.T, matrix)  # the factorisation the fused path uses
+    assert e.shape == (S, sum(int(np.prod(g)) for g in grouped))
 
 
-def test_locality_prior_is_the_l1_distance_times_the_head_slope():
-    prior = RelativePositionBias(GRID, heads=3).matrix()
+@pytest.mark.parametrize("grouped", [SEPARATE, JOINT])
+def test_locality_prior_is_the_l1_distance_times_the_head_slope(grouped):
+    prior = RelativePositionBias(grouped, heads=3).matrix()
     coords = np.array(np.unravel_index(np.arange(S), GRID)).T
     for q, k in [(0, 0), (0, 1), (5, 17), (47, 0), (30, 31)]:
         distance = np.abs(coords[q] - coords[k]).sum()

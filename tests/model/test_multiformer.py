@@ -187,7 +187,9 @@ def test_checkpointing_rule_follows_memory(monkeypatch):
 
 def test_activation_estimate_matches_the_saved_tensors(tiny_config):
     """The estimate behind the rule, against the bytes autograd really keeps (saved-tensor hooks)."""
-    for config in (tiny_config, from_dict(ModelConfig, tiny_config_dict(relative_position_bias=False))):
+    grouped = tiny_config_dict(position_bias_groups=[1, 3], coupling_position_bias=True)  # 2 + 24 extra channels
+    for config in (tiny_config, from_dict(ModelConfig, tiny_config_dict(relative_position_bias=False)),
+                   from_dict(ModelConfig, grouped)):
         model = Multiformer(config).train()
         masked, meta = make_batch(config, batch=4)
         params = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
@@ -244,6 +246,8 @@ def test_config_errors_name_the_key():
         from_dict(ModelConfig, tiny_config_dict(strategies=[{"kind": "forecast", "forecast_slices": 3}]))
     with pytest.raises(ConfigError, match="decoder_layers: 3 > encoder_layers 2"):
         from_dict(ModelConfig, tiny_config_dict(decoder_layers=3))
+    with pytest.raises(ConfigError, match=r"position_bias_groups: \[1, 2\] must be group sizes"):
+        from_dict(ModelConfig, tiny_config_dict(position_bias_groups=[1, 2]))
 
 
 # ------------------------------------------------------------------------------ plug and play
