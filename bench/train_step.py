@@ -3,7 +3,7 @@ side by side with the original AtmoRep code when a checkout is given.
 
     python bench/train_step.py                                       # tiny:1, tiny:8, reference_u_2024:1 on CPU
     python bench/train_step.py --cases reference_u_2024:1 --threads 2 --repeats 2 \\
-        --reference /path/to/clessig/atmorep --checkpointing off       # side by side, alternating
+        --reference /path/to/clessig/atmorep --variants config off off+compile   # side by side, alternating
     python bench/train_step.py --cases reference_u_2024:8 --device cuda --precision bf16 --compile --peak-tflops 989
 
 Every run is a fresh subprocess, so its peak memory is its own (``ru_maxrss`` on CPU,
@@ -21,9 +21,16 @@ measured (best of square products of 2048 and 4096), and ``fraction_of_fp32_peak
 ``torch.compile``d (``compile_model``), ``compile_s`` is the first step's time minus a timed step's,
 and the same for inference.
 
+``--variants`` runs several set-ups of this project's model in the same alternation, each
+``CHECKPOINTING[+compile]`` (``config``, ``on``, ``off`` or ``auto``), e.g. ``config off off+compile``:
+the reference's own configuration, checkpointing off (the ``auto`` rule's choice on CPU) and the same
+compiled; ``summary`` then also gives each compiled variant over its eager twin (the compile speed-up).
+
 ``--reference PATH`` adds the original AtmoRep (``bench/reference_atmorep.py``) for single-field
-cases, alternating runs (``--repeats``) at the same thread count, and ``summary`` gives the median
-ratios this project / reference. Without a checkout the side-by-side part is skipped with a message.
+cases, with ``--checkpointing`` (default: the config's setting), alternating runs (``--repeats``) at the
+same thread count, and ``summary`` gives the median ratios this project / reference for every variant.
+The reference is not part of this repository; without a checkout the side-by-side part is skipped and
+``notes`` says so.
 The machine's load average is printed with the numbers: on a shared machine they are noisy, and the
 ratios of alternating runs are the numbers to quote.
 """
@@ -321,22 +328,41 @@ class _null:
 
 
 # ------------------------------------------------------------------------------------------ driver
+def _label(result: dict) -> str:
+    """``reference`` or this project's variant, e.g. ``ours[on]``, ``ours[off+compile]``."""
+    if result["impl"] == "reference":
+        return "reference"
+    return f"ours[{'on' if result['activation_checkpointing'] else 'off'}{'+compile' if result['compiled'] else ''}]"
+
+
+def _ratios(top: list[dict], bottom: list[dict]) -> dict:
+    ratio = {}
+    for key in ("forward_s", "backward_s", "step_s", "inference_s", "step_cpu_s", "inference_cpu_s", "peak_memory_mb"):
+        ratio[key.removesuffix("_s")] = round(statistics.median(r[key] for r in top)
+                                              / statistics.median(r[key] for r in bottom), 3)
+    return ratio
+
+
 def _summary(results: list[dict]) -> dict:
-    """Median ratios this project / reference over the alternating runs of each case."""
+    """Median ratios of every variant of this project over the reference, and of compiled over eager."""
     summary = {}
-    for case in {(r["config"], r["batch_size"]) for r in results if "impl" in r}:
-        runs = {impl: [r for r in results if (r.get("config"), r.get("batch_size")) == case and r.get("impl") == impl]
-                for impl in ("ours", "reference")}
-        if not runs["reference"] or not runs["ours"]:
-            continue
-        ratio = {}
-        for key in ("forward_s", "backward_s", "step_s", "inference_s", "step_cpu_s", "inference_cpu_s",
-                    "peak_memory_mb"):
-            ours = statistics.median(r[key] for r in runs["ours"])
-            ref = statistics.median(r[key] for r in runs["reference"])
-            ratio[key.removesuffix("_s")] = round(ours / ref, 3)
-        summary[f"{case[0]}:{case[1]}"] = {"ours_over_reference": ratio,
-                                           "repeats": min(len(runs["ours"]), len(runs["reference"]))}
+    done = [r for r in results if "error" not in r]
+    for case in sorted({(r["config"], r["batch_size"]) for r in done}):
+        runs: dict[str, list[dict]] = {}
+        for r in done:
+            if (r["config"], r["batch_size"]) == case:
+                runs.setdefault(_label(r), []).append(r)
+        entry = {}
+        for label, mine in sorted(runs.items()):
+            if label == "reference":
+                continue
+            if "reference" in runs:
+                entry[f"{label}/reference"] = _ratios(mine, runs["reference"])
+            eager = label.replace("+compile", "")
+            if eager != label and eager in runs:
+                entry[f"{label}/{eager}"] = _ratios(mine, runs[eager])
+        if entry:
+            summary[f"{case[0]}:{case[1]}"] = entry | {"runs": {k: len(v) for k, v in runs.items()}}
     return summary
 
 
@@ -352,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bf16: autocast; bf32: fp32 with reduced-precision matrix products "
                              "(torch.set_float32_matmul_precision('medium'): bf16 on AMX CPUs, TF32 on GPUs)")
     parser.add_argument("--compile", action="store_true", help="torch.compile this project's model")
+    parser.add_argument("--variants", nargs="+", metavar="CHECKPOINTING[+compile]",
+                        help="set-ups of this project's model run in the same alternation, e.g. config off off+compile "
+                             "(default: --checkpointing, compiled with --compile)")
     parser.add_argument("--reference", help="checkout of clessig/atmorep: also run the original, side by side")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs per implementation")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak for the MFU (H100: 989)")
@@ -386,21 +415,34 @@ def main() -> None:
             impls.append("reference")
         elif reference:
             notes.append(f"{case}: the reference harness runs single-field configurations only")
-        checkpointing = args.checkpointing
-        if checkpointing == "config":
+
+        def resolved(checkpointing: str) -> str:
+            if checkpointing != "config":
+                return checkpointing
             setting = config.activation_checkpointing
-            checkpointing = setting if setting == "auto" else ("on" if setting else "off")
+            return setting if setting == "auto" else ("on" if setting else "off")
+
+        runs = []
+        for variant in args.variants or [args.checkpointing + ("+compile" if args.compile else "")]:
+            checkpointing, _, extra = variant.partition("+")
+            if checkpointing not in ("config", "on", "off", "auto") or extra not in ("", "compile"):
+                raise SystemExit(f"--variants {variant}: expected CHECKPOINTING[+compile], CHECKPOINTING one of "
+                                 "config, on, off, auto")
+            runs.append(("ours", resolved(checkpointing), extra == "compile"))
+        if "reference" in impls:
+            runs.insert(1, ("reference", resolved(args.checkpointing), False))
         for repeat in range(args.repeats):
-            for impl in impls if repeat % 2 == 0 else impls[::-1]:
+            for impl, checkpointing, compiled in runs if repeat % 2 == 0 else runs[::-1]:
                 spec = {"impl": impl, "config": name, "batch": int(batch), "device": args.device,
                         "threads": args.threads, "checkpointing": checkpointing, "precision": args.precision,
-                        "compile": args.compile and impl == "ours", "reference": reference,
+                        "compile": compiled, "reference": reference,
                         "steps": args.steps or (2 if name.startswith("reference") else 10),
                         "peak_tflops": args.peak_tflops}
                 done = subprocess.run([sys.executable, __file__, "--run", json.dumps(spec)], capture_output=True,
                                       text=True, cwd=ROOT)
                 if done.returncode:
-                    results.append({"case": case, "impl": impl, "error": done.stderr[-3000:]})
+                    results.append({"case": case, "impl": impl, "checkpointing": checkpointing, "compiled": compiled,
+                                    "error": done.stderr[-3000:]})
                 else:
                     results.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
