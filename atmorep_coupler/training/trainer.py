@@ -18,6 +18,10 @@ contains only tensors, numbers, strings, lists and dicts, so ``torch.load(path, 
 it; ``checkpoint.py`` adds its format version and a checksum, verified on load. On CPU a resumed run
 continues bit for bit.
 
+Activation checkpointing ``auto`` is decided here, where device and batch size are known
+(:func:`~atmorep_coupler.model.multiformer.checkpointing_needed`); ``compile`` compiles the (wrapped) model
+once, for training and validation alike.
+
 Mixed precision: bf16 autocast on CUDA when ``amp`` (bf16 has fp32's range, so no loss scaling and no
 GradScaler state is needed); the ensemble tail and the losses run in fp32. No effect on CPU.
 """
@@ -45,7 +49,7 @@ from atmorep_coupler.errors import CheckpointError, ConfigError
 from atmorep_coupler.model.losses import total_loss
 from atmorep_coupler.model.masking import Masker
 from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_rows
-from atmorep_coupler.model.multiformer import Multiformer, load_fields
+from atmorep_coupler.model.multiformer import Multiformer, checkpointing_needed, compile_model, load_fields, load_weights
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 
 __all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT", "load_trainer_state"]
@@ -118,8 +122,12 @@ class Trainer:
         for name in frozen:
             params[name].requires_grad_(False)
         self.frozen = [n for n, p in params.items() if not p.requires_grad]
+        self.raw_model.activation_checkpointing = checkpointing_needed(self.raw_model, run_config.data.batch_size,
+                                                                       self.device)
         self.raw_model.to(self.device)
         self.model = wrap_model(self.raw_model) if wrap_model else self.raw_model
+        if run_config.compile:
+            self.model = compile_model(self.model)
         self.optimizer = self._build_optimizer()
         total = run_config.steps
         sched = run_config.schedule
@@ -149,7 +157,8 @@ class Trainer:
             {"params": [p for _, p in trainable if p.ndim >= 2], "weight_decay": opt.weight_decay},
             {"params": [p for _, p in trainable if p.ndim < 2], "weight_decay": 0.0},
         ]
-        return torch.optim.AdamW(groups, lr=opt.lr, betas=opt.betas)
+        # the fused kernel: one pass over each tensor instead of a dozen (2-3x faster steps on CPU)
+        return torch.optim.AdamW(groups, lr=opt.lr, betas=opt.betas, fused=self.device.type in ("cpu", "cuda"))
 
     def _sampler(self, stream: int, period, rank: int) -> NeighbourhoodSampler:
         data = self.config.data
@@ -252,7 +261,7 @@ class Trainer:
                 f"checkpoint was trained with ({state['normalization']['source']}); use the same store "
                 "or statistics, or start a new run with init_from"
             )
-        self.raw_model.load_state_dict(state["model"])
+        load_weights(self.raw_model, state["model"], "checkpoint")
         self.optimizer.load_state_dict(state["optimizer"])
         self._load_scheduler(state["scheduler"])
         self.step = int(state["step"])
