@@ -127,7 +127,7 @@ def verify(settings: VerifySettings, *, progress: bool = True) -> Scorecard:
     if settings.members is not None:
         assignments.append(f"components.{mf}.ensemble={{members: {settings.members}}}")
     config, base = load_config(settings.coupling, [*assignments, *settings.overrides])
-    _, mf_settings, mf_dir = component_config(mf, config, base)
+    _, mf_settings, mf_dir, _ = component_config(mf, config, base)
     step_hours = config.components[mf].timestep.total_seconds() / 3600.0
     steps = int(round(settings.hours / step_hours))
     if steps < 1 or abs(steps * step_hours - settings.hours) > 1e-6:

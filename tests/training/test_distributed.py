@@ -42,8 +42,10 @@ def _trainer(config, rank: int, strategy: str, frozen=None) -> Trainer:
 
 def _rank_main(rank: int, port: int, config_yaml: str, out: str) -> None:
     """One rank: DDP run, FSDP run with a gathered checkpoint at SPLIT, FSDP restored from it."""
+    from atmorep_coupler.checkpoint import save_state
     from atmorep_coupler.training.distributed import (
         _rng_state, all_reduce_sum, full_state_dict, restore_state)
+    from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -61,7 +63,7 @@ def _rank_main(rank: int, port: int, config_yaml: str, out: str) -> None:
     report["fsdp"] = [fsdp.train_step()["loss"] for _ in range(SPLIT)]
     state, rng = full_state_dict(fsdp, "fsdp"), _rng_state(fsdp.device)
     if rank == 0:
-        torch.save(state, out / "fsdp_split.pt")
+        save_state(state, out / "fsdp_split.pt", format=CHECKPOINT_FORMAT)  # as the Ray path writes it
     report["fsdp"] += [fsdp.train_step()["loss"] for _ in range(STEPS - SPLIT)]
     final = full_state_dict(fsdp, "fsdp")
     if rank == 0:

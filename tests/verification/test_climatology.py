@@ -13,11 +13,12 @@ from atmorep_coupler.verification import Climatology
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """120 days from 1 Dec 1999, 6-hourly, 4 x 8 grid, one level; values = index + hour + noise."""
+    """120 days from 1 Dec 1999, 6-hourly, 4 x 8 grid, one level; values = 250 K + index/100 + hour + noise
+    (plausible temperatures: the store checks values against their units)."""
     times = np.datetime64("1999-12-01", "ns") + np.arange(480) * np.timedelta64(6, "h")
     rng = np.random.default_rng(0)
     hours = (times - times.astype("datetime64[D]")) / np.timedelta64(1, "h")
-    t = np.arange(times.size)[:, None, None, None] * 0.01 + hours[:, None, None, None] + rng.normal(size=(480, 1, 4, 8))
+    t = 250.0 + np.arange(times.size)[:, None, None, None] * 0.01 + hours[:, None, None, None] + rng.normal(size=(480, 1, 4, 8))
     ds = xr.Dataset({"temperature": (("time", "level", "latitude", "longitude"), t.astype("f4"), {"units": "K"})},
                     coords={"time": times, "level": ("level", [500.0], {"units": "hPa"}),
                             "latitude": ("latitude", [67.5, 22.5, -22.5, -67.5], {"units": "degrees_north"}),
