@@ -19,7 +19,8 @@ cannot be shortened).
 step (couple with period = time step and lag 0, so the source has run to the target time first):
 
 - role ``conditioning``: ``coarse_<field>``, the coarse classical model's state, regridded by the
-  coupler to this grid (conservatively, as in training: :mod:`atmorep_coupler.data.conditioning`);
+  coupler to this grid (conservatively, as in training: the store's ``coarse_*`` run of
+  :mod:`atmorep_coupler.data.coarse_run`, or the truth coarsened by :mod:`atmorep_coupler.data.conditioning`);
 - role ``forcing``: the slow climate variables (``sea_surface_temperature``,
   ``toa_incident_solar_radiation``, the global ``co2_equivalent`` on the scalar grid).
 
@@ -335,7 +336,8 @@ class AtmoRepComponent(Component):
         for spec in self.inputs:
             attrs = dict(store.dataset[spec.variable].attrs)
             units = self.norm.units(spec.variable)
-            coarse = (spec.config.transform or "").partition(":")[0] == "coarse"
+            # the coarse model's state: the store's coarse_* run, or the truth coarsened (transform coarse:T<N>)
+            coarse = spec.variable.startswith("coarse_") or (spec.config.transform or "").partition(":")[0] == "coarse"
             long_name = attrs.get("long_name", spec.variable)
             items.append(ExchangeItem(
                 spec.name, attrs.get("standard_name", spec.variable), units,
