@@ -8,11 +8,15 @@ so the quickstart can never drift from the documented commands:
 3. ``python -m atmorep_coupler.training.evaluate --slices 1 2 3`` — forecast skill by lead time against
    persistence and climatology, and the ensemble's spread, skill and CRPS;
 4. ``python -m atmorep_coupler.run coupling_configs/default.yaml`` and ``counterfactual.yaml`` — the
-   coupled climate runs (multiformer + coarse dinosaur model + forcings, 30 simulated days; the
-   counterfactual under +4 K), then ``python -m atmorep_coupler.analysis.counterfactual`` — the
-   warming response against the dinosaur truth model forced the same way;
+   coupled climate runs (multiformer two-way coupled to the coarse dinosaur model, + forcings, 30
+   simulated days of the held-out year; the counterfactual under +4 K) and ``coarse_alone.yaml`` (the
+   coarse model alone from the same initial state); then ``python -m atmorep_coupler.analysis.climate``
+   — the run's climate against the truth's and the coarse model alone's — and
+   ``python -m atmorep_coupler.analysis.counterfactual`` — the warming response, with its standard
+   error, against the dinosaur truth model forced the same way;
 5. ``python -m atmorep_coupler.analysis.report`` — ``report/report.md`` with PNG figures: training
-   curves, skill by lead, spread/skill, maps of the coupled run against the truth run, the response.
+   curves, skill by lead, spread/skill, maps of the coupled run against the truth run, its climate,
+   the response.
 
 ``--tiny`` runs the same chain small (1.5-3 minutes on 2 cores): the ``--tiny`` dataset (4 days), the
 default config's fields with a tiny network (:func:`tiny_training_config`, written to
@@ -43,6 +47,8 @@ __all__ = ["build_parser", "coupled_overrides", "main", "tiny_coupled_overrides"
 #: context window is in the store) with 6-hourly output.
 TINY_START = dt.datetime(2000, 1, 2)
 TINY_HOURS = 24
+#: Blocks of the response's standard error (batch means): 10 days (3 blocks of the 30-day runs); 12 h tiny.
+FULL_BLOCK_DAYS, TINY_BLOCK_DAYS = 10.0, 0.5
 FULL_EVALUATION = {"slices": [1, 2, 3], "batches": 16}
 TINY_EVALUATION = {"slices": [1, 2, 3], "batches": 4}
 
@@ -121,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="outputs/quickstart", help="output folder (default: %(default)s)")
     parser.add_argument("--tiny", action="store_true",
                         help="the same chain, small: tiny dataset, network and runs (1.5-3 min on 2 cores)")
-    parser.add_argument("--years", type=float, default=1.0, help="length of the default dataset (default: 1)")
+    parser.add_argument("--years", type=float, default=2.0,
+                        help="length of the default dataset (default: 2; training uses the first year)")
     parser.add_argument("--steps", type=int, help="training steps (default: 600; 160 with --tiny)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default: %(default)s)")
     parser.add_argument("--store", help="use this ERA5-layout store instead of the default dataset "
@@ -176,10 +183,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         stages.run(f"{what} ({name}.yaml, {period})",
                    ["-m", "atmorep_coupler.run", str(configs / f"{name}.yaml"), "--out", str(runs[name]),
                     *[arg for assignment in sets for arg in ("--set", assignment)]])
+    coarse_sets = [f"components.classical.config.initialization.store={store}"] + (
+        tiny_coupled_overrides()[:5] if args.tiny else [])
+    runs["coarse-alone"] = out / "coupled" / "coarse-alone"
+    stages.run(f"the coarse model alone from the same initial state (coarse_alone.yaml, {period})",
+               ["-m", "atmorep_coupler.run", str(configs / "coarse_alone.yaml"), "--out", str(runs["coarse-alone"]),
+                *[arg for assignment in coarse_sets for arg in ("--set", assignment)]])
+    climate = out / "climate"
+    stages.run("climate of the coupled run against the truth and the coarse model alone",
+               ["-m", "atmorep_coupler.analysis.climate", "--run", str(runs["default"]), "--truth", store,
+                "--coarse", str(runs["coarse-alone"]), "--out", str(climate)], capture=True)
     response = out / "response"
     stages.run("counterfactual response against the dinosaur truth model forced the same way",
                ["-m", "atmorep_coupler.analysis.counterfactual", "--control", str(runs["default"]),
-                "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(response)])
+                "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(response),
+                "--block-days", str(TINY_BLOCK_DAYS if args.tiny else FULL_BLOCK_DAYS)])
 
     timings = out / "timings.json"
     timings.write_text(json.dumps({"mode": "tiny" if args.tiny else "full", "steps": steps, "workers": args.workers,
@@ -188,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = out / "report"
     stages.run("report: Markdown and PNG figures",
                ["-m", "atmorep_coupler.analysis.report", "--run", str(run_dir), "--forecast", str(forecast),
-                "--coupled", str(runs["default"]), "--truth", store, "--response", str(response),
+                "--coupled", str(runs["default"]), "--truth", store, "--climate", str(climate),
+                "--response", str(response),
                 "--timings", str(timings), "--out", str(report)])
 
     print(f"\nquickstart finished in {time.perf_counter() - started:.0f} s. Outputs:")
@@ -197,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  final checkpoint   {checkpoint}")
     print(f"  forecast skill     {forecast}")
     print(f"  coupled runs       {runs['default']}, {runs['counterfactual']}  (zarr outputs, restarts)")
+    print(f"  coarse model alone {runs['coarse-alone']}")
+    print(f"  climate            {climate}")
     print(f"  warming response   {response}")
     print(f"  stage wall times   {timings}")
     ratios = json.loads(forecast.read_text()).get("ratio", {})

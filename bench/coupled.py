@@ -5,8 +5,8 @@ truth model, measured side by side; prints JSON.
 
 - **hybrid**: ``coupling_configs/default.yaml`` (the multiformer two-way coupled to the classical model,
   forcings, outputs and restarts) through the coupling driver, for ``--days`` from ``--start``;
-- **coarse model alone**: ``coupling_configs/classical_only.yaml`` (the T15 classical model and the CO2
-  scenario) over the same days;
+- **coarse model alone**: ``coupling_configs/coarse_alone.yaml`` (the same T15 classical model and CO2
+  scenario, free) over the same days;
 - **truth model**: the dinosaur model at the store's resolution (T21 for the default data), stepped and
   diagnosed on pressure levels every 3 hours, as the default-data generator runs it (without writing).
 
@@ -114,7 +114,9 @@ def main() -> None:
                 CONFIGS / "default.yaml", coupled_overrides(checkpoint, store) + _window(start, args.days) + classical,
                 Path(folder) / f"hybrid{r}"))
             results["coarse model alone"].append(time_run(
-                CONFIGS / "classical_only.yaml", _window(start, args.days) + classical[:1], Path(folder) / f"coarse{r}"))
+                CONFIGS / "coarse_alone.yaml",
+                [f"components.classical.config.initialization.store={store}"] + _window(start, args.days) + classical,
+                Path(folder) / f"coarse{r}"))
             results["truth model"].append(time_truth_model(store, args.days))
     rates = {name: statistics.median(run["simulated_days"] / run["loop_s"] * 3600.0 for run in runs)
              for name, runs in results.items()}

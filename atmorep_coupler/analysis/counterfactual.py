@@ -116,12 +116,15 @@ def run_series(run: Path, store: str, field: str) -> tuple[np.ndarray, ZonalMean
 
 
 def run_response(control: Path, counterfactual: Path, store: str, field: str) -> tuple[np.ndarray, ZonalMean, ZonalMean]:
-    """``(times, control, counterfactual)`` zonal-mean series of a pair of coupled runs' output ``store``."""
+    """``(times, control, counterfactual)`` zonal-mean series of a pair of coupled runs' output ``store`` over
+    the counterfactual's times (the control may be longer: e.g. a year-long run and a 90-day counterfactual
+    from the same start)."""
     t0, a = run_series(control, store, field)
     t1, b = run_series(counterfactual, store, field)
-    if not np.array_equal(t0, t1):
-        raise DataError(f"{control} and {counterfactual}: the runs' output times differ; run the same period")
-    return t0, a, b
+    if t1.size > t0.size or not np.array_equal(t0[: t1.size], t1):
+        raise DataError(f"{control} and {counterfactual}: the counterfactual's output times are not the first "
+                        "ones of the control's; run both from the same start (the control may run longer)")
+    return t1, (a[0], a[1], a[2][: t1.size]), b
 
 
 def block_means(series: np.ndarray, times: np.ndarray, block_days: float) -> np.ndarray:

@@ -197,5 +197,5 @@ def test_two_way_run_conserves_and_restarts_bit_identically(checkpoint, tiny_sto
             assert abs(b - a) <= 1e-6 * float((np.abs(source[k]) * area_latlon).sum()), (name, k, a, b)
     rows = (reference / "conservation.csv").read_text().splitlines()
     back = [row.split(",") for row in rows[1:] if "atmorep->classical" in row]
-    assert {row[2] for row in back} == set(targets) and len(back) == 3 * 4  # three fields at 0, 3, 6, 9 h
+    assert {row[2] for row in back} == set(targets) and len(back) == 3 * 5  # three fields at 0, 3, 6, 9, 12 h
     assert max(float(row[-1]) for row in back) <= 1e-6
