@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from atmorep_coupler.analysis.plots import zonal_panels  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
 
 __all__ = [
@@ -298,13 +299,13 @@ _STYLE = {"truth": {"color": "k", "ls": "--"}, "hybrid": {"color": "C0"}, "coars
 def _plots(out: Path, times, lat, levels, series: dict) -> list[Path]:
     paths = []
     for field, units in (("temperature", "K"), ("u_component_of_wind", "m s-1")):
-        paths.append(_by_level(out / f"zonal_mean_{field}.png", lat, levels,
-                               {n: d["zonal_mean"][field] for n, d in series.items()},
-                               f"time- and zonal-mean {field} ({units})"))
+        paths.append(zonal_panels(out / f"zonal_mean_{field}.png", lat, levels,
+                                  {n: d["zonal_mean"][field] for n, d in series.items()},
+                                  f"time- and zonal-mean {field} ({units})", _STYLE))
     for key, label in (("eddy_kinetic_energy", "transient eddy kinetic energy (J kg-1)"),
                        ("temperature_variance", "transient temperature variance (K²)")):
-        paths.append(_by_level(out / f"{key}.png", lat, levels, {n: d[key].mean(-1) for n, d in series.items()},
-                               f"zonal mean of {label}"))
+        paths.append(zonal_panels(out / f"{key}.png", lat, levels, {n: d[key].mean(-1) for n, d in series.items()},
+                                  f"zonal mean of {label}", _STYLE))
     fig, axes = plt.subplots(len(FIELDS), len(levels), figsize=(3.0 * len(levels), 2.7 * len(FIELDS)),
                              squeeze=False, constrained_layout=True)
     for i, field in enumerate(FIELDS):
@@ -332,21 +333,6 @@ def _plots(out: Path, times, lat, levels, series: dict) -> list[Path]:
     plt.close(fig)
     paths.append(out / "global_mean_temperature.png")
     return paths
-
-
-def _by_level(path: Path, lat, levels, curves: dict, label: str) -> Path:
-    fig, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.2), squeeze=False, sharex=True,
-                             constrained_layout=True)
-    for k, level in enumerate(levels):
-        for name, values in curves.items():
-            axes[0, k].plot(lat, values[k], label=name, **_STYLE.get(name, {}))
-        axes[0, k].set_title(f"{level:g} hPa", fontsize=9)
-        axes[0, k].set_xlabel("latitude (°N)", fontsize=8)
-    axes[0, 0].set_ylabel(label, fontsize=8)
-    axes[0, 0].legend(fontsize=7)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def build_parser() -> argparse.ArgumentParser:

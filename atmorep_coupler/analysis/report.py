@@ -294,11 +294,16 @@ def coupled_section(run_dir: Path, truth_store: Path, out: Path, *, field: str =
 
 
 # ---------------------------------------------------------------------------------------- response
-def response_section(response_dir: Path, out: Path) -> list[str]:
-    file = Path(response_dir) / "response.json"
+def _analysis_json(folder: Path, name: str, producer: str) -> dict:
+    """The JSON an analysis command wrote into its ``--out`` folder; DataError naming the command if absent."""
+    file = Path(folder) / name
     if not file.exists():
-        raise DataError(f"{file}: not found; is {response_dir} the --out folder of analysis.counterfactual?")
-    summary = json.loads(file.read_text())
+        raise DataError(f"{file}: not found; is {folder} the --out folder of {producer}?")
+    return json.loads(file.read_text())
+
+
+def response_section(response_dir: Path, out: Path) -> list[str]:
+    summary = _analysis_json(response_dir, "response.json", "analysis.counterfactual")
     field = summary["field"]
     figure = Path(response_dir) / f"response_{field}.png"
     curves = list(summary["mean_response_K"])
@@ -335,10 +340,7 @@ def response_section(response_dir: Path, out: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------- climate
 def climate_section(climate_dir: Path, out: Path) -> list[str]:
     """The climate of a coupled run against the truth's (``analysis.climate``'s ``climate.json`` and figures)."""
-    file = Path(climate_dir) / "climate.json"
-    if not file.exists():
-        raise DataError(f"{file}: not found; is {climate_dir} the --out folder of analysis.climate?")
-    summary = json.loads(file.read_text())
+    summary = _analysis_json(climate_dir, "climate.json", "analysis.climate")
     runs = summary["runs"]
     levels = summary["levels_hPa"]
     lines = ["## Climate against the truth", "",

@@ -174,15 +174,20 @@ def test_set_warming_replaces_the_ramp(coarse):
         imported.set_warming(float("nan"))
 
 
+def _developed_state(m, steps: int) -> tuple[dict, dict]:
+    """The model ``steps`` after a rest start (seed 4): its diagnosis on the Gaussian grid and the nudging fields."""
+    m.initialize(seed=4)
+    m.step(steps)
+    d = m.diagnose("gaussian")
+    return d, {k: d[k] for k in ("temperature", "u_component_of_wind", "v_component_of_wind")}
+
+
 def test_nudging_target_from_pressure_levels(coarse):
     """A target built from the model's own pressure-level fields reproduces its sigma-level state
     where the target's levels reach, and is weighted 0 elsewhere."""
     m = coarse
-    m.initialize(seed=4)
-    m.step(144)
-    d = m.diagnose("gaussian")
+    d, fields = _developed_state(m, steps=144)
     levels = m.config.pressure_levels_hPa
-    fields = {k: d[k] for k in ("temperature", "u_component_of_wind", "v_component_of_wind")}
     target, weights = m.nudging_target(fields, levels)
     sigma_hPa = 1000 * np.asarray(m.coords.vertical.centers)
     expected = ((sigma_hPa >= 200) & (sigma_hPa <= 1000)).astype(np.float32)
@@ -237,11 +242,8 @@ def test_incremental_nudging_converges_to_the_target_on_its_levels(coarse):
     (``incremental=False``) misses them by the interpolation error. The target is another state's own
     pressure-level fields, surface pressure included (so such a state exists)."""
     m = coarse
-    m.initialize(seed=4)
-    m.step(216)
-    d = m.diagnose("gaussian")
+    d, fields = _developed_state(m, steps=216)
     levels = m.config.pressure_levels_hPa
-    fields = {k: d[k] for k in ("temperature", "u_component_of_wind", "v_component_of_wind")}
     fields["surface_pressure"] = d["surface_pressure"][0]
     m.initialize(seed=5)
     m.step(144)
