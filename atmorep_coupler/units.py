@@ -1,14 +1,25 @@
-"""The package's single pint registry, CF/UDUNITS-aware.
+"""The package's single pint registry, CF/UDUNITS-aware, and everything else about units.
 
 The plain pint registry cannot parse CF strings such as ``"m s-1"``; cf-xarray's registry can.
 Everything in the package converts units through the helpers here, so there is one registry.
+
+ERA5 files (ARCO-ERA5, WeatherBench 2, CDS downloads) spell units the ECMWF way: powers with ``**``
+(``"m**2 s**-2"``, ``"kg kg**-1"``, ``"J m**-2"``) and fractions as ``"(0 - 1)"``. They are read as
+the units they mean, and :func:`udunits` spells them the UDUNITS way (``"m2 s-2"``, ``"kg kg-1"``,
+``"J m-2"``, ``"1"``) for BMI and CF outputs, keeping the factors as written (no ``kg kg-1 -> 1``).
+
+:func:`plausible_range` holds the ranges that catch unit mistakes in imported fields (a temperature
+in degC, CO2 as a mole fraction), converted to the field's units: also when the field is the time
+integral of the tabulated quantity (an ERA5 accumulation such as ``toa_incident_solar_radiation`` in
+J m-2, against a flux range in W m-2) or its rate.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
+import datetime as _dt
 import logging
+import re
+from functools import lru_cache
 
 import numpy as np
 import pint
@@ -25,16 +36,34 @@ finally:
 
 from atmorep_coupler.errors import UnitError
 
-__all__ = ["ureg", "parse_units", "conversion", "convert", "check_convertible", "format_udunits"]
+__all__ = [
+    "ureg", "parse_units", "conversion", "convert", "check_convertible", "udunits", "plausible_range",
+    "accumulation_period", "PLAUSIBLE_RANGES",
+]
+
+#: ECMWF spellings that are not unit expressions -> what they mean (CF/UDUNITS).
+ECMWF_SPELLINGS: dict[str, str] = {"(0 - 1)": "1", "~": "1", "m of water equivalent": "m"}
+_POWER = re.compile(r"\*\*\s*(?=[-+]?\d)")  # "m**2 s**-2": Python/ECMWF powers; UDUNITS writes "m2 s-2"
+
+
+def udunits(text: str) -> str:
+    """The UDUNITS spelling of a unit string (``"m**2 s**-2"`` -> ``"m2 s-2"``, ``"(0 - 1)"`` -> ``"1"``);
+    other strings come back stripped but otherwise as written. Raises :class:`UnitError` if unparsable."""
+    if not isinstance(text, str):
+        raise UnitError(f"units must be a string, got {text!r}")
+    spelled = ECMWF_SPELLINGS.get(text.strip(), _POWER.sub("", text.strip())) or "1"
+    parse_units(spelled)
+    return spelled
 
 
 @lru_cache(maxsize=256)
 def parse_units(text: str, *, what: str = "units") -> pint.Unit:
-    """Parse a CF/UDUNITS unit string; ``what`` names the field or key for the error message."""
+    """Parse a CF/UDUNITS unit string (ECMWF spellings included); ``what`` names the field or key
+    for the error message."""
     if not isinstance(text, str):
         raise UnitError(f"{what}: units must be a string, got {text!r}")
     try:
-        return ureg.parse_units(text.strip() or "1")
+        return ureg.parse_units(ECMWF_SPELLINGS.get(text.strip(), text.strip()) or "1")
     except Exception as exc:  # pint raises several unrelated exception types
         raise UnitError(f"{what}: cannot parse units {text!r} ({exc})") from None
 
@@ -73,9 +102,76 @@ def check_convertible(src: str, dst: str, *, what: str = "field") -> None:
     conversion(src, dst, what=what)
 
 
-def format_udunits(text: str) -> str:
-    """Normalise a unit string to the UDUNITS spelling CF files use (e.g. ``"m s-1"``)."""
-    unit = parse_units(text)
-    formatted = f"{unit:cf}"
-    return formatted or "1"
+# ------------------------------------------------------------------------------ plausible ranges
+#: Plausible values of the ERA5 variables (and the default data's ``co2_equivalent``) in reference units:
+#: wide enough for any real state, narrow enough to catch a unit mistake. Fluxes are instantaneous;
+#: accumulations of them are checked against ``range x accumulation period`` (:func:`plausible_range`).
+PLAUSIBLE_RANGES: dict[str, tuple[tuple[float, float], str]] = {
+    "temperature": ((100.0, 400.0), "K"),
+    "2m_temperature": ((150.0, 360.0), "K"),
+    "2m_dewpoint_temperature": ((120.0, 350.0), "K"),
+    "skin_temperature": ((150.0, 370.0), "K"),
+    "sea_surface_temperature": ((200.0, 350.0), "K"),
+    "u_component_of_wind": ((-300.0, 300.0), "m s-1"),
+    "v_component_of_wind": ((-300.0, 300.0), "m s-1"),
+    "10m_u_component_of_wind": ((-150.0, 150.0), "m s-1"),
+    "10m_v_component_of_wind": ((-150.0, 150.0), "m s-1"),
+    "vertical_velocity": ((-100.0, 100.0), "Pa s-1"),
+    "geopotential": ((-2.0e4, 5.0e5), "m2 s-2"),
+    "geopotential_at_surface": ((-2.0e4, 1.0e5), "m2 s-2"),
+    "surface_pressure": ((3.0e4, 1.2e5), "Pa"),
+    "mean_sea_level_pressure": ((8.0e4, 1.2e5), "Pa"),
+    "vorticity": ((-1.0e-2, 1.0e-2), "s-1"),
+    "divergence": ((-1.0e-2, 1.0e-2), "s-1"),
+    "specific_humidity": ((0.0, 0.1), "kg kg-1"),
+    "relative_humidity": ((0.0, 150.0), "%"),
+    "total_column_water_vapour": ((0.0, 150.0), "kg m-2"),
+    "sea_ice_cover": ((0.0, 1.0), "1"),
+    "land_sea_mask": ((0.0, 1.0), "1"),
+    "toa_incident_solar_radiation": ((0.0, 2000.0), "W m-2"),
+    "co2_equivalent": ((1.0, 1.0e5), "ppm"),
+}
+_ACCUMULATION_SUFFIX = re.compile(r"_(\d+)hr$")  # WeatherBench 2: total_precipitation_6hr, ..._24hr
+ERA5_ACCUMULATION = _dt.timedelta(hours=1)
+"""ERA5's accumulated fields (e.g. ``toa_incident_solar_radiation`` in J m-2) sum over the hour
+before the valid time, also in 6-hourly stores that sample them every 6 hours."""
+
+
+def accumulation_period(variable: str) -> _dt.timedelta:
+    """The period an accumulated ERA5 variable sums over: ``N`` hours for WeatherBench 2's ``<name>_Nhr``
+    variables, else :data:`ERA5_ACCUMULATION` (one hour)."""
+    match = _ACCUMULATION_SUFFIX.search(variable)
+    return _dt.timedelta(hours=int(match[1])) if match else ERA5_ACCUMULATION
+
+
+def plausible_range(
+    variable: str, units: str, *, period: _dt.timedelta | None = None
+) -> tuple[tuple[float, float] | None, str]:
+    """``((low, high), how)`` in ``units`` for ``variable``, or ``(None, why not)``.
+
+    The tabulated range is converted to ``units``; units that are the tabulated ones times a time (an
+    accumulation: J m-2 of a W m-2 flux) scale it by ``period`` (default :func:`accumulation_period`),
+    units that are the tabulated ones per time (a rate) divide by it. Any other units, or a variable
+    without a tabulated range, return None and the reason, so the caller can log that no check applies.
+    """
+    base = _ACCUMULATION_SUFFIX.sub("", variable)
+    known = PLAUSIBLE_RANGES.get(base)
+    if known is None:
+        return None, f"no plausible range is tabulated for {variable!r}"
+    (low, high), reference = known
+    period = accumulation_period(variable) if period is None else period
+    seconds = period.total_seconds()
+    unit, ref = parse_units(units, what=variable), parse_units(reference)
+    dims = ureg.get_dimensionality(unit)
+    candidates = (
+        (ref, 1.0, f"{low:g}..{high:g} {reference}"),
+        (ref * ureg.second, seconds, f"{low:g}..{high:g} {reference} accumulated over {seconds:g} s"),
+        (ref / ureg.second, 1.0 / seconds, f"{low:g}..{high:g} {reference} averaged over {seconds:g} s"),
+    )
+    for source, factor, how in candidates:
+        if ureg.get_dimensionality(source) == dims:
+            values = ureg.Quantity(np.array([low, high], dtype=np.float64) * factor, source).to(unit).magnitude
+            return (float(np.min(values)), float(np.max(values))), how
+    return None, (f"units {units!r} of {variable!r} are neither {reference!r} (the tabulated range "
+                  f"{low:g}..{high:g}) nor its accumulation or rate over time")
 

@@ -133,7 +133,7 @@ class PrescribedFieldConfig(ComponentConfig):
     field: str = ""
     """Exported name; default ``variable``."""
     standard_name: str = ""
-    """CF standard name of the export; default the file's."""
+    """CF standard name of the export; default the file's (none if the file has none)."""
     units: str = ""
     """Exported units (converted from the file's CF units); default the file's."""
     mask_variable: str | None = None
@@ -182,7 +182,7 @@ class PrescribedField(Component):
         self._item_list = [
             ExchangeItem(
                 self._field,
-                config.standard_name or var.attrs.get("standard_name", self._field),
+                config.standard_name or var.attrs.get("standard_name", ""),  # a CF name, or none
                 self._units,
                 0,
                 "forcing",

@@ -1,18 +1,20 @@
 """A host model that steps the AtmoRep component through the Basic Model Interface only.
 
-    python examples/bmi_host_loop.py --checkpoint CKPT --store STORE [--steps N] [--out DIR]
+    python examples/bmi_host_loop.py --checkpoint CKPT --store STORE [--steps N] [--time-step PT6H] [--out DIR]
 
 What a Fortran or C host (or a BMI framework such as pymt) does with any BMI model, in the same
 order: write the component's config file and ``initialize`` it; ask for its variables, grids,
-units and time step; then loop ``set_value`` (the imports, in the component's units) ->
+units and time step (one token time slice of the training data: the component takes it from the
+checkpoint, so the config leaves it out unless ``--time-step`` is given); then loop ``set_value`` (the imports, in the component's units) ->
 ``update`` -> ``get_value`` (the exports, into the host's own buffers); ``finalize``.
 docs/host_model.md walks through it.
 
 The host's own fields (what it hands the component each step) come from ``STORE`` here: the coarse
 state ``coarse_<field>`` is the store's truth conservatively coarsened to a T15 Gaussian grid and
 back (what a coarse host model on that grid, regridded by the coupler, would deliver; as in
-training), and the slow forcings (SST, insolation, CO2) are the store's values. A real host puts
-its own arrays there. Everything the component is asked goes through BMI; only the stand-in source
+training), and the slow forcings (SST, insolation, CO2) are the store's values, NaN included where
+the store has them (ERA5's SST over land: the component fills NaN as training did, if training saw
+NaN there). A real host puts its own arrays there. Everything the component is asked goes through BMI; only the stand-in source
 uses the package's data readers.
 """
 
@@ -29,10 +31,11 @@ import yaml
 from atmorep_coupler.component.atmorep import AtmoRepComponent
 from atmorep_coupler.data import open_store
 from atmorep_coupler.data.conditioning import coarsen
+from atmorep_coupler.timeutil import format_duration
 
 HOST_RESOLUTION = "T15"  # the stand-in host's coarse model grid (components/classical.py's default)
 COARSE_PREFIX = "coarse_"
-MEMBERS_SUFFIX = "_members"
+MEMBER_INFIX = "_member_"  # <field>_member_<k>: one export per ensemble member (docs/host_model.md)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ERA5-layout store: the initial context window and the host's stand-in fields")
     parser.add_argument("--steps", type=int, default=4, help="component steps to take (default 4)")
     parser.add_argument("--start", help="start date (default: one day after the store's first time)")
-    parser.add_argument("--time-step", default="PT3H", help="the component's step, one token time slice (PT3H)")
+    parser.add_argument("--time-step", help="the component's step, one token time slice of the training data "
+                                            "(ISO 8601, e.g. PT6H; default: the checkpoint's)")
     parser.add_argument("--out", type=Path, default=Path("bmi_host"),
                         help="folder for the config file and host_fields.npz (default: ./bmi_host)")
     return parser
@@ -52,12 +56,13 @@ def write_config(path: Path, args: argparse.Namespace, start: dt.datetime) -> Pa
     """The BMI config file: the keys of AtmoRepConfig (docs/components.md), checked strictly."""
     config = {
         "start": start.isoformat(),
-        "time_step": args.time_step,
         "calendar": "proleptic_gregorian",
         "checkpoint": str(args.checkpoint.resolve()),
         "initial_condition": str(args.store.resolve()),
         "device": "cpu",
     }
+    if args.time_step:  # otherwise the component takes one token time slice of the checkpoint's data
+        config["time_step"] = args.time_step
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -112,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     # ---- what the component exchanges: names, grids, units, time
     # prognostic fields are inputs and outputs (a host may overwrite the state); the host supplies the
     # pure imports, the coarse state and the forcings, and takes the ensemble mean (not <field>_members)
-    outputs = [n for n in model.get_output_var_names() if not n.endswith(MEMBERS_SUFFIX)]
+    outputs = [n for n in model.get_output_var_names() if MEMBER_INFIX not in n]
     inputs = [n for n in model.get_input_var_names() if n not in model.get_output_var_names()]
     dt_s = model.get_time_step()
-    print(f"{model.get_component_name()}: time step {dt_s:g} {model.get_time_units()}, start {start.isoformat()}")
+    step_iso = format_duration(dt.timedelta(seconds=dt_s))
+    print(f"{model.get_component_name()}: time step {dt_s:g} {model.get_time_units()} ({step_iso}), start {start.isoformat()}")
     print(f"{'variable':<32} {'in/out':<6} {'grid':>4} {'shape':<14} units")
     for name in inputs + outputs:
         grid, shape, _, _ = grid_info(model, name)

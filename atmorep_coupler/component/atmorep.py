@@ -7,7 +7,8 @@ the prognostic (predicted) fields once per ensemble member, the input-only field
 readers, transforms and normalisation as the training sampler.
 
 **Step** (``update``; atmorep.md §11.2, D24). One step is one token time slice of the predicted fields
-(``t`` data steps, 3 h for the default data; ``time_step`` must say so). The window rolls by one
+(``t`` data steps of the training data, 3 h for the default data): the checkpoint records the data's time
+step, so ``time_step`` may be left out; a ``time_step`` that differs is refused. The window rolls by one
 slice; the new slice of every input-only field is set from its import (below) and the new slice of
 every predicted field is hidden (the ``forecast`` masking the model was trained with) and predicted on
 a global tiling of overlapping neighbourhoods (:mod:`.tiling`: no point uncovered, columns wrap across
@@ -24,11 +25,17 @@ step (couple with period = time step and lag 0, so the source has run to the tar
 - role ``forcing``: the slow climate variables (``sea_surface_temperature``,
   ``toa_incident_solar_radiation``, the global ``co2_equivalent`` on the scalar grid).
 
-An import holds until the next one; stepping before every import was set once raises, as does a NaN
-or an implausible value (e.g. a temperature in degC) at import time (naming component, field, time).
+An import holds until the next one; stepping before every import was set once raises. Imports are
+treated as training treated the field (the checkpoint's ``data`` record, :meth:`NeighbourhoodSampler.record`):
+a field whose training data held NaN (ERA5's SST over land) accepts NaN and fills it with the normalised
+mean, as training did; NaN in any other field is refused. Values outside a plausible range converted to
+the field's units (:func:`atmorep_coupler.units.plausible_range`: accumulations such as ERA5's J m-2
+insolation included; fields without one are logged and not checked) are refused. Messages name the
+component, field, time, checkpoint and the fix.
 
-**Exports.** ``<field>`` (role ``prognostic``: the ensemble mean at the current time, physical units
-of the training data) and ``<field>_members`` (``diagnostic``, dims ``member, level, lat, lon``).
+**Exports.** ``<field>`` (role ``prognostic``: the ensemble mean at the current time, units of the
+training data in UDUNITS spelling) and, BMI having no member axis, one item per ensemble member,
+``<field>_member_<k>`` (``diagnostic``, k = 0 .. N-1, on the grid of ``<field>``).
 Importing a prognostic field (``set_field``/``set_value``, or a write through ``get_value_ptr``)
 overwrites the current time of every member before the next step. Exports and imports live in host
 memory also when the window and the network are on a GPU, so ``get_value_ptr`` is live either way.
@@ -51,7 +58,9 @@ refused with :class:`~atmorep_coupler.errors.CheckpointError`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import logging
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,9 +75,10 @@ from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
 from atmorep_coupler.component.settings import ComponentConfig
 from atmorep_coupler.component.tiling import GlobalTiling
+from atmorep_coupler.data.conditioning import physical_variable
 from atmorep_coupler.data.normalization import Normalization, load_normalization
-from atmorep_coupler.data.sampler import transform_reader
-from atmorep_coupler.data.store import ERA5Store, open_store
+from atmorep_coupler.data.sampler import NAN_FILL, transform_reader
+from atmorep_coupler.data.store import ERA5Store, cf_standard_name, open_store
 from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
 from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError, DataError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
@@ -77,25 +87,17 @@ from atmorep_coupler.model.multiformer import Multiformer
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.training.config import run_config_from_yaml
 from atmorep_coupler.training.trainer import normalization_fingerprint
-from atmorep_coupler.units import convert
+from atmorep_coupler.timeutil import format_duration, parse_duration
+from atmorep_coupler.units import plausible_range, udunits
 
-__all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint"]
+__all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint", "member_item"]
 
-#: Plausible values (SI reference units) that catch unit mistakes in imports; converted to item units.
-PLAUSIBLE_RANGES: dict[str, tuple[tuple[float, float], str]] = {
-    "temperature": ((100.0, 400.0), "K"),
-    "sea_surface_temperature": ((200.0, 350.0), "K"),
-    "u_component_of_wind": ((-300.0, 300.0), "m s-1"),
-    "v_component_of_wind": ((-300.0, 300.0), "m s-1"),
-    "geopotential": ((-2.0e4, 5.0e5), "m2 s-2"),
-    "surface_pressure": ((3.0e4, 1.2e5), "Pa"),
-    "vorticity": ((-1.0e-2, 1.0e-2), "s-1"),
-    "divergence": ((-1.0e-2, 1.0e-2), "s-1"),
-    "specific_humidity": ((0.0, 0.1), "kg kg-1"),
-    "toa_incident_solar_radiation": ((0.0, 2000.0), "W m-2"),
-    "co2_equivalent": ((1.0, 1.0e5), "ppm"),
-}
-MEMBERS_SUFFIX = "_members"
+log = logging.getLogger(__name__)
+
+
+def member_item(field: str, member: int) -> str:
+    """The BMI name of ensemble member ``member`` (0-based) of ``field``: ``<field>_member_<k>``."""
+    return f"{field}_member_{member}"
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -127,7 +129,8 @@ class GridShape:
 class AtmoRepConfig(ComponentConfig):
     """``checkpoint``: a trainer checkpoint (``.pt``); ``initial_condition``: an ERA5-layout store that
     holds the context window ending at ``start``; ``normalization``: the statistics (default: the
-    initial-condition store's; they must be those the checkpoint was trained with).
+    initial-condition store's; they must be those the checkpoint was trained with). The clock key
+    ``time_step`` may be left out of a BMI config file: it is one token time slice of the checkpoint's data.
 
     ``fields``, ``levels_hPa``, ``grid``: what the run expects of the checkpoint (empty: anything);
     ``tile_overlap``: overlap of neighbouring tiles in grid points (rows, columns; default half a
@@ -135,6 +138,8 @@ class AtmoRepConfig(ComponentConfig):
     ``seed``: ensemble randomness.
     """
 
+    time_step: _dt.timedelta | None = None
+    """One token time slice of the checkpoint's training data; null: taken from the checkpoint."""
     checkpoint: Path
     """Trainer checkpoint (``.pt``)."""
     initial_condition: Path
@@ -217,13 +222,32 @@ class AtmoRepComponent(Component):
     config_class = AtmoRepConfig
 
     # ------------------------------------------------------------------------------ construction
+    def _configure(self, config: AtmoRepConfig) -> AtmoRepConfig:
+        """Read the checkpoint and the initial condition; the time step defaults to the checkpoint's."""
+        self.checkpoint_path = path = self.resolve_path(config.checkpoint)
+        self.model_config, self._state = load_checkpoint(path)
+        self._store = open_store(self.resolve_path(config.initial_condition))
+        self._data_step = self._trained_data_step(path, self._state, self._store)
+        want = _dt.timedelta(seconds=self.model_config.predicted_fields[0].token_size[0] * self._data_step)
+        if config.time_step is None:
+            return dataclasses.replace(config, time_step=want)
+        if abs(config.time_step.total_seconds() - want.total_seconds()) > 1e-6:
+            raise ConfigError(
+                f"component {self.name!r}: time_step: {format_duration(config.time_step)}, but checkpoint {path} "
+                f"predicts one token time slice of {want.total_seconds() / self._data_step:g} data step(s) of "
+                f"{format_duration(_dt.timedelta(seconds=self._data_step))} per step; set time_step to "
+                f"{format_duration(want)} (in a coupling YAML: components.{self.name}.timestep), or leave it out of "
+                "a BMI config file: the checkpoint knows it"
+            )
+        return config
+
     def _initialize(self, config: AtmoRepConfig) -> None:
         self.device = torch.device(config.device)
-        path = self.resolve_path(config.checkpoint)
-        self.model_config, state = load_checkpoint(path)
-        store = open_store(self.resolve_path(config.initial_condition))
+        path, state, store = self.checkpoint_path, self._state, self._store
+        del self._state, self._store  # the weights live on in the network only
         norm = load_normalization(self.resolve_path(config.normalization)) if config.normalization else store.normalization
         self._check_checkpoint(path, state, norm, store)
+        self._trained = dict(state.get("data", {}).get("fields", {}))  # empty for checkpoints before it was kept
         self.network = self._build_network(path, state)
         self.norm = norm
         self.latitudes, self.longitudes = np.asarray(store.latitudes), np.asarray(store.longitudes)
@@ -238,7 +262,6 @@ class AtmoRepComponent(Component):
         self.members = config.ensemble.members
         self._declare(store)
         self._exported: dict[str, np.ndarray] = {}
-        self._data_step = self._check_time_step(store)
         self._window = self._read_window(store)
         self._perturb(config.ensemble.perturbation)
         self._refresh_exports()
@@ -295,61 +318,110 @@ class AtmoRepComponent(Component):
         level_index = self.norm.level_index(f.levels) if f.levels else None
         return _FieldSpec(f, var, spatial, level_index)
 
-    def _check_time_step(self, store: ERA5Store) -> float:
-        """Seconds per data step; the component's step must be one token time slice of them."""
+    @staticmethod
+    def _trained_data_step(path: Path, state: dict, store: ERA5Store) -> float:
+        """Seconds per data step of the training data (the checkpoint's record; for checkpoints written
+        before it was kept, the initial condition's), which the initial condition must share."""
         if store.times.size < 2:
             raise DataError(f"{store.path}: need at least two times to know the data's time step")
-        data_step = float((store.times[1] - store.times[0]) / np.timedelta64(1, "s"))
-        want = self.slice_steps * data_step
-        if abs(self.time_step.total_seconds() - want) > 1e-6:
-            raise ConfigError(
-                f"time_step: {self.time_step} but the model predicts one token time slice of {self.slice_steps} "
-                f"data step(s) of {data_step:g} s per step; set time_step to {_dt.timedelta(seconds=want)}"
+        have = float((store.times[1] - store.times[0]) / np.timedelta64(1, "s"))
+        recorded = state.get("data", {}).get("time_step")
+        if recorded is None:
+            return have
+        trained = parse_duration(recorded).total_seconds()
+        if abs(trained - have) > 1e-6:
+            raise DataError(
+                f"{store.path}: time step {format_duration(_dt.timedelta(seconds=have))}, but checkpoint {path} "
+                f"was trained on data every {recorded}; the context window must be sampled as in training: use "
+                f"an initial condition every {recorded}"
             )
-        return data_step
+        return trained
 
     # ------------------------------------------------------------------------------ items and grids
     def _declare(self, store: ERA5Store) -> None:
         grids: dict[tuple, int] = {}
         self._grid_table: dict[int, ComponentGrid] = {}
 
-        def grid_id(levels: tuple[float, ...], members: int = 0, scalar: bool = False) -> int:
-            key = ("scalar",) if scalar else (levels, members)
+        def grid_id(levels: tuple[float, ...], scalar: bool = False) -> int:
+            key = ("scalar",) if scalar else levels
             if key not in grids:
                 grids[key] = len(grids)
-                self._grid_table[grids[key]] = (
-                    SCALAR_GRID if scalar else ComponentGrid(self.horizontal, levels=levels, members=members)
-                )
+                self._grid_table[grids[key]] = SCALAR_GRID if scalar else ComponentGrid(self.horizontal, levels=levels)
             return grids[key]
 
         items: list[ExchangeItem] = []
         for spec in self.predicted:
             levels = tuple(spec.config.levels)
             attrs = dict(store.dataset[spec.variable].attrs)
-            units = self.norm.units(spec.variable)
-            common = dict(standard_name=attrs.get("standard_name", spec.variable), units=units, dtype="float32",
-                          valid_range=_plausible_range(spec.variable, units))
-            items.append(ExchangeItem(spec.name, grid=grid_id(levels), role="prognostic",
-                                      long_name=attrs.get("long_name", spec.name), **common))
-            items.append(ExchangeItem(spec.name + MEMBERS_SUFFIX, grid=grid_id(levels, self.members), role="diagnostic",
-                                      long_name=f"ensemble members of {spec.name}", **common))
+            common = dict(standard_name=cf_standard_name(spec.variable, attrs), units=self.trained_units(spec),
+                          dtype="float32", valid_range=self._valid_range(spec), grid=grid_id(levels))
+            items.append(ExchangeItem(spec.name, role="prognostic", long_name=attrs.get("long_name", spec.name),
+                                      **common))
+            items += [ExchangeItem(member_item(spec.name, k), role="diagnostic",
+                                   long_name=f"ensemble member {k} of {spec.name}", **common)
+                      for k in range(self.members)]
         for spec in self.inputs:
             attrs = dict(store.dataset[spec.variable].attrs)
-            units = self.norm.units(spec.variable)
             # the coarse model's state: the store's coarse_* run, or the truth coarsened (transform coarse:T<N>)
-            coarse = spec.variable.startswith("coarse_") or (spec.config.transform or "").partition(":")[0] == "coarse"
+            coarse = spec.variable != physical_variable(spec.variable) or (
+                (spec.config.transform or "").partition(":")[0] == "coarse")
             long_name = attrs.get("long_name", spec.variable)
             items.append(ExchangeItem(
-                spec.name, attrs.get("standard_name", spec.variable), units,
+                spec.name, cf_standard_name(spec.variable, attrs) or cf_standard_name(physical_variable(spec.variable)),
+                self.trained_units(spec),
                 grid_id(tuple(spec.config.levels), scalar=not spec.spatial),
                 "conditioning" if coarse else "forcing",
                 long_name=f"coarse classical model state: {long_name}" if coarse else long_name,
-                dtype="float32", valid_range=_plausible_range(spec.variable, units),
+                dtype="float32", valid_range=self._valid_range(spec), allow_nan=self.fills_missing(spec),
             ))
         self._item_list = items
         self._arrays = {item.name: np.zeros(self._grid_table[item.grid].shape, dtype=np.float32) for item in items}
+        self._members = {}  # per predicted field [member, (level,) lat, lon]; the member items are views
+        for spec in self.predicted:
+            stack = np.zeros((self.members, *self._arrays[spec.name].shape), dtype=np.float32)
+            self._members[spec.name] = stack
+            self._arrays.update({member_item(spec.name, k): stack[k] for k in range(self.members)})
         for spec in self.inputs:
             self._arrays[spec.name][...] = np.nan  # no data until imported (see was_imported)
+
+    # ------------------------------------------------------------------------------ what training did
+    def trained_units(self, spec: _FieldSpec) -> str:
+        """The units the field was trained in (UDUNITS spelling): the checkpoint's record, else the statistics'."""
+        return udunits(self._trained.get(spec.name, {}).get("units") or self.norm.units(spec.variable))
+
+    def fills_missing(self, spec: _FieldSpec) -> bool:
+        """Whether NaN in this input is filled as in training: the training data held NaN there and the
+        sampler filled it with the normalised mean (for older checkpoints: the statistics say so)."""
+        if spec.config.predicted:
+            return False
+        record = self._trained.get(spec.name)
+        if record is None:
+            return self.norm.has_missing(spec.variable)
+        return bool(record["missing_in_training"]) and record["missing_filled_with"] == NAN_FILL
+
+    def _valid_range(self, spec: _FieldSpec) -> tuple[float, float] | None:
+        """The plausible range in the field's units, or None with a logged note saying why none applies."""
+        units = self.trained_units(spec)
+        bounds, how = plausible_range(physical_variable(spec.variable), units)
+        if bounds is None:
+            log.info("component %r: field %r (%s, checkpoint %s): imports are not range-checked: %s",
+                     self.name, spec.name, units, self.checkpoint_path, how)
+        return bounds
+
+    def _import_error(self, item: ExchangeItem, kind: str, problem: str) -> str:
+        spec = self.specs.get(item.name)
+        if spec is None:
+            return super()._import_error(item, kind, problem)
+        where = (f"component {self.name!r}: imported field {item.name!r} at {self.current_datetime.isoformat()}: "
+                 f"{problem}")
+        trained = f"checkpoint {self.checkpoint_path} was trained on {spec.variable!r}"
+        if kind == "nan":
+            fix = ("fill the producer's gaps, or give the coupling's remap a fallback (remap: {method: ..., "
+                   "fallback: [nearest_s2d]}) if the gaps are unmapped cells")
+            return f"{where}; {trained} without NaN, so the model has never seen a gap here: {fix}"
+        return (f"{where}; {trained} in {item.units!r}: deliver the field in {item.units!r} (set_value takes the "
+                "component's units; set_field and the coupler convert from declared units) and check the "
+                "producer's values")
 
     def _grids(self) -> Mapping[int, ComponentGrid]:
         return self._grid_table
@@ -424,7 +496,7 @@ class AtmoRepComponent(Component):
         for spec in self.predicted:
             window = self._window[spec.name]
             members = np.stack([self._denormalise(spec, window[n, :, -1:], month)[0] for n in range(self.members)])
-            self._arrays[spec.name + MEMBERS_SUFFIX][...] = members
+            self._members[spec.name][...] = members
             self._arrays[spec.name][...] = members.mean(axis=0)
             self._exported[spec.name] = self._arrays[spec.name].copy()
 
@@ -433,7 +505,7 @@ class AtmoRepComponent(Component):
         super()._write(name, values, indices)
         spec = self.specs.get(name)
         if spec is not None and spec.config.predicted:
-            self._arrays[name + MEMBERS_SUFFIX][...] = self._arrays[name]
+            self._members[name][...] = self._arrays[name]
 
     def _sync(self) -> None:
         """Carry prognostic values changed since the last export (``set_value``, ``set_field`` or writes
@@ -503,6 +575,10 @@ class AtmoRepComponent(Component):
         ``hidden``/``targets``: point masks ``[nt, nlat, nlon]``; a tile's token is hidden (target) when
         any of its points is. Returns per predicted field the blended prediction ``[L, nt, nlat, nlon]``
         (float64; the window's values where no tile predicted) and the weight sum (0 there).
+
+        Cost: tokens and metadata are cut ``tile_batch_size`` tiles at a time, so memory holds one batch
+        of inputs (a 0.25° grid has tens of thousands of tiles), and predictions are kept and blended
+        only for the token time slices that hold a target (the last one in a forecast step).
         """
         tiling = self.tiling
         n_tiles = tiling.count
@@ -510,36 +586,49 @@ class AtmoRepComponent(Component):
         lat = self.latitudes[tiling.rows.numpy()]
         lon = self.longitudes[tiling.cols.numpy()]
         when = np.broadcast_to(datetimes, (n_tiles, datetimes.size))
-        tokens, meta, hide, aim = {}, {}, {}, {}
-        for name, spec in self.specs.items():
+        hide, aim, span, out = {}, {}, {}, {}
+        for spec in self.predicted:
             f = spec.config
-            tokens[name] = tokenize(tiling.gather(window[name]), f.token_size)  # [B, L, T, Y, X, t, y, x]
-            meta[name] = torch.from_numpy(token_metadata(when, lat, lon, f.levels, f.token_size)).to(self.device)
-            shape = tokens[name].shape[:5]
-            if f.predicted:
-                hide[name] = self._token_mask(hidden, f).expand(shape)
-                aim[name] = (self._token_mask(targets, f) | self._token_mask(hidden, f)).expand(shape)
-            else:
-                hide[name] = aim[name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
-        out = {s.name: torch.zeros_like(tokens[s.name]) for s in self.predicted}
+            hide[spec.name] = self._token_mask(hidden, f)  # [n_tiles, 1, T, Y, X]
+            aim[spec.name] = hide[spec.name] | self._token_mask(targets, f)
+            aimed = torch.nonzero(aim[spec.name].any(dim=(0, 1, 3, 4))).flatten()  # token time slices with a target
+            span[spec.name] = slice(int(aimed.min()), int(aimed.max()) + 1) if aimed.numel() else slice(0, 0)
+            L, T, Y, X = f.num_levels, span[spec.name].stop - span[spec.name].start, *f.num_tokens[1:]
+            out[spec.name] = torch.zeros(n_tiles, L, T, Y, X, *f.token_size, device=self.device)
         batch = self.config.tile_batch_size
-        for start in range(0, n_tiles, batch):
+        for start in range(0, n_tiles if any(s.stop > s.start for s in span.values()) else 0, batch):
             chunk = slice(start, start + batch)
-            masked = {}
-            for name, x in tokens.items():
-                inputs = torch.where(_points(hide[name][chunk], x.ndim), torch.zeros((), device=x.device), x[chunk])
-                masked[name] = MaskedField(inputs, hide[name][chunk], aim[name][chunk], x.new_empty(0))
-            result = self.network(masked, {name: m[chunk] for name, m in meta.items()})
+            masked, meta = {}, {}
+            for name, spec in self.specs.items():
+                f = spec.config
+                x = tokenize(tiling.gather(window[name], chunk), f.token_size)  # [B, L, T, Y, X, t, y, x]
+                meta[name] = torch.from_numpy(
+                    token_metadata(when[chunk], lat[chunk], lon[chunk], f.levels, f.token_size)).to(self.device)
+                if f.predicted:
+                    hidden_tokens, target = hide[name][chunk].expand(x.shape[:5]), aim[name][chunk].expand(x.shape[:5])
+                else:
+                    hidden_tokens = target = torch.zeros(x.shape[:5], dtype=torch.bool, device=self.device)
+                inputs = torch.where(_points(hidden_tokens, x.ndim), torch.zeros((), device=x.device), x)
+                masked[name] = MaskedField(inputs, hidden_tokens, target, x.new_empty(0))
+            result = self.network(masked, meta)
             for spec in self.predicted:
                 ens = result[spec.name]
                 values = ens.mean if head is None else ens.members[:, head]
-                out[spec.name][chunk][aim[spec.name][chunk]] = values.to(out[spec.name].dtype)
+                target = masked[spec.name].target[:, :, span[spec.name]]  # same targets, same order
+                out[spec.name][chunk][target] = values.to(out[spec.name].dtype)
         blended, weights = {}, {}
         for spec in self.predicted:
-            mask = detokenize(_points(aim[spec.name], 8).expand(out[spec.name].shape))
+            base = window[spec.name].double()
+            blended[spec.name], weights[spec.name] = base.clone(), torch.zeros_like(base)
+            if span[spec.name].stop == span[spec.name].start:
+                continue  # nothing of this field was asked for
+            t = spec.config.token_size[0]
+            steps = slice(span[spec.name].start * t, span[spec.name].stop * t)
+            target = aim[spec.name][:, :, span[spec.name]]
+            mask = detokenize(_points(target, 8).expand(out[spec.name].shape))
             values, weight = tiling.blend(detokenize(out[spec.name]), mask)
-            blended[spec.name] = torch.where(weight > 0, values, window[spec.name].double())
-            weights[spec.name] = weight
+            blended[spec.name][:, steps] = torch.where(weight > 0, values, base[:, steps])
+            weights[spec.name][:, steps] = weight
         return blended, weights
 
     def _token_mask(self, points: torch.Tensor, f: FieldConfig) -> torch.Tensor:
@@ -579,7 +668,8 @@ class AtmoRepComponent(Component):
             values = self._denormalise(spec, predicted[spec.name].float(), months)
             item = self._item_named(spec.name)
             dims = ("time", "level", "lat", "lon") if spec.config.levels else ("time", "lat", "lon")
-            data[spec.name] = (dims, values, {"units": item.units, "standard_name": item.standard_name})
+            attrs = {"units": item.units, "standard_name": item.standard_name} if item.standard_name else {"units": item.units}
+            data[spec.name] = (dims, values, attrs)
         grid = self._grid_table[self._item_named(self.predicted[0].name).grid]
         coords = {"time": ("time", times), "lat": ("lat", self.latitudes), "lon": ("lon", self.longitudes)}
         if grid.levels:
@@ -628,11 +718,3 @@ def _points(tokens: torch.Tensor, ndim: int) -> torch.Tensor:
     """A token mask ``[B, L, T, Y, X]`` viewed with trailing unit dims to broadcast over ``ndim`` dims."""
     return tokens.reshape(*tokens.shape, *([1] * (ndim - tokens.ndim)))
 
-
-def _plausible_range(variable: str, units: str) -> tuple[float, float] | None:
-    known = PLAUSIBLE_RANGES.get(variable)
-    if known is None:
-        return None
-    (low, high), reference = known
-    values = convert(np.array([low, high], dtype=np.float64), reference, units, what=f"plausible range of {variable}")
-    return float(np.min(values)), float(np.max(values))

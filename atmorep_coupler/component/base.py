@@ -12,7 +12,9 @@ the forcing data components) derives from :class:`Component` and implements five
                            start of the step while it runs and moves on when it returns
 =========================  ============================================================================
 
-Optional hooks: ``_finalize()``; ``_restart_state()`` / ``_load_restart_state(arrays)`` for internal
+Optional hooks: ``_configure(config)`` (fill in config values, such as a time step, the component
+knows itself, before the clock starts); ``_import_error(item, kind, problem)`` (the message of a
+refused import: say what the component knows of the field and how to fix it); ``_finalize()``; ``_restart_state()`` / ``_load_restart_state(arrays)`` for internal
 state that is not an exchange item (a context window, RNG counters); ``_read(name)`` /
 ``_write(name, values, indices)`` for state that does not live in host memory (torch on a GPU).
 ``partial_steps = True`` lets ``update_until`` end with a shorter last step (data components can
@@ -113,6 +115,10 @@ class Component(Bmi):
     def _advance(self, dt: float) -> None:
         """Advance the state by ``dt`` seconds (one step, or a shorter last one if ``partial_steps``)."""
 
+    def _configure(self, config: ComponentConfig) -> ComponentConfig:
+        """Complete the config before the clock is made (e.g. a time step the component knows itself)."""
+        return config
+
     def _finalize(self) -> None:
         """Release resources (files, devices)."""
 
@@ -209,6 +215,8 @@ class Component(Bmi):
             values = convert(values.astype(np.float64), item.units, units, what=self._var_label(item))
             out_units = units
         attrs = {"units": out_units, "standard_name": item.standard_name, "long_name": item.long_name or item.name}
+        if not item.standard_name:  # CF: a variable without a standard name carries none (not its own name)
+            del attrs["standard_name"]
         return xr.DataArray(
             values,
             dims=grid.dims,
@@ -327,8 +335,9 @@ class Component(Bmi):
                 self._config_dir = Path(config_file).resolve().parent
             config = load_yaml(self.config_class, config_file)
         self._config = config
-        self._clock = config.make_clock()
         try:
+            self._config = config = self._configure(config)
+            self._clock = config.make_clock()
             self._initialize(config)
             self._register()
         except BaseException:
@@ -557,7 +566,7 @@ class Component(Bmi):
         self._aliases = {
             item.standard_name: name
             for name, item in items.items()
-            if standard.count(item.standard_name) == 1 and item.standard_name not in items
+            if item.standard_name and standard.count(item.standard_name) == 1 and item.standard_name not in items
         }
         self._grid_map, self._item_map = grids, items
         state = self._state()
@@ -595,25 +604,30 @@ class Component(Bmi):
             )
 
     def _check_import(self, item: ExchangeItem, values: np.ndarray) -> None:
-        """Refuse NaN/infinite or out-of-range imports, naming component, field and time."""
+        """Refuse NaN/infinite (unless ``allow_nan``: NaN only) or out-of-range imports (message:
+        :meth:`_import_error`)."""
         values = np.asarray(values)
-        where = f"component {self.name!r}: imported field {item.name!r} at {self.current_datetime.isoformat()}"
         finite = np.isfinite(values)
-        if not item.allow_nan and not finite.all():
-            bad = np.flatnonzero(~finite.reshape(-1))
-            raise ComponentError(
-                f"{where}: {bad.size} of {values.size} values are NaN or infinite (first at flat index {bad[0]}); "
-                "fix the producer or its regridding mask"
-            )
+        bad = ~finite if not item.allow_nan else np.isinf(values)
+        if bad.any():
+            flat = np.flatnonzero(bad.reshape(-1))
+            what = "infinite" if item.allow_nan else "NaN or infinite"
+            problem = f"{flat.size} of {values.size} values are {what} (first at flat index {flat[0]})"
+            raise ComponentError(self._import_error(item, "nan", problem))
         if item.valid_range is not None and finite.any():
             low, high = item.valid_range
             checked = values[finite]
             vmin, vmax = float(checked.min()), float(checked.max())
             if vmin < low or vmax > high:
-                raise ComponentError(
-                    f"{where}: values span [{vmin:g}, {vmax:g}] {item.units}, outside the valid range "
-                    f"[{low:g}, {high:g}]; check the producer's units and data"
-                )
+                problem = (f"values span [{vmin:g}, {vmax:g}] {item.units}, outside the valid range "
+                           f"[{low:g}, {high:g}]")
+                raise ComponentError(self._import_error(item, "range", problem))
+
+    def _import_error(self, item: ExchangeItem, kind: str, problem: str) -> str:
+        """The message of a refused import (``kind``: ``"nan"`` or ``"range"``), naming component, field
+        and time; subclasses add what they know of the field (where it was trained, the fix)."""
+        fix = "fix the producer or its regridding mask" if kind == "nan" else "check the producer's units and data"
+        return f"component {self.name!r}: imported field {item.name!r} at {self.current_datetime.isoformat()}: {problem}; {fix}"
 
     def _host_view(self, name: str) -> np.ndarray:
         value = self._state()[name]
@@ -722,8 +736,6 @@ def _grid_coords(grid: ComponentGrid) -> dict[str, Any]:
     if grid.horizontal is None:
         return {}
     coords: dict[str, Any] = {}
-    if grid.members:
-        coords["member"] = ("member", np.arange(grid.members))
     if grid.levels:
         coords["level"] = ("level", np.asarray(grid.levels), {"units": grid.level_units})
     if grid.is_rectilinear:

@@ -3,7 +3,8 @@
 A :class:`ComponentGrid` pairs a horizontal grid from :mod:`atmorep_coupler.regrid.grids` (or any
 object with the same attributes, see :class:`HorizontalGrid`) with optional vertical levels and maps
 it onto the BMI grid functions. An :class:`ExchangeItem` is one variable: name, standard name,
-UDUNITS units, grid id, role, direction and an optional valid range that guards imports.
+UDUNITS units (ECMWF spellings such as ``m**2 s**-2`` are respelled ``m2 s-2``), grid id, role, direction
+and an optional valid range that guards imports; the standard name is a CF standard name or empty.
 
 Array layout (coupling.md §1.2, pitfalls 2 and 4): values are C-ordered ``(level, lat, lon)`` with
 longitude fastest, the order of ESMF/SCRIP weight files. Cell-mean values sit on the cell centres,
@@ -20,8 +21,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from atmorep_coupler.errors import ComponentError
-from atmorep_coupler.units import parse_units
+from atmorep_coupler.errors import ComponentError, UnitError
+from atmorep_coupler.units import udunits
 
 __all__ = ["Role", "Intent", "HorizontalGrid", "ComponentGrid", "ExchangeItem", "SCALAR_GRID"]
 
@@ -70,29 +71,27 @@ class HorizontalGrid(Protocol):
 class ComponentGrid:
     """One BMI grid: a horizontal grid (``None`` for the rank-0 scalar grid) and optional levels.
 
-    ``members > 0`` adds a leading ensemble-member axis (dim ``member``, slowest; BMI has no
-    coordinate for it: member k is index k), e.g. for the ensemble members of a stochastic component.
+    BMI grids have at most three axes (x, y, z), so there is no ensemble-member axis: a stochastic
+    component exports each member as an item of its own on the grid of the field (the AtmoRep
+    component's ``<field>_member_<k>``).
     """
 
     horizontal: HorizontalGrid | None = None
     levels: tuple[float, ...] = ()
     level_units: str = "hPa"
-    members: int = 0
 
     def __post_init__(self) -> None:
-        if self.horizontal is None and (self.levels or self.members):
-            raise ComponentError("a grid with levels or members needs a horizontal grid (column grids are not supported)")
-        if self.members < 0:
-            raise ComponentError(f"a grid's member count must be >= 0, got {self.members}")
+        if self.horizontal is None and self.levels:
+            raise ComponentError("a grid with levels needs a horizontal grid (column grids are not supported)")
         object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Node counts, slowest first: ``([members,] [nlevel,] ny, nx)`` or ``()`` for a scalar."""
+        """Node counts, slowest first: ``([nlevel,] ny, nx)`` or ``()`` for a scalar."""
         if self.horizontal is None:
             return ()
         horizontal = tuple(int(n) for n in self.horizontal.shape)
-        return ((self.members,) if self.members else ()) + ((len(self.levels),) if self.levels else ()) + horizontal
+        return ((len(self.levels),) if self.levels else ()) + horizontal
 
     @property
     def rank(self) -> int:
@@ -108,7 +107,7 @@ class ComponentGrid:
         if self.horizontal is None:
             return ()
         horizontal = ("lat", "lon") if self.is_rectilinear else ("y", "x")
-        return (("member",) if self.members else ()) + (("level",) if self.levels else ()) + horizontal
+        return (("level",) if self.levels else ()) + horizontal
 
     @cached_property
     def is_rectilinear(self) -> bool:
@@ -186,7 +185,10 @@ class ExchangeItem:
             raise ComponentError(f"exchange item {self.name!r}: intent {self.intent!r} is not 'in', 'out' or 'inout'")
         if self.optional and self.intent != "in":
             raise ComponentError(f"exchange item {self.name!r}: only imports (intent 'in') can be optional")
-        parse_units(self.units, what=f"exchange item {self.name!r}")
+        try:  # one spelling everywhere: BMI's get_var_units, outputs, messages
+            object.__setattr__(self, "units", udunits(self.units))
+        except UnitError as exc:
+            raise UnitError(f"exchange item {self.name!r}: {exc}") from None
         dtype = np.dtype(self.dtype)
         if dtype.kind not in "fiu":
             raise ComponentError(f"exchange item {self.name!r}: dtype {self.dtype!r} is not numeric")

@@ -47,6 +47,11 @@ class ComponentConfig:
     """cftime calendar of ``start``, ``end`` and the component's dates."""
 
     def validate(self) -> None:
+        if self.time_step is None:  # a subclass whose component knows its step (Component._configure)
+            self.start_date()
+            if self.end is not None:
+                to_cftime(self.end, self.calendar, what="end")
+            return
         if self.time_step.total_seconds() <= 0:
             raise ConfigError(f"time_step: must be positive, got {self.time_step}")
         self.make_clock()

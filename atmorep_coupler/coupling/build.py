@@ -32,7 +32,9 @@ def build_grid(name: str, spec: GridSpec) -> Grid:
     """The grid ``grids.<name>`` describes, with its static mask applied."""
     where = f"grids.{name}"
     try:
-        if spec.type == "regular_latlon":
+        if spec.type == "regular_latlon" and (spec.poles or spec.first_lon is not None):
+            grid = LatLonGrid.from_centers(*regular_centers(spec))
+        elif spec.type == "regular_latlon":
             grid = LatLonGrid(spec.nlat, spec.nlon, lat_order=spec.lat_order or "descending")
         elif spec.type == "gaussian":
             grid = GaussianGrid(spec.nlat, spec.nlon, lat_order=spec.lat_order or "descending")
@@ -43,6 +45,40 @@ def build_grid(name: str, spec: GridSpec) -> Grid:
     if spec.mask is not None:
         grid = grid.with_mask(_read_mask(where, spec.mask.file, spec.mask.variable, grid))
     return grid
+
+
+def regular_centers(spec: GridSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-centre latitudes (in ``lat_order``) and longitudes of a ``regular_latlon`` grid spec."""
+    if spec.poles:
+        lat = np.linspace(-90.0, 90.0, spec.nlat)
+    else:
+        lat = -90.0 + (np.arange(spec.nlat) + 0.5) * (180.0 / spec.nlat)
+    dlon = 360.0 / spec.nlon
+    first = 0.5 * dlon if spec.first_lon is None else spec.first_lon
+    lon = first + np.arange(spec.nlon) * dlon
+    return (lat if spec.lat_order == "ascending" else lat[::-1]), lon
+
+
+def grid_spec_of(horizontal) -> dict[str, Any] | None:
+    """The ``grids`` entry that describes a component's horizontal grid, or None if no generated one does
+    (a curvilinear grid, an irregular spacing): for messages that tell the user what to write."""
+    lat, lon = np.asarray(horizontal.center_lat), np.asarray(horizontal.center_lon)
+    if lat.ndim != 2 or not (np.all(lat == lat[:, :1]) and np.all(lon == lon[:1, :])) or lat.shape[0] < 2:
+        return None
+    rows, cols = lat[:, 0], lon[0, :]
+    order = "descending" if rows[0] > rows[-1] else "ascending"
+    nlat, nlon = rows.size, cols.size
+    candidates = [GridSpec("regular_latlon", nlat, nlon, order, poles=poles, first_lon=float(cols[0]))
+                  for poles in (False, True)]
+    if nlat % 2 == 0:
+        candidates.append(GridSpec("gaussian", nlat, nlon, order))
+    for spec in candidates:
+        grid = build_grid("candidate", spec)
+        dlon = (grid.center_lon - lon + 180.0) % 360.0 - 180.0
+        if np.allclose(grid.center_lat, lat, atol=GRID_TOLERANCE_DEG) and np.allclose(dlon, 0.0, atol=GRID_TOLERANCE_DEG):
+            keys = {"type": spec.type, "nlat": nlat, "nlon": nlon, "lat_order": order}
+            return keys | ({"poles": spec.poles, "first_lon": spec.first_lon} if spec.type == "regular_latlon" else {})
+    return None
 
 
 def _read_mask(where: str, file: Path, variable: str, grid: Grid) -> np.ndarray:
@@ -126,10 +162,12 @@ def component_config(name: str, config: CoupledRunConfig, base_dir: Path) -> tup
 def check_component_grid(name: str, grid_name: str, grid: Grid, horizontal) -> None:
     """The component's own horizontal grid must be the configured one (same cells, same order)."""
     where = f"components.{name}.grid"
+    spec = grid_spec_of(horizontal)
+    hint = "" if spec is None else "; the component's grid is " + _flow(spec)
     if tuple(horizontal.shape) != tuple(grid.shape):
         raise ConfigError(
             f"{where}: component {name!r} has a grid of shape {tuple(horizontal.shape)}, grid {grid_name!r} "
-            f"has {tuple(grid.shape)}"
+            f"has {tuple(grid.shape)}{hint}"
         )
     dlat = np.abs(np.asarray(horizontal.center_lat) - grid.center_lat)
     dlon = np.abs((np.asarray(horizontal.center_lon) - grid.center_lon + 180.0) % 360.0 - 180.0)
@@ -140,7 +178,14 @@ def check_component_grid(name: str, grid_name: str, grid: Grid, horizontal) -> N
             f"{where}: the cell centres of component {name!r} differ from grid {grid_name!r}; first at (j, i) = "
             f"({j}, {i}): component ({horizontal.center_lat[j, i]:.6f}, {horizontal.center_lon[j, i]:.6f}), "
             f"grid ({grid.center_lat[j, i]:.6f}, {grid.center_lon[j, i]:.6f}) (lat, lon); check lat_order and sizes"
+            f"{hint}"
         )
+
+
+def _flow(mapping: Mapping[str, Any]) -> str:
+    """A mapping as one line of flow-style YAML: ``{type: regular_latlon, nlat: 121, ...}``."""
+    text = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in mapping.items())
+    return "{" + text + "}"
 
 
 class RegridderCache:

@@ -31,7 +31,7 @@ class ReceivedField:
     units: str
     """Its units (UDUNITS string)."""
     standard_name: str = ""
-    """CF standard name; default ``name``."""
+    """CF standard name; default none (a field name is not a standard name)."""
     scalar: bool = False
     """A global value on the scalar grid instead of a field on ``grid``."""
 
@@ -63,7 +63,7 @@ class FieldReceiver(Component):
         if config.grid is not None:
             self._grid_map_local[0] = ComponentGrid(config.grid.build())
         self._item_list = [
-            ExchangeItem(f.name, f.standard_name or f.name, f.units, 1 if f.scalar else 0, "forcing", intent="in")
+            ExchangeItem(f.name, f.standard_name, f.units, 1 if f.scalar else 0, "forcing", intent="in")
             for f in config.fields
         ]
         self._values = {

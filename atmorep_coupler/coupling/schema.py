@@ -4,7 +4,8 @@ Layout (coupling.md §5)::
 
     version: 1
     run: {name, start, end, calendar, seed, device, transport, restart: {dir, every, resume}}
-    grids:      {<id>: {type: regular_latlon | gaussian | curvilinear, nlat, nlon, lat_order, mask, file}}
+    grids:      {<id>: {type: regular_latlon | gaussian | curvilinear, nlat, nlon, lat_order, poles, first_lon,
+                        mask, file}}
     components: {<id>: {kind, config, grid, timestep, ensemble, device}}
     couplings:  [{from, to, fields: [{src, dst, units}], period, lag, time_reduction, remap, conservation}]
     outputs:    [{component, variables, interval, reduction, path}]
@@ -124,7 +125,15 @@ class MaskSpec:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """``regular_latlon`` (nlat, nlon), ``gaussian`` (nlat, optional nlon) or ``curvilinear`` (a SCRIP grid file)."""
+    """``regular_latlon`` (nlat, nlon), ``gaussian`` (nlat, optional nlon) or ``curvilinear`` (a SCRIP grid file).
+
+    The ERA5 layouts are regular lat-lon grids with a column centred on 0°: ARCO-ERA5 (0.25°) is
+    ``{type: regular_latlon, nlat: 721, nlon: 1440, poles: true, first_lon: 0}``, WeatherBench 2's
+    ``240x121_equiangular_with_poles`` is ``{..., nlat: 121, nlon: 240, poles: true, first_lon: 0}`` and its
+    ``64x32_equiangular`` ``{..., nlat: 32, nlon: 64, first_lon: 0}``. ``lat_order`` is the order of the
+    component's rows, which for the AtmoRep component is always ``descending`` (north first), whatever the
+    store's order.
+    """
 
     type: Literal["regular_latlon", "gaussian", "curvilinear"]
     """regular_latlon (nlat, nlon), gaussian (nlat, optional nlon) or curvilinear (a SCRIP grid file)."""
@@ -134,6 +143,12 @@ class GridSpec:
     """Number of longitudes (regular_latlon; gaussian default 2 nlat)."""
     lat_order: Literal["descending", "ascending"] | None = None
     """Row order: descending (north first, ERA5) or ascending."""
+    poles: bool = False
+    """regular_latlon: the first and last rows lie on the poles (spacing 180°/(nlat - 1), half cells at the poles:
+    ERA5, WeatherBench 2's ``equiangular_with_poles``); false: rows are cell centres, spacing 180°/nlat."""
+    first_lon: float | None = None
+    """regular_latlon: longitude of the first column's centre (ERA5 and WeatherBench 2: 0); null: half a cell east
+    of 0° (cells start at 0°)."""
     mask: MaskSpec | None = None
     """Static mask of the grid; null: every cell active."""
     file: Path | None = None
@@ -143,10 +158,14 @@ class GridSpec:
         if self.type == "curvilinear":
             if self.file is None:
                 raise ConfigError("file: a curvilinear grid needs a SCRIP grid file")
-            for key in ("nlat", "nlon", "lat_order"):
+            for key in ("nlat", "nlon", "lat_order", "first_lon"):
                 if getattr(self, key) is not None:
                     raise ConfigError(f"{key}: not allowed for a curvilinear grid (its file defines it)")
+            if self.poles:
+                raise ConfigError("poles: not allowed for a curvilinear grid (its file defines it)")
             return
+        if self.type != "regular_latlon" and (self.poles or self.first_lon is not None):
+            raise ConfigError(f"poles, first_lon: only for regular_latlon grids, not {self.type!r}")
         if self.file is not None:
             raise ConfigError(f"file: not allowed for type {self.type!r}; use type: curvilinear for a grid file")
         required = ("nlat", "nlon") if self.type == "regular_latlon" else ("nlat",)
@@ -157,6 +176,8 @@ class GridSpec:
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ConfigError(f"{key}: must be positive, got {value}")
+        if self.poles and self.nlat < 2:
+            raise ConfigError(f"nlat: a grid with rows on both poles needs at least 2 latitudes, got {self.nlat}")
         if self.type == "gaussian" and self.nlat % 2:
             raise ConfigError(f"nlat: a Gaussian grid has an even number of latitudes, got {self.nlat}")
 

@@ -1,8 +1,9 @@
-"""Command line: ``python -m atmorep_coupler.data {make-default,stats} ...``.
+"""Command line: ``python -m atmorep_coupler.data {make-default,era5-layout,stats} ...``.
 
 ``make-default`` generates (or resumes, or reuses from the cache) the Held–Suarez default dataset
-and prints the store's path as the last line of standard output. ``stats STORE`` computes a
-store's normalisation statistics and stores them with it.
+and prints the store's path as the last line of standard output. ``era5-layout LAYOUT SOURCE OUT``
+writes a store in the exact WeatherBench 2 or ARCO-ERA5 layout (:mod:`.era5_layouts`). ``stats STORE``
+computes a store's normalisation statistics and stores them with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ def _make_default(args: argparse.Namespace) -> None:
         config = DefaultDataConfig(resolution=args.resolution, years=args.years, seed=args.seed)
     path = generate(config, args.out, progress=not args.quiet)
     print(path)
+
+
+def _era5_layout(args: argparse.Namespace) -> None:
+    from atmorep_coupler.data.era5_layouts import write_layout
+
+    print(write_layout(args.source, args.out, args.layout, progress=not args.quiet))
 
 
 def _stats(args: argparse.Namespace) -> None:
@@ -48,9 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--tiny", action="store_true", help="small store for tests (2-day spin-up, 4 days)")
     make.add_argument("--quiet", action="store_true", help="no progress bars")
     make.set_defaults(func=_make_default)
+    layout = sub.add_parser("era5-layout", help="write a store in the WeatherBench 2 or ARCO-ERA5 layout")
+    layout.add_argument("layout", choices=["weatherbench2", "arco-era5"], help="the public layout to write")
+    layout.add_argument("source", help="a store with the default data's variables (e.g. make-default's)")
+    layout.add_argument("out", help="the store to write (must not exist)")
+    layout.add_argument("--quiet", action="store_true", help="no progress bar")
+    layout.set_defaults(func=_era5_layout)
     stats = sub.add_parser("stats", help="compute and store normalisation statistics of a store")
     stats.add_argument("store", help="store path or fsspec URL")
-    stats.add_argument("--variables", nargs="*", help="variables (default: all)")
+    stats.add_argument("--variables", nargs="*", help="variables (default: all with a time axis)")
     stats.add_argument("--chunk-mb", type=int, default=256, help="memory bound of one time chunk")
     stats.add_argument("--quiet", action="store_true", help="no progress bar")
     stats.set_defaults(func=_stats)

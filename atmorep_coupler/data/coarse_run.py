@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from atmorep_coupler.data.conditioning import COARSE_METHOD, COARSE_PREFIX
 from atmorep_coupler.data.held_suarez import NUDGING_FIELDS, HeldSuarezModel, ModelConfig
 from atmorep_coupler.regrid import LatLonGrid, Regridder
 
@@ -31,9 +32,6 @@ __all__ = ["COARSE_FIELDS", "COARSE_METHOD", "COARSE_PREFIX", "NudgedCoarseRun"]
 
 #: Fields of the coarse model written beside the truth (as ``coarse_<field>``).
 COARSE_FIELDS = ("temperature", "geopotential", "u_component_of_wind", "v_component_of_wind", "surface_pressure")
-COARSE_PREFIX = "coarse_"
-#: The coupler's map between the two grids, both ways (``remap: {method: conservative_normed}``).
-COARSE_METHOD = "conservative_normed"
 
 
 class NudgedCoarseRun:

@@ -10,7 +10,11 @@ local ones (law of total variance), unweighted over grid points -- every point c
 network sees it.
 
 The statistics live in a ``normalization`` group inside the store, or beside it
-(``<store>.normalization``) when the store is read-only.
+(``<store>.normalization``) when the store is read-only. A store with consolidated metadata (as
+WeatherBench 2's and ARCO-ERA5's) has it rewritten to list the group, so readers that trust it
+(``xr.open_zarr(store, group="normalization")``) find the statistics. The pass also counts the
+missing values (NaN) of every variable (attribute ``missing_values``): the checkpoint records whether
+an input was incomplete in training, and the component fills such an input as training did.
 """
 
 from __future__ import annotations
@@ -145,6 +149,14 @@ class Normalization:
         """Units the statistics of ``var`` are in (the store's units when computed)."""
         return self.dataset[f"mean_{self._check(var)}"].attrs["units"]
 
+    def has_missing(self, var: str) -> bool:
+        """Whether the data held missing values (NaN) of ``var``: the count of the streaming pass, or
+        for statistics written before it was kept, grid points without any valid value."""
+        mean = self.dataset[f"mean_{self._check(var)}"]
+        if "missing_values" in mean.attrs:
+            return int(mean.attrs["missing_values"]) > 0
+        return bool(np.isnan(self._array(f"mean_{self._check(var)}")).any())
+
     def has_levels(self, var: str) -> bool:
         return "level" in self.dataset[f"mean_{self._check(var)}"].dims
 
@@ -264,15 +276,27 @@ def _write(ds: xr.Dataset, path: str, group: str | None, zarr_format: int, stora
         path = path[len("file://") :]
     from atmorep_coupler.data.store import quiet_zarr
 
+    options = dict(storage_options) if storage_options and "://" in path else None
     with quiet_zarr():
-        ds.to_zarr(
-            path,
-            group=group,
-            mode="w",
-            zarr_format=zarr_format,
-            consolidated=False,
-            storage_options=dict(storage_options) if storage_options and "://" in path else None,
-        )
+        ds.to_zarr(path, group=group, mode="w", zarr_format=zarr_format, consolidated=False,
+                   storage_options=options)
+        if group is not None:
+            _reconsolidate(path, options)
+
+
+def _reconsolidate(path: str, storage_options) -> None:
+    """Rewrite the store's consolidated metadata, if it has any, so that it lists the new group."""
+    import zarr
+
+    try:
+        zarr.open_group(path, mode="r", use_consolidated=True, storage_options=storage_options)
+    except (ValueError, KeyError, OSError):
+        return  # no consolidated metadata: readers list the groups themselves
+    if "://" in path:
+        store = zarr.storage.FsspecStore.from_url(path, storage_options=storage_options, read_only=False)
+    else:
+        store = zarr.storage.LocalStore(path)
+    zarr.consolidate_metadata(store)
 
 
 def load_normalization(source: ERA5Store | str | os.PathLike, *, storage_options=None) -> Normalization:
@@ -317,14 +341,17 @@ def compute_normalization(
     max_chunk_bytes: int = 256 * 2**20,
     progress: bool = True,
 ) -> Normalization:
-    """One streaming pass over ``store`` computing global and local monthly statistics.
+    """One streaming pass over ``store`` computing global and local monthly statistics (of ``variables``,
+    default every variable with a time axis).
 
     Memory: one time chunk (at most ``max_chunk_bytes`` as float64) plus the accumulators
     (3 float64 arrays of ``12 x levels x lat x lon`` per variable). Months without data get the
     statistics pooled over all months present (listed in the ``filled_months`` attribute), so a
     short record still normalises every date.
     """
-    names = [store.resolve(v) for v in (variables if variables is not None else store.variables)]
+    if variables is None:  # static fields (ERA5's land_sea_mask, geopotential_at_surface) have no months
+        variables = [v for v in store.variables if "time" in store.dataset[v].dims]
+    names = [store.resolve(v) for v in variables]
     modes = dict(modes or {})
     months = month_index(store.times)
     plans = []
@@ -347,14 +374,17 @@ def compute_normalization(
             dims = [d for d in ("level", "latitude", "longitude") if d in store.dataset[name].dims]
             shape = (12, *[_axis_size(store, d) for d in dims])
             acc = _Moments.zeros(shape)
+            missing = 0
             for start in range(0, store.times.size, chunk):
                 stop = min(start + chunk, store.times.size)
                 bar.set_postfix_str(f"{name} {np.datetime_as_string(store.times[start], unit='D')}")
                 x = store.read(name, time=slice(start, stop)).astype(np.float64)
+                missing += int(np.isnan(x).sum())
                 for m in np.unique(months[start:stop]):
                     acc.merge(int(m), x[months[start:stop] == m])
                 bar.update(1)
             data_vars.update(_finish(name, dims, acc, store, modes.get(name), filled))
+            data_vars[f"mean_{name}"].attrs["missing_values"] = missing
     coords = {"month": np.arange(1, 13)}
     if store.levels.size:
         coords["level"] = ("level", store.levels, {"units": "hPa", "long_name": "pressure level"})

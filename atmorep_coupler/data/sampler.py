@@ -25,7 +25,8 @@ Where the reference went wrong, and what is done here:
 
 Fields are normalised with the store's statistics (``Normalization``; global or local per field) at
 the month of each time step. Input-only fields may contain NaN (e.g. SST over land): they become 0, the
-normalised mean; NaN in a predicted field is a ``DataError``.
+normalised mean (:data:`NAN_FILL`); NaN in a predicted field is a ``DataError``. :meth:`NeighbourhoodSampler.record`
+says what inference must repeat (units, missing values and their fill, the time step); checkpoints keep it.
 
 Derived fields: ``FieldConfig.transform`` names a reader registered with :func:`register_transform`
 that replaces ``store.read`` for that field (same signature); it is normalised with the statistics of
@@ -52,6 +53,7 @@ from atmorep_coupler.data.store import ERA5Store
 from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
 from atmorep_coupler.errors import ConfigError, DataError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
+from atmorep_coupler.timeutil import format_duration
 
 __all__ = [
     "batch_loader",
@@ -61,11 +63,14 @@ __all__ = [
     "register_transform",
     "register_transform_family",
     "transform_reader",
+    "NAN_FILL",
     "TRAIN_STREAM",
     "VALIDATION_STREAM",
 ]
 
 TRAIN_STREAM, VALIDATION_STREAM = 0, 1
+NAN_FILL = "normalised_mean"
+"""How missing values (NaN) of input-only fields enter the model: as 0, the normalised mean."""
 
 #: ``reader(store, variable, *, time, levels, lat, lon) -> array`` like ``ERA5Store.read``.
 Reader = Callable[..., np.ndarray]
@@ -194,6 +199,21 @@ class NeighbourhoodSampler:
         area = _row_areas(self.store.latitudes)
         weight = 0.5 * (area[starts + (ny - 1) // 2] + area[starts + ny // 2])
         return starts, weight / weight.sum()
+
+    def record(self) -> dict:
+        """What inference must treat as training did, for the checkpoint: the data's time step (ISO 8601)
+        and per field its store variable, units, whether the data held missing values and how they were
+        filled (None: refused, as in predicted fields)."""
+        step = np.median(np.diff(self.store.times)) / np.timedelta64(1, "s") if self.store.times.size > 1 else 0.0
+        fields = {}
+        for field in self.config.fields:
+            var = self.store.resolve(field.variable)
+            fields[field.name] = {
+                "variable": var, "units": self.norm.units(var), "predicted": field.predicted,
+                "missing_in_training": self.norm.has_missing(var),
+                "missing_filled_with": None if field.predicted else NAN_FILL,
+            }
+        return {"time_step": format_duration(dt.timedelta(seconds=float(step))), "fields": fields}
 
     # ------------------------------------------------------------------------------ sampling
     def __len__(self) -> int:  # number of distinct time windows, for information

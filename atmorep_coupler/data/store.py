@@ -31,7 +31,7 @@ from atmorep_coupler.units import convert, parse_units
 if TYPE_CHECKING:
     from atmorep_coupler.data.normalization import Normalization
 
-__all__ = ["ALIASES", "DIMS", "ERA5Store", "canonical_name", "open_store"]
+__all__ = ["ALIASES", "CF_STANDARD_NAMES", "DIMS", "ERA5Store", "canonical_name", "cf_standard_name", "open_store"]
 
 #: Canonical dimension order of every variable (a variable uses the subset it has).
 DIMS = ("time", "level", "latitude", "longitude")
@@ -62,6 +62,39 @@ ALIASES: dict[str, str] = {
     "lsm": "land_sea_mask",
     "co2": "co2_equivalent",
 }
+
+#: CF standard names of the ARCO-ERA5 variables that have one (CF standard name table, version 84). ERA5's
+#: accumulations (J m-2, m) and the default data's ``co2_equivalent`` have none: they get no standard name.
+CF_STANDARD_NAMES: dict[str, str] = {
+    "temperature": "air_temperature",
+    "geopotential": "geopotential",
+    "u_component_of_wind": "eastward_wind",
+    "v_component_of_wind": "northward_wind",
+    "vertical_velocity": "lagrangian_tendency_of_air_pressure",
+    "specific_humidity": "specific_humidity",
+    "relative_humidity": "relative_humidity",
+    "vorticity": "atmosphere_relative_vorticity",
+    "divergence": "divergence_of_wind",
+    "2m_temperature": "air_temperature",
+    "2m_dewpoint_temperature": "dew_point_temperature",
+    "skin_temperature": "surface_temperature",
+    "10m_u_component_of_wind": "eastward_wind",
+    "10m_v_component_of_wind": "northward_wind",
+    "surface_pressure": "surface_air_pressure",
+    "mean_sea_level_pressure": "air_pressure_at_mean_sea_level",
+    "sea_surface_temperature": "sea_surface_temperature",
+    "sea_ice_cover": "sea_ice_area_fraction",
+    "land_sea_mask": "land_area_fraction",
+    "total_column_water_vapour": "atmosphere_mass_content_of_water_vapor",
+    "geopotential_at_surface": "surface_geopotential",
+}
+
+
+def cf_standard_name(variable: str, attrs: Mapping[str, Any] | None = None) -> str:
+    """The CF standard name of a store variable: its own ``standard_name`` attribute, else the ERA5
+    table above, else ``""`` (no standard name: a variable name is not one)."""
+    return str((attrs or {}).get("standard_name") or CF_STANDARD_NAMES.get(canonical_name(variable), ""))
+
 
 #: Dimension spellings found in ERA5 downloads (CDS netCDF/GRIB via cfgrib, CMIP) -> canonical.
 _DIM_ALIASES = {
@@ -391,6 +424,37 @@ def _canonicalize(ds: xr.Dataset, name: str) -> xr.Dataset:
     return ds.rename({k: v for k, v in ALIASES.items() if k in ds.data_vars})
 
 
+_CREDENTIALS_HINT = (
+    "check the credentials: storage_options={'key': ..., 'secret': ...} (or the environment: AWS_ACCESS_KEY_ID "
+    "and AWS_SECRET_ACCESS_KEY, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS), or storage_options={'anon': True} "
+    "(s3) / {'token': 'anon'} (gs) for a public bucket"
+)
+
+
+def _why_not_opened(path: str, storage_options: Mapping[str, Any] | None, exc: BaseException) -> str:
+    """Why a store did not open, in words that say what to fix: credentials, a missing bucket, a path
+    with no zarr store (object stores answer all three with errors that do not say which)."""
+    detail = f"({type(exc).__name__}: {exc})"
+    if isinstance(exc, PermissionError):
+        return f"access denied {detail}; {_CREDENTIALS_HINT}"
+    if not _is_url(path) or path.startswith(("file://", "memory://")):
+        return f"cannot open as a zarr store {detail}"
+    import fsspec
+
+    try:
+        fs, root = fsspec.url_to_fs(path, **dict(storage_options or {}))
+        bucket = root.strip("/").split("/")[0]
+        bucket_exists = fs.exists(bucket)
+    except PermissionError as probe:
+        return f"access denied ({type(probe).__name__}: {probe}); {_CREDENTIALS_HINT}"
+    except Exception:  # noqa: BLE001 - the probe only refines the message; the original error stands
+        return f"cannot open as a zarr store {detail}"
+    if not bucket_exists:
+        return f"bucket {bucket!r} does not exist (or is not visible with these credentials); check the URL {detail}"
+    return (f"no zarr store at this path in bucket {bucket!r} (no .zgroup, .zmetadata or zarr.json); check the "
+            f"path after the bucket {detail}")
+
+
 def open_store(
     path_or_url: str | os.PathLike,
     *,
@@ -418,7 +482,7 @@ def open_store(
             )
         fmt = zarr.open_group(path, mode="r", storage_options=opts).metadata.zarr_format
     except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
-        raise DataError(f"{name}: cannot open as a zarr store ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{name}: {_why_not_opened(path, opts, exc)}") from None
     store = ERA5Store(path, _canonicalize(ds, name), storage_options=storage_options, zarr_format=fmt)
     if require_global:
         store.require_global("atmorep_coupler")

@@ -31,6 +31,20 @@ StrategyKind = Literal["BERT", "forecast", "temporal_interpolation", "spatial_in
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def identifier_for(variable: str) -> str:
+    """A field name for a store variable that is not an identifier: its ERA5 short name where it has
+    one (``2m_temperature`` -> ``t2m``), else the variable with other characters replaced and a
+    leading digit moved behind (``10m_wind-speed`` -> ``m_wind_speed_10``)."""
+    from atmorep_coupler.data.store import ALIASES
+
+    short = [alias for alias, name in ALIASES.items() if name == variable and _NAME.match(alias)]
+    if short:
+        return short[0]
+    cleaned = re.sub(r"\W", "_", variable)
+    digits = re.match(r"^\d+", cleaned)
+    return f"{cleaned[digits.end():].lstrip('_')}_{digits[0]}" if digits else cleaned
+
+
 @dataclass(frozen=True)
 class MaskingRates:
     """BERT rates of one field: ``total`` bounds the fraction of tokens selected per sample and level
@@ -137,7 +151,12 @@ class FieldConfig:
 
     def validate(self) -> None:
         if not _NAME.match(self.name):
-            raise ConfigError(f"name: {self.name!r} must be an identifier (letters, digits, '_')")
+            raise ConfigError(
+                f"name: {self.name!r} must be an identifier (letters, digits, '_'; not starting with a digit), "
+                f"because it names the field's exchange item and Python attributes; read a store variable of "
+                f"that name through 'source', e.g. name: {identifier_for(self.source or self.name)}, "
+                f"source: {self.source or self.name}"
+            )
         if min(self.token_size) < 1 or min(self.num_tokens) < 1:
             raise ConfigError(
                 f"token_size {list(self.token_size)} and num_tokens {list(self.num_tokens)} must be >= 1"

@@ -51,6 +51,7 @@ from atmorep_coupler.model.config import ModelConfig, StrategyConfig
 from atmorep_coupler.model.masking import Masker
 from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, target_latitudes
 from atmorep_coupler.model.multiformer import Multiformer
+from atmorep_coupler.units import udunits
 
 __all__ = ["build_parser", "evaluate_forecast", "main"]
 
@@ -119,7 +120,7 @@ def evaluate_forecast(model: Multiformer, sampler: NeighbourhoodSampler, *, slic
                          "ratio_climatology": _ratio(scores["model"], scores["climatology"])})
     first = per_lead[0]
     store = sampler.store
-    units = {f.name: store.units(store.resolve(f.variable)) for f in config.predicted_fields}
+    units = {f.name: udunits(store.units(store.resolve(f.variable))) for f in config.predicted_fields}
     return {**{k: first[k] for k in (*_KINDS, "ratio")}, "leads": per_lead, "units": units, "ensemble_size": M,
             "batches": batches, "batch_size": sampler.batch_size, "notes": [CLIMATOLOGY_NOTE]}
 

@@ -11,8 +11,9 @@ Distributed training (``training/distributed.py``) passes ``rank``/``world_size`
 
 Exact resume (D13): a checkpoint holds the model, optimiser and scheduler states, the step (which is
 also the position of the batch stream: batch ``k`` is a pure function of (seed, rank, k)), the torch
-RNG state (dropout), the frozen parameter names, the run config as YAML text and a fingerprint of the
-normalisation statistics. It contains only tensors, numbers, strings, lists and dicts, so
+RNG state (dropout), the frozen parameter names, the run config as YAML text, a fingerprint of the
+normalisation statistics and what inference must repeat of the data (``data``: the time step, per field the
+units and whether missing values occurred and how they were filled; ``NeighbourhoodSampler.record``). It contains only tensors, numbers, strings, lists and dicts, so
 ``torch.load(path, weights_only=True)`` reads it. On CPU a resumed run continues bit for bit.
 
 Mixed precision: bf16 autocast on CUDA when ``amp`` (bf16 has fp32's range, so no loss scaling and no
@@ -222,6 +223,7 @@ class Trainer:
             "sampler": {"seed": self.config.seed, "rank": self.rank, "next_index": self.step},
             "normalization": {"store": str(self.store.path), "source": str(self.store.normalization.source),
                               "fingerprint": normalization_fingerprint(self.store.normalization)},
+            "data": self.train_sampler.record(),
         }
 
     def load_state_dict(self, state: Mapping) -> None:

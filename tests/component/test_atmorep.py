@@ -81,9 +81,9 @@ def test_items_grids_and_units(checkpoint, tiny_store, store):
     c = make(checkpoint, tiny_store, ensemble={"members": 3})
     items = {i.name: i for i in c.exchange_items()}
     assert {n: items[n].role for n in items} == {
-        "temperature": "prognostic", "temperature_members": "diagnostic", "u_component_of_wind": "prognostic",
-        "u_component_of_wind_members": "diagnostic", "sea_surface_temperature": "forcing",
+        "temperature": "prognostic", "u_component_of_wind": "prognostic", "sea_surface_temperature": "forcing",
         "co2_equivalent": "forcing", "coarse_temperature": "conditioning",
+        **{f"{f}_member_{k}": "diagnostic" for f in ("temperature", "u_component_of_wind") for k in range(3)},
     }
     assert set(c.get_input_var_names()) == {"temperature", "u_component_of_wind", "sea_surface_temperature",
                                             "co2_equivalent", "coarse_temperature"}
@@ -96,9 +96,11 @@ def test_items_grids_and_units(checkpoint, tiny_store, store):
     np.testing.assert_array_equal(c.get_grid_x(grid, np.empty(64)), store.longitudes)
     np.testing.assert_array_equal(c.get_grid_y(grid, np.empty(32)), store.latitudes)
     np.testing.assert_array_equal(c.get_grid_z(grid, np.empty(2)), LEVELS)
-    members = c.get_var_grid("temperature_members")
-    assert c.get_grid_shape(members, np.empty(4, dtype=int)).tolist() == [3, 2, 32, 64]
-    assert c.get_field("temperature_members").dims == ("member", "level", "lat", "lon")
+    assert all(c.get_var_grid(f"temperature_member_{k}") == grid for k in range(3))  # one item per member
+    assert c.get_field("temperature_member_2").dims == ("level", "lat", "lon")
+    assert items["temperature"].standard_name == "air_temperature"
+    assert items["co2_equivalent"].standard_name == ""  # no CF name: none, rather than the variable name
+    assert "standard_name" not in c.get_field("co2_equivalent").attrs
     assert c.get_grid_rank(c.get_var_grid("co2_equivalent")) == 0
     assert c.get_var_nbytes("temperature") == 4 * 2 * 32 * 64
     assert resolve_kind("atm", "atmorep") is AtmoRepComponent
@@ -198,7 +200,7 @@ def test_ensemble_rollout(checkpoint, tiny_store, store):
             c.update()
         truth = store.read("temperature", time=[index], levels=LEVELS)[0]
         errors.append(np.sqrt(np.mean((runs[0].get_field("temperature").values - truth) ** 2)))
-    a, b, other = (c.get_field("temperature_members").values for c in runs)
+    a, b, other = (np.stack([c.get_field(f"temperature_member_{k}").values for k in range(3)]) for c in runs)
     np.testing.assert_array_equal(a, b)  # deterministic seeds
     assert not np.allclose(a, other)
     assert np.isfinite(a).all() and 150.0 < a.min() and a.max() < 330.0
@@ -310,16 +312,19 @@ def test_bad_imports_are_refused(checkpoint, tiny_store, store):
     bad = c.get_value("coarse_temperature", np.empty(2 * 32 * 64, np.float32))
     bad[17] = np.nan
     with pytest.raises(ComponentError, match=r"component 'atm': imported field 'coarse_temperature' at "
-                                             r"2000-01-01T06:00:00: 1 of 4096 values are NaN"):
+                                             r"2000-01-01T06:00:00: 1 of 4096 values are NaN or infinite \(first "
+                                             r"at flat index 17\); checkpoint \S+tiny.pt was trained on 'temperature' "
+                                             r"without NaN, so the model has never seen a gap here: fill the"):
         c.set_value("coarse_temperature", bad)
     celsius = c.get_field("coarse_temperature", units="degC")
-    with pytest.raises(ComponentError, match="'coarse_temperature' .* outside the valid range"):
+    with pytest.raises(ComponentError, match=r"'coarse_temperature' .* outside the valid range \[100, 400\]; "
+                                             r"checkpoint \S+ was trained on 'temperature' in 'K': deliver the field in 'K'"):
         c.set_value("coarse_temperature", celsius.values.ravel())  # degC values where K are expected
     c.set_field("coarse_temperature", celsius)  # with its units attribute it is converted and accepted
     with pytest.raises(ComponentError, match="'co2_equivalent' .* outside the valid range"):
         c.set_value("co2_equivalent", np.array(0.00028))  # a mole fraction where ppm are expected
     with pytest.raises(ComponentError, match="is an output"):
-        c.set_value("temperature_members", np.zeros(3 * 2 * 32 * 64))
+        c.set_value("temperature_member_0", np.zeros(2 * 32 * 64))
     c.update()
     assert c.get_current_time() == DT
 
@@ -355,8 +360,10 @@ def test_mismatched_checkpoints_are_refused(checkpoint, tiny_store, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt: cannot read checkpoint"):
         make(tmp_path / "junk.pt", tiny_store)
-    with pytest.raises(ConfigError, match="set time_step to 3:00:00"):
+    with pytest.raises(ConfigError, match=r"time_step: PT6H, but checkpoint .*tiny.pt predicts one token time "
+                                          r"slice of 1 data step\(s\) of PT3H per step; set time_step to PT3H"):
         make(checkpoint, tiny_store, time_step="PT6H")
+    assert make(checkpoint, tiny_store, time_step=None).get_time_step() == DT  # the checkpoint's step
 
 
 def test_initialize_from_a_yaml_file_with_relative_paths(checkpoint, tiny_store, tmp_path):

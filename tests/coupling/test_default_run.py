@@ -77,7 +77,7 @@ def test_set_overrides_name_the_file_and_key(tmp_path):
         load_config(CONFIGS / "default.yaml", ["couplings.9.period=PT6H"])
     config, base = load_config(CONFIGS / "default.yaml", ["couplings.0.period=PT6H", "run.end=2001-03-20T00:00:00"])
     assert config.couplings[0].period == dt.timedelta(hours=6) and config.run.end == dt.datetime(2001, 3, 20)
-    assert base == CONFIGS and config.grids["atmorep"].file == CONFIGS / "grids" / "atmorep_t21_latlon.nc"
+    assert base == CONFIGS and config.grids["atmorep"].first_lon == 0.0
 
 
 @pytest.mark.slow
