@@ -54,7 +54,7 @@ TINY_EVALUATION = {"slices": [1, 2, 3], "batches": 4}
 
 
 def tiny_training_config(store: str | Path, *, steps: int = 160) -> dict:
-    """The default training config's field set (4 predicted, 4 coarse, 3 forcings) with a tiny network,
+    """The default training config's field set (4 predicted, 4 coarse, 2 forcings) with a tiny network,
     on a ``--tiny`` store (4 days: train on the first two, validate on the last day and a half).
     A mapping for :func:`atmorep_coupler.training.config.load_run_config`, or to write as YAML."""
     from atmorep_coupler.train import config_path

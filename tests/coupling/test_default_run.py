@@ -30,7 +30,7 @@ HOURS = 12
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_default_checkpoint):
-    """The default training config's fields (4 predicted, 4 coarse, 3 forcings) made small and trained
+    """The default training config's fields (4 predicted, 4 coarse, 2 forcings) made small and trained
     3 steps on the tiny store: the recipe of ``quickstart --tiny`` (tests/conftest.py)."""
     return tiny_default_checkpoint
 
@@ -73,7 +73,7 @@ def test_set_overrides_name_the_file_and_key(tmp_path):
         load_config(CONFIGS / "default.yaml", ["run.nope.x=1"])
     with pytest.raises(ConfigError, match=r"default.yaml \(with --set run.ends=1\): run.ends: unknown key"):
         load_config(CONFIGS / "default.yaml", ["run.ends=1"])
-    with pytest.raises(ConfigError, match=r"couplings is a list of 7 items; '9' is not an index"):
+    with pytest.raises(ConfigError, match=r"couplings is a list of 6 items; '9' is not an index"):
         load_config(CONFIGS / "default.yaml", ["couplings.9.period=PT6H"])
     config, base = load_config(CONFIGS / "default.yaml", ["couplings.0.period=PT6H", "run.end=2001-03-20T00:00:00"])
     assert config.couplings[0].period == dt.timedelta(hours=6) and config.run.end == dt.datetime(2001, 3, 20)
