@@ -14,14 +14,20 @@ so the quickstart can never drift from the documented commands:
    — the run's climate against the truth's and the coarse model alone's — and
    ``python -m atmorep_coupler.analysis.counterfactual`` — the warming response, with its standard
    error, against the dinosaur truth model forced the same way;
-5. ``python -m atmorep_coupler.analysis.report`` — ``report/report.md`` with PNG figures: training
-   curves, skill by lead, spread/skill, maps of the coupled run against the truth run, its climate,
+5. ``python -m atmorep_coupler.verify`` — the scorecard: 10-day forecasts from many start dates of the
+   held-out year, coupled two ways as ``default.yaml`` couples the multiformer and one way (its
+   couplings back removed), against persistence, the coarse model alone and an out-of-sample
+   climatology (the truth's training year; with ``--tiny`` an independent realisation of the same
+   climate, ``make-default --seed 1``);
+6. ``python -m atmorep_coupler.analysis.report`` — ``report/report.md`` with PNG figures: training
+   curves, skill by lead, spread/skill, the scorecard, maps of the coupled run against the truth run, its climate,
    the response.
 
-``--tiny`` runs the same chain small (1.5-3 minutes on 2 cores): the ``--tiny`` dataset (4 days), the
+``--tiny`` runs the same chain small (a few minutes on 2 cores): the ``--tiny`` dataset (4 days), the
 default config's fields with a tiny network (:func:`tiny_training_config`, written to
-``<out>/tiny_default.yaml``), and one simulated day of coupled runs (:func:`tiny_coupled_overrides`).
-Nothing it shows is skilful; it checks the chain.
+``<out>/tiny_default.yaml``), one simulated day of coupled runs (:func:`tiny_coupled_overrides`) and a
+verification of two 12-hour forecasts (:data:`TINY_VERIFICATION`). Nothing it shows is skilful; it
+checks the chain.
 
 Each stage's output goes under ``--out`` (default ``outputs/quickstart``); re-running with the same
 ``--out`` continues the training run where it stopped (Ray Train resumes a run of the same name) and
@@ -51,6 +57,13 @@ TINY_HOURS = 24
 FULL_BLOCK_DAYS, TINY_BLOCK_DAYS = 10.0, 0.5
 FULL_EVALUATION = {"slices": [1, 2, 3], "batches": 16}
 TINY_EVALUATION = {"slices": [1, 2, 3], "batches": 4}
+#: The seed of the independent realisation whose climatology is the out-of-sample reference.
+CLIMATOLOGY_SEED = 1
+#: ``python -m atmorep_coupler.verify`` arguments of ``--tiny``: two 12-hour forecasts inside the tiny store,
+#: after its training period, with the classical model's short tiny spin-up.
+TINY_VERIFICATION = ["--starts", "2000-01-03T06:00:00", "2000-01-03T12:00:00", "--hours", "12",
+                     "--set", "components.classical.config.spinup_days=10",
+                     "--set", "components.classical.config.initialization.days=1"]
 
 
 def tiny_training_config(store: str | Path, *, steps: int = 160) -> dict:
@@ -126,13 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/quickstart", help="output folder (default: %(default)s)")
     parser.add_argument("--tiny", action="store_true",
-                        help="the same chain, small: tiny dataset, network and runs (1.5-3 min on 2 cores)")
+                        help="the same chain, small: tiny dataset, network and runs (a few minutes on 2 cores)")
     parser.add_argument("--years", type=float, default=2.0,
                         help="length of the default dataset (default: 2; training uses the first year)")
     parser.add_argument("--steps", type=int, help="training steps (default: 600; 160 with --tiny)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default: %(default)s)")
     parser.add_argument("--store", help="use this ERA5-layout store instead of the default dataset "
                                         "(with --tiny: a store made by make-default --tiny)")
+    parser.add_argument("--climatology-store", help="store of the verification's out-of-sample climatology (default: "
+                                                    "the verification's own, the truth over the training year; with "
+                                                    "--tiny, whose training period is two days: the tiny dataset made "
+                                                    "again with --seed 1)")
     return parser
 
 
@@ -152,6 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              ["-m", "atmorep_coupler.data", "make-default", *size], capture=True)
         store = printed.strip().splitlines()[-1]
         print(f"    store: {store}")
+    climatology = args.climatology_store
+    if climatology is None and not args.store and args.tiny:  # the full data's training year is out of sample
+        printed = stages.run("an independent realisation of the same climate (seed 1), for the out-of-sample "
+                             "climatology; cached after the first run",
+                             ["-m", "atmorep_coupler.data", "make-default", "--tiny", "--seed", str(CLIMATOLOGY_SEED)],
+                             capture=True)
+        climatology = printed.strip().splitlines()[-1]
 
     if args.tiny:
         config = out / "tiny_default.yaml"
@@ -199,6 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(response),
                 "--block-days", str(TINY_BLOCK_DAYS if args.tiny else FULL_BLOCK_DAYS)])
 
+    verification = out / "verification"
+    stages.run("scorecard: many start dates, every baseline (WeatherBench 2 scores)",
+               ["-m", "atmorep_coupler.verify", str(checkpoint), "--store", store, "--out", str(verification),
+                *(["--climatology-store", climatology] if climatology else []),
+                *(TINY_VERIFICATION if args.tiny else [])])
+    scorecard = verification / "scorecard.json"
+
     timings = out / "timings.json"
     timings.write_text(json.dumps({"mode": "tiny" if args.tiny else "full", "steps": steps, "workers": args.workers,
                                    "stages_s": stages.seconds,
@@ -206,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = out / "report"
     stages.run("report: Markdown and PNG figures",
                ["-m", "atmorep_coupler.analysis.report", "--run", str(run_dir), "--forecast", str(forecast),
-                "--coupled", str(runs["default"]), "--truth", store, "--climate", str(climate),
+                "--scorecard", str(scorecard), "--coupled", str(runs["default"]), "--truth", store,
+                "--climate", str(climate),
                 "--response", str(response),
                 "--timings", str(timings), "--out", str(report)])
 
@@ -219,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  coarse model alone {runs['coarse-alone']}")
     print(f"  climate            {climate}")
     print(f"  warming response   {response}")
+    print(f"  scorecard          {scorecard}  (and scorecard_<field>.png beside it)")
     print(f"  stage wall times   {timings}")
     ratios = json.loads(forecast.read_text()).get("ratio", {})
     for key, value in sorted(ratios.items()):

@@ -62,7 +62,8 @@ model's dynamics (and its spectral filter) remove what T15 cannot carry.
 **Time.** The model clock is an integer step count since the scenario epoch, so the component's
 start must be a whole number of model steps after it and its ``time_step`` a multiple of the model
 step. ``spinup_days`` of spin-up from a seeded rest state run before the start (a Held–Suarez
-climate needs about 80 days). ``save_state``/``load_state`` hold the model's spectral state, the
+climate needs about 80 days); ``spinup_from`` begins them from a saved model state instead (the
+verification chains forecasts from many start dates this way, so only the first spins up from rest). ``save_state``/``load_state`` hold the model's spectral state, the
 nudging target in model space and the import flags, so a restarted run continues bit-identically.
 """
 
@@ -197,6 +198,9 @@ class ClassicalConfig(ComponentConfig):
     """Seed of the initial state."""
     spinup_days: float = 0.0
     """Days of spin-up from a seeded rest state before ``start`` (a Held-Suarez climate needs about 80)."""
+    spinup_from: Path | None = None
+    """Begin the spin-up from this model state (``.npz`` of ``HeldSuarezModel.get_state()``, e.g. a spun-up state
+    of an earlier run) instead of the seeded rest state; null: the rest state. Its clock is replaced by the spin-up's."""
     nudging: NudgingConfig = field(default_factory=NudgingConfig)
     """Relaxation toward imported nudging_* targets."""
     initialization: InitializationConfig = field(default_factory=InitializationConfig)
@@ -248,6 +252,8 @@ class ClassicalModel(Component):
         spinup = self._whole_steps(config.spinup_days * 86400.0, "spinup_days")
         truth = self._truth_window(config.initialization) if config.initialization.store is not None else None
         self._model.initialize(config.seed, step_index=start_index - spinup)
+        if config.spinup_from is not None:
+            self._model.set_state({**self._read_state(config.spinup_from), "step_index": start_index - spinup})
         self._spin_up(spinup, truth)
 
         horizontal = self._model.gaussian_grid
@@ -266,6 +272,15 @@ class ClassicalModel(Component):
         self._target_pending = False
         self._nudging: tuple[dict, dict] | None = None
         self._refresh()
+
+    def _read_state(self, file: Path) -> dict[str, np.ndarray]:
+        path = self.resolve_path(file)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"spinup_from: cannot read a model state from {path} ({exc}); it must be an .npz of "
+                            "HeldSuarezModel.get_state()") from None
 
     def _whole_steps(self, seconds: float, key: str) -> int:
         try:

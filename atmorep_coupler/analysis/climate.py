@@ -38,6 +38,7 @@ import xarray as xr  # noqa: E402
 
 from atmorep_coupler.analysis.plots import zonal_panels  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
+from atmorep_coupler.verification.scores import latitude_weights  # noqa: E402
 
 __all__ = [
     "area_mean",
@@ -56,16 +57,6 @@ FIELDS = ("temperature", "u_component_of_wind", "v_component_of_wind")
 
 
 # ------------------------------------------------------------------------------------------ statistics
-def latitude_weights(lat: np.ndarray) -> np.ndarray:
-    """Cell-area weights of latitude rows (edges midway between rows and at the poles), mean 1."""
-    phi = np.deg2rad(np.asarray(lat, dtype=np.float64))
-    inner = 0.5 * (phi[1:] + phi[:-1])
-    pole = np.sign(phi[0] - phi[-1]) * np.pi / 2
-    edges = np.concatenate([[pole], inner, [-pole]])
-    w = np.abs(np.sin(edges[:-1]) - np.sin(edges[1:]))
-    return w / w.mean()
-
-
 def area_mean(x: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Area-weighted mean over the last two dims (lat, lon)."""
     w = latitude_weights(lat)

@@ -46,6 +46,7 @@ from atmorep_coupler.config import from_dict  # noqa: E402
 from atmorep_coupler.data import forcings  # noqa: E402
 from atmorep_coupler.data.default import STATE_FILE, STATE_GROUP, DefaultDataConfig  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
+from atmorep_coupler.verification.scores import latitude_weights  # noqa: E402
 
 __all__ = ["ZonalMean", "block_means", "build_parser", "compare", "response_statistics", "run_response", "run_series",
            "store_config", "truth_response"]
@@ -147,7 +148,7 @@ def response_statistics(control: np.ndarray, warmed: np.ndarray, lat: np.ndarray
     """The response (warmed minus control) of zonal means ``[time, level, lat]``: its time mean and SE per
     level and latitude, and its area-weighted mean and SE per level (batch means, module docstring)."""
     difference = np.asarray(warmed, np.float64) - np.asarray(control, np.float64)
-    w = np.cos(np.deg2rad(lat))
+    w = latitude_weights(lat)
     blocks = block_means(difference, times, block_days)  # [block, level, lat]
     global_blocks = (blocks * w).sum(-1) / w.sum()
     n = blocks.shape[0]

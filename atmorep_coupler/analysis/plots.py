@@ -5,7 +5,7 @@ global-mean time series and the zonal-mean climatology.
 
 ``RUN_DIR`` is a coupled run's ``--out`` folder holding ``atmorep.zarr`` (the multiformer's output of
 coupling_configs/default.yaml). :func:`plot_run` is what the quickstart report calls; it returns the
-PNG paths it wrote. Global means weight by cos(latitude) (the cell areas of a regular lat-lon grid).
+PNG paths it wrote. Global means weight rows by their band areas (``verification.scores.latitude_weights``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import xarray as xr  # noqa: E402
 from atmorep_coupler.data import open_store  # noqa: E402
 from atmorep_coupler.data.store import ERA5Store  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
+from atmorep_coupler.verification.scores import latitude_weights  # noqa: E402
 
 __all__ = ["build_parser", "global_mean", "plot_run", "run_and_truth", "zonal_panels"]
 
@@ -62,9 +63,8 @@ def run_and_truth(run_dir: Path, truth: ERA5Store, field: str, level: float | No
 
 
 def global_mean(values: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Area-weighted mean over the last two dims (lat, lon) with weights cos(latitude)."""
-    weights = np.cos(np.deg2rad(lat))[:, None] * np.ones(values.shape[-1])
-    return (values * weights).sum(axis=(-2, -1)) / weights.sum()
+    """Area-weighted mean over the last two dims (lat, lon): rows weighted by band area, once."""
+    return (values * latitude_weights(lat)[:, None]).mean(axis=(-2, -1))
 
 
 def plot_run(run_dir: str | Path, truth_store: str | Path, out_dir: str | Path, *, field: str = "temperature",

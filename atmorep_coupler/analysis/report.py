@@ -1,7 +1,8 @@
 """The quickstart report: ``report.md`` with PNG figures, from the outputs of the chain's stages.
 
     python -m atmorep_coupler.analysis.report --out DIR [--run RUN_DIR] [--forecast forecast.json] \\
-        [--coupled COUPLED_RUN --truth STORE] [--climate CLIMATE_DIR] [--response RESPONSE_DIR] [--timings timings.json]
+        [--scorecard scorecard.json] [--coupled COUPLED_RUN --truth STORE] [--climate CLIMATE_DIR] \\
+        [--response RESPONSE_DIR] [--timings timings.json]
 
 Every input is optional; the report has a section for each one given:
 
@@ -10,8 +11,12 @@ Every input is optional; the report has a section for each one given:
   single-process ``python -m atmorep_coupler.train``): loss curves and the last validation scores;
 - ``--forecast``: the JSON of ``python -m atmorep_coupler.training.evaluate``: RMSE by lead time of the
   model, persistence and climatology, and the ensemble's spread, spread/skill and CRPS;
+- ``--scorecard``: the ``scorecard.json`` of ``python -m atmorep_coupler.verify``: RMSE and ACC by lead of the
+  coupled multiformer and every baseline over many start dates, which of them it beats where, and the
+  RMSE/ACC plots;
 - ``--coupled`` with ``--truth``: a coupled run's ``--out`` folder and the truth store: the maps, global
-  mean and zonal means of ``analysis.plots.plot_run``, and the run's error against the truth;
+  mean and zonal means of ``analysis.plots.plot_run``, and the run's error against the truth (skill by
+  lead comes from the scorecard's many start dates, not from this one run);
 - ``--climate``: the folder ``analysis.climate`` wrote (``climate.json`` and figures): the run's climate
   against the truth's and the coarse model alone's;
 - ``--response``: the folder ``analysis.counterfactual`` wrote (``response.json``, ``response_*.png``);
@@ -41,6 +46,8 @@ import numpy as np  # noqa: E402
 from atmorep_coupler.analysis.plots import global_mean, plot_run, run_and_truth  # noqa: E402
 from atmorep_coupler.data import open_store  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
+from atmorep_coupler.verification.plots import plot_scorecard  # noqa: E402
+from atmorep_coupler.verification.scorecard import Scorecard, format_lead  # noqa: E402
 
 __all__ = ["build_parser", "fields_of", "fmt", "main", "read_log", "write_report"]
 
@@ -169,12 +176,13 @@ def skill_section(forecast: Mapping, out: Path) -> list[str]:
     lines = ["## Forecast skill by lead time", "",
              f"{forecast['batches']} held-out batches of {forecast['batch_size']} neighbourhoods from the "
              f"validation period; at each lead the last *s* token time slices are hidden and predicted at once "
-             f"from the rest, and the last hidden slice is scored (latitude-weighted RMSE in store units, all "
+             f"from the rest, and the last hidden slice is scored (area-weighted RMSE in store units, all "
              f"levels pooled). Persistence repeats the last visible time step. Climatology is the store's "
-             f"monthly mean per grid point, computed over the whole store, so it is in-sample (slightly "
-             f"optimistic). Input-only fields stay visible at the hidden times, as in a coupled run; in "
+             f"monthly mean per grid point (interpolated between mid-month values), computed over the whole store, so "
+             f"it is in-sample (slightly optimistic). Input-only fields stay visible at the hidden times, as in a coupled run; in "
              f"training data the coarse-model fields are the truth coarsened, so this is the skill given a "
-             f"perfect coarse model. The coupled run below, with a real coarse model, is the realistic case.", ""]
+             f"perfect coarse model. The scorecard below, with a real coarse model and many start dates, is the "
+             f"realistic case.", ""]
     rows = [[name, fmt(lead["lead_hours"]), fmt(lead["model"][f"{name}/rmse"]), fmt(lead["persistence"][f"{name}/rmse"]),
              fmt(lead["climatology"][f"{name}/rmse"]), fmt(lead["ratio"][f"{name}/rmse"]),
              fmt(lead["ratio_climatology"][f"{name}/rmse"]), units.get(name, "")]
@@ -208,48 +216,43 @@ def _verdict(leads: Sequence[Mapping], fields: Sequence[str]) -> str:
             f"{len(pairs)} field/lead pairs.")
 
 
+# ---------------------------------------------------------------------------------------- scorecard
+MODEL = "multiformer_coupled"
+
+
+def scorecard_section(path: Path, out: Path) -> list[str]:
+    card = Scorecard.load(path)
+    info = card.info
+    starts = card.starts
+    lines = ["## Scorecard: the coupled multiformer against every baseline", "",
+             f"`python -m atmorep_coupler.verify` on {len(starts)} start dates from {starts[0][:16]} to "
+             f"{starts[-1][:16]}, forecasts to {format_lead(card.leads_hours[-1])} in steps of "
+             f"{format_lead(card.leads_hours[0])}, made by the multiformer component's global step "
+             f"({info.get('tiling', {}).get('tiles', '?')} tiles) with all start dates batched; wall time "
+             f"{fmt(info.get('wall_time_s', {}).get('total', float('nan')))} s. Scores on whole global fields with "
+             "WeatherBench 2's definitions (latitude weights once; RMSE after the mean over start dates; ACC against "
+             "the out-of-sample climatology). The systems, on the same start dates and grid:", ""]
+    lines += [f"- `{key}`: {system.label}" for key, system in card.systems.items()]
+    lines += ["", *[f"Note: {note}." for note in card.notes], ""]
+    verdicts = card.verdict(MODEL, [b for b in ("persistence", "climatology", "coarse_model") if b in card.systems])
+    if MODEL in card.systems:
+        lines += ["Where the coupled multiformer's RMSE is lower than each baseline's, at the reported leads:", ""]
+        rows = [[base, ", ".join(v["all"]) or "none", ", ".join(v["some"]) or "none", ", ".join(v["none"]) or "none"]
+                for base, v in verdicts.items()]
+        lines += _table(["baseline", "better for every field and level", "for some", "for none"], rows)
+    for metric, what in (("rmse", "RMSE (store units; lower is better)"), ("acc", "ACC (higher is better; n/a: "
+                                                                                  "undefined for the climatology itself)")):
+        lines += [f"### {what}", "", *card.table(metric), ""]
+    for figure in plot_scorecard(card, out):
+        name = figure.stem.removeprefix("scorecard_")
+        _figure(lines, figure, f"scorecard {name}",
+                f"{name}: RMSE (left) and ACC (right) against lead, one line per forecast system, a row per level. "
+                "Below persistence and climatology means skill; the gap to the coarse model alone is what the "
+                "multiformer adds to it; the dotted blue line is the upper bound with perfect conditioning.")
+    return lines
+
+
 # ---------------------------------------------------------------------------------------- coupled run
-def rollout_skill(times: np.ndarray, lat: np.ndarray, run: np.ndarray, reference: np.ndarray, truth,
-                  field: str, level: float) -> dict[str, np.ndarray]:
-    """Area-weighted RMSE by lead of the coupled run, persistence and climatology against the truth.
-
-    The run's outputs are instantaneous and regular, the first one interval after the start, so the
-    start is ``times[0] - (times[1] - times[0])`` and persistence repeats the truth there (the state the run
-    started from). Climatology is the store's local monthly mean (in-sample, as in ``training.evaluate``).
-    ``run`` and ``reference`` are ``[time, lat, lon]`` at ``level`` hPa."""
-    if len(times) < 2:
-        raise DataError("the coupled run has fewer than 2 outputs; rollout skill by lead needs a longer run")
-    start = times[0] - (times[1] - times[0])
-    if start not in truth.times:
-        raise DataError(f"the truth store has no time {str(start)[:16]} (the coupled run's start)")
-    levels = [level] if truth.has_levels(field) else None
-    initial = truth.read(field, time=[truth.time_index(start)], levels=levels, units=None).astype(np.float64)
-    norm = truth.normalization
-    months = np.asarray(times, dtype="datetime64[M]").astype(int) % 12
-    climatology = norm.mean(field, months, mode="local")
-    if norm.has_levels(field):
-        climatology = climatology[:, norm.level_index([level])[0]]
-    lead_hours = (times - start) / np.timedelta64(1, "h")
-
-    def rmse(forecast: np.ndarray) -> np.ndarray:
-        return np.sqrt(global_mean((forecast - reference) ** 2, lat))
-
-    return {"lead_hours": lead_hours, "model": rmse(run),
-            "persistence": rmse(np.broadcast_to(initial.reshape(reference.shape[-2:]), reference.shape)),
-            "climatology": rmse(climatology)}
-
-
-def _rollout_figure(path: Path, skill: Mapping[str, np.ndarray], field: str, level: float, units: str) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 3.5), constrained_layout=True)
-    days = skill["lead_hours"] / 24
-    for kind, style in (("model", "-"), ("persistence", "--"), ("climatology", ":")):
-        ax.plot(days, skill[kind], style, label=kind if kind != "model" else "coupled run (multiformer)")
-    ax.set_xlabel("lead (days)")
-    ax.set_ylabel(f"RMSE {field} {level:g} hPa ({units})")
-    ax.legend()
-    return _save(fig, path)
-
-
 def coupled_section(run_dir: Path, truth_store: Path, out: Path, *, field: str = "temperature",
                     level: float = 500.0) -> list[str]:
     maps, series, zonal = plot_run(run_dir, truth_store, out, field=field, level=level)
@@ -263,23 +266,10 @@ def coupled_section(run_dir: Path, truth_store: Path, out: Path, *, field: str =
     lines = ["## Coupled run against the truth run", "",
              f"The coupled run `{run_dir}` (multiformer + coarse classical model + forcings, "
              f"{str(times[0])[:16]} to {str(times[-1])[:16]}, {len(times)} outputs) against the truth store it "
-             f"started from. Area-weighted error of {field} at {level:g} hPa:", ""]
+             f"started from. Area-weighted error of {field} at {level:g} hPa (one start date: for skill by lead see "
+             "the scorecard):", ""]
     lines += _table(["time", f"RMSE ({units})", f"bias ({units})"],
                     [[str(times[i])[:16], fmt(rmse[i]), fmt(bias[i])] for i in picks])
-    skill = rollout_skill(times, lat, run[:, 0], reference[:, 0], truth, field, level)
-    leads = np.unique(np.searchsorted(skill["lead_hours"], [h for h in (6, 24, 72, 120, 240, 480, 720)
-                                                             if h <= skill["lead_hours"][-1]] or [skill["lead_hours"][-1]]))
-    lines += ["", f"The same run as a forecast from its start: RMSE of {field} at {level:g} hPa by lead time ({units}), "
-              "against persistence of the initial state and the store's monthly climatology "
-              "(in-sample). One start date only, so the curve is noisy.", ""]
-    lines += _table(["lead (h)", "coupled run", "persistence", "climatology"],
-                    [[f"{skill['lead_hours'][i]:g}", fmt(skill["model"][i]), fmt(skill["persistence"][i]),
-                      fmt(skill["climatology"][i])] for i in leads])
-    _figure(lines, _rollout_figure(out / f"rollout_skill_{field}{level:g}.png", skill, field, level, units),
-            f"rollout RMSE by lead, {field} {level:g} hPa",
-            "RMSE against the truth run as the coupled run moves away from its initial state: below persistence "
-            "means the rollout carries real weather; reaching climatology means it has forgotten the initial "
-            "state (expected after about a week); far above climatology would be drift.")
     _figure(lines, maps, f"maps of {field} {level:g} hPa",
             f"{field} at {level:g} hPa, coupled run (top) and truth run (bottom) at the first, middle and last "
             "output times on one colour scale: the coupled run should keep the truth's jets and waves, and drifts "
@@ -401,8 +391,9 @@ def _header(sources: Mapping[str, Path | None], timings: Mapping | None) -> list
     return lines
 
 
-def write_report(out: Path, *, run: Path | None = None, forecast: Path | None = None, coupled: Path | None = None,
-                 truth: Path | None = None, response: Path | None = None, climate: Path | None = None,
+def write_report(out: Path, *, run: Path | None = None, forecast: Path | None = None, scorecard: Path | None = None,
+                 coupled: Path | None = None, truth: Path | None = None, response: Path | None = None,
+                 climate: Path | None = None,
                  timings: Path | None = None) -> Path:
     """Write ``report.md`` and its figures into ``out`` from the given inputs; return the report's path."""
     out = Path(out)
@@ -412,14 +403,17 @@ def write_report(out: Path, *, run: Path | None = None, forecast: Path | None = 
         lines += training_section(Path(run), out)
     if forecast:
         lines += skill_section(json.loads(Path(forecast).read_text()), out)
+    if scorecard:
+        lines += scorecard_section(Path(scorecard), out)
     if coupled:
         lines += coupled_section(Path(coupled), Path(truth), out)
     if climate:
         lines += climate_section(Path(climate), out)
     if response:
         lines += response_section(Path(response), out)
-    inputs = {"training run": run, "forecast evaluation": forecast, "coupled run": coupled, "truth store": truth,
-              "climate diagnostics": climate, "counterfactual response": response, "stage timings": timings}
+    inputs = {"training run": run, "forecast evaluation": forecast, "scorecard": scorecard, "coupled run": coupled,
+              "truth store": truth, "climate diagnostics": climate, "counterfactual response": response,
+              "stage timings": timings}
     lines += ["## Inputs", "", *(f"- {what}: `{Path(path).resolve()}`" for what, path in inputs.items() if path), ""]
     path = out / REPORT
     path.write_text("\n".join(lines))
@@ -432,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="folder for report.md and its PNG figures")
     parser.add_argument("--run", type=Path, help="training run folder (holds logs/train.csv)")
     parser.add_argument("--forecast", type=Path, help="JSON of python -m atmorep_coupler.training.evaluate")
+    parser.add_argument("--scorecard", type=Path, help="scorecard.json of python -m atmorep_coupler.verify")
     parser.add_argument("--coupled", type=Path, help="a coupled run's --out folder (holds atmorep.zarr); needs --truth")
     parser.add_argument("--truth", type=Path, help="the truth store the coupled run started from")
     parser.add_argument("--response", type=Path, help="--out folder of python -m atmorep_coupler.analysis.counterfactual")
@@ -445,10 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.coupled and not args.truth:
         parser.error("--coupled needs --truth (the store the coupled run started from)")
-    if not any((args.run, args.forecast, args.coupled, args.response, args.climate)):
-        parser.error("give at least one of --run, --forecast, --coupled, --response, --climate")
-    path = write_report(args.out, run=args.run, forecast=args.forecast, coupled=args.coupled, truth=args.truth,
-                        response=args.response, climate=args.climate, timings=args.timings)
+    if not any((args.run, args.forecast, args.scorecard, args.coupled, args.response, args.climate)):
+        parser.error("give at least one of --run, --forecast, --scorecard, --coupled, --response, --climate")
+    path = write_report(args.out, run=args.run, forecast=args.forecast, scorecard=args.scorecard, coupled=args.coupled,
+                        truth=args.truth, response=args.response, climate=args.climate, timings=args.timings)
     print(path)
     return 0
 

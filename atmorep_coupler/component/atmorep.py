@@ -74,15 +74,14 @@ import xarray as xr
 from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
 from atmorep_coupler.component.settings import ComponentConfig
+from atmorep_coupler.component.prediction import GlobalPredictor
 from atmorep_coupler.component.tiling import GlobalTiling
 from atmorep_coupler.data.conditioning import physical_variable
-from atmorep_coupler.data.normalization import Normalization, load_normalization
+from atmorep_coupler.data.normalization import Normalization, load_normalization, month_position
 from atmorep_coupler.data.sampler import NAN_FILL, transform_reader
 from atmorep_coupler.data.store import ERA5Store, cf_standard_name, open_store
-from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
 from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError, DataError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
-from atmorep_coupler.model.masking import MaskedField
 from atmorep_coupler.model.multiformer import Multiformer
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.training.config import run_config_from_yaml
@@ -90,7 +89,8 @@ from atmorep_coupler.training.trainer import normalization_fingerprint
 from atmorep_coupler.timeutil import format_duration, parse_duration
 from atmorep_coupler.units import plausible_range, udunits
 
-__all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint", "member_item"]
+__all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint", "member_item",
+           "predict_steps", "step_together"]
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,9 @@ class AtmoRepConfig(ComponentConfig):
     ``time_step`` may be left out of a BMI config file: it is one token time slice of the checkpoint's data.
 
     ``fields``, ``levels_hPa``, ``grid``: what the run expects of the checkpoint (empty: anything);
-    ``tile_overlap``: overlap of neighbouring tiles in grid points (rows, columns; default half a
-    neighbourhood); ``tile_batch_size``: tiles per forward pass; ``device``: torch device;
-    ``seed``: ensemble randomness.
+    ``tile_overlap``: overlap of neighbouring tiles in grid points (rows, columns); ``tile_stagger``: a
+    second pass of tiles offset by half a tile plus half a token (:mod:`.tiling`);
+    ``tile_batch_size``: tiles per forward pass; ``device``: torch device; ``seed``: ensemble randomness.
     """
 
     time_step: _dt.timedelta | None = None
@@ -153,7 +153,10 @@ class AtmoRepConfig(ComponentConfig):
     grid: GridShape | None = None
     """Grid size the run expects of the checkpoint; null: anything."""
     tile_overlap: tuple[int, int] | None = None
-    """Overlap of neighbouring tiles in grid points (rows, columns); default half a neighbourhood."""
+    """Overlap of neighbouring tiles in grid points (rows, columns); default 0 with ``tile_stagger``, else half a neighbourhood."""
+    tile_stagger: bool = True
+    """Add a second pass of tiles offset by half a tile plus half a token, so that tile and token edges of one pass
+    lie inside the other's tokens (see component/tiling.py; measured seams in docs/components.md)."""
     tile_batch_size: int = 16
     """Tiles per forward pass."""
     device: str = "cpu"
@@ -195,6 +198,18 @@ def _datetime64(date: cftime.datetime) -> np.datetime64:
     offset = _dt.timedelta(days=date.day - 1, hours=date.hour, minutes=date.minute, seconds=date.second,
                            microseconds=date.microsecond)
     return month + np.timedelta64(int(offset.total_seconds() * 1e6), "us")
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A step between :meth:`AtmoRepComponent._begin_step` and ``_end_step``: its target time and what
+    :meth:`GlobalPredictor.predict` needs (every member's window, the hidden new slice, dates, heads)."""
+
+    target: float
+    windows: dict[str, torch.Tensor]
+    hidden: torch.Tensor
+    times: np.ndarray
+    heads: list[int | None]
 
 
 @dataclass(frozen=True)
@@ -252,19 +267,43 @@ class AtmoRepComponent(Component):
         self.norm = norm
         self.latitudes, self.longitudes = np.asarray(store.latitudes), np.asarray(store.longitudes)
         self.horizontal = LatLonGrid.from_centers(self.latitudes, self.longitudes)
-        nt, ny, nx = self.model_config.neighbourhood
-        overlap = tuple(config.tile_overlap) if config.tile_overlap is not None else (ny // 2, nx // 2)
-        self.tiling = GlobalTiling(self.latitudes.size, self.longitudes.size, (ny, nx), overlap)
         self.specs = {f.name: self._field_spec(f, store) for f in self.model_config.fields}
         self.predicted = [s for s in self.specs.values() if s.config.predicted]
         self.inputs = [s for s in self.specs.values() if not s.config.predicted]
         self.slice_steps = self.predicted[0].config.token_size[0]
+        self._check_slice_imports(path)
+        self.tiling = self._tiling(config)
+        self.predictor = GlobalPredictor(self.model_config, self.tiling, self.latitudes, self.longitudes,
+                                         device=self.device, tile_batch_size=config.tile_batch_size)
         self.members = config.ensemble.members
         self._declare(store)
         self._exported: dict[str, np.ndarray] = {}
         self._window = self._read_window(store)
         self._perturb(config.ensemble.perturbation)
         self._refresh_exports()
+
+    def _tiling(self, config: AtmoRepConfig) -> GlobalTiling:
+        """The global tiling of the neighbourhood; tokens of the first predicted field set the stagger."""
+        _, ny, nx = self.model_config.neighbourhood
+        if config.tile_overlap is not None:
+            overlap = tuple(config.tile_overlap)
+        else:
+            overlap = (0, 0) if config.tile_stagger else (ny // 2, nx // 2)
+        token = tuple(self.predicted[0].config.token_size[1:])
+        return GlobalTiling(self.latitudes.size, self.longitudes.size, (ny, nx), overlap, token,
+                            stagger=config.tile_stagger)
+
+    def _check_slice_imports(self, path: Path) -> None:
+        """One step is one token time slice of ``t`` data steps; an import is one instant. With ``t > 1``
+        the network was trained on ``t`` distinct times of every input-only field per slice, which one
+        import cannot supply, so such a checkpoint is refused rather than fed a broadcast."""
+        if self.slice_steps > 1 and self.inputs:
+            raise ConfigError(
+                f"{path}: predicted fields have tokens of {self.slice_steps} time steps, so one component step spans "
+                f"{self.slice_steps} data steps, but input-only fields {[s.name for s in self.inputs]} are imported "
+                "once per step and the network was trained on a distinct value at each data step; use a checkpoint "
+                "whose predicted fields have token time size 1 (token_size: [1, y, x])"
+            )
 
     def _check_checkpoint(self, path: Path, state: dict, norm: Normalization, store: ERA5Store) -> None:
         """Refuse a checkpoint that does not fit the statistics, the data or the configuration."""
@@ -454,11 +493,11 @@ class AtmoRepComponent(Component):
             reader = transform_reader(spec.config.transform) if spec.config.transform else ERA5Store.read
             values = reader(store, spec.variable, time=slice(end - nt + 1, end + 1),
                             levels=list(spec.config.levels) or None)
-            x = self._normalise(spec, values, [d.month - 1 for d in self.window_times(0.0)], where=str(store.path))
+            x = self._normalise(spec, values, month_position(self.window_times(0.0)), where=str(store.path))
             window[spec.name] = x.expand(self.members, *x.shape).clone() if spec.config.predicted else x
         return window
 
-    def _normalise(self, spec: _FieldSpec, values: np.ndarray, months: Sequence[int], where: str) -> torch.Tensor:
+    def _normalise(self, spec: _FieldSpec, values: np.ndarray, months: np.ndarray, where: str) -> torch.Tensor:
         """Physical ``[time, (level), (lat, lon)]`` -> normalised ``[L, time, nlat, nlon]`` on the device;
         NaN is an error in predicted fields and the normalised mean (0) in input-only ones (as in training)."""
         x = self.norm.normalize(spec.variable, values, np.asarray(months), spec.level_index,
@@ -472,7 +511,7 @@ class AtmoRepComponent(Component):
             x = np.nan_to_num(x, nan=0.0)
         return torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2, 3))).to(self.device)
 
-    def _denormalise(self, spec: _FieldSpec, x: torch.Tensor, months: Sequence[int]) -> np.ndarray:
+    def _denormalise(self, spec: _FieldSpec, x: torch.Tensor, months: np.ndarray) -> np.ndarray:
         """Normalised ``[L, time, nlat, nlon]`` -> physical ``[time, (level), lat, lon]`` float32."""
         values = x.detach().cpu().numpy().transpose(1, 0, 2, 3)
         values = values if spec.config.levels else values[:, 0]
@@ -492,7 +531,7 @@ class AtmoRepComponent(Component):
     def _refresh_exports(self, elapsed: float | None = None) -> None:
         """Exports = the last time step of the window (at BMI time ``elapsed``, default now),
         de-normalised; the prognostic export is the mean over members."""
-        month = [self.datetime_at(self.get_current_time() if elapsed is None else elapsed).month - 1]
+        month = month_position([self.datetime_at(self.get_current_time() if elapsed is None else elapsed)])
         for spec in self.predicted:
             window = self._window[spec.name]
             members = np.stack([self._denormalise(spec, window[n, :, -1:], month)[0] for n in range(self.members)])
@@ -513,13 +552,20 @@ class AtmoRepComponent(Component):
         for spec in self.predicted:
             current = self._arrays[spec.name]
             if not np.array_equal(current, self._exported[spec.name]):
-                x = self._normalise(spec, current[None], [self.current_datetime.month - 1],
+                x = self._normalise(spec, current[None], month_position([self.current_datetime]),
                                     where=f"component {self.name!r}: import {spec.name!r}")
                 self._window[spec.name][:, :, -1:] = x
                 self._exported[spec.name] = current.copy()
 
     # ------------------------------------------------------------------------------ stepping
     def _advance(self, dt: float) -> None:
+        step = self._begin_step(dt)
+        predicted, _ = self.predictor.predict(self.network, step.windows, step.hidden, step.hidden, step.times, step.heads)
+        self._end_step(step, predicted)
+
+    def _begin_step(self, dt: float) -> _Step:
+        """Everything of a step before the network: imports checked and normalised, the window rolled
+        by one slice; returns what to predict (the new slice of every member's predicted fields)."""
         self._sync()
         # NaN inside an import is legitimate (ERA5's SST is NaN over land; input-only fields read NaN as
         # their normalised mean, as in training), so "never set" is asked of was_imported, not of the values.
@@ -530,7 +576,7 @@ class AtmoRepComponent(Component):
                 f"stepping from {self.current_datetime.isoformat()}"
             )
         target = self.get_current_time() + dt
-        steps, month = self.slice_steps, [self.datetime_at(target).month - 1]
+        steps, month = self.slice_steps, month_position([self.datetime_at(target)])
         for spec in self.inputs:  # conditioning and forcing at the target time
             new = self._normalise(spec, self._arrays[spec.name][None], month,
                                   where=f"component {self.name!r}: import {spec.name!r}")
@@ -540,23 +586,28 @@ class AtmoRepComponent(Component):
         for spec in self.predicted:
             window = self._window[spec.name]
             window.copy_(torch.roll(window, -steps, dims=2))
-        nt = self.model_config.neighbourhood[0]
-        hidden = torch.zeros(nt, *self.tiling_shape, dtype=torch.bool)
+        hidden = torch.zeros(self.model_config.neighbourhood[0], *self.tiling_shape, dtype=torch.bool)
         hidden[-steps:] = True
-        heads = self._heads(round(self.get_current_time() / dt))
-        times = self.window_times(target)
-        for n in range(self.members):
-            predicted, _ = self._predict_window(self._member_window(n), hidden, hidden, times, heads[n])
-            for spec in self.predicted:
-                self._window[spec.name][n, :, -steps:] = predicted[spec.name][:, -steps:].to(torch.float32)
-        self._refresh_exports(target)
+        times = np.array([_datetime64(d) for d in self.window_times(target)])
+        return _Step(target, self._member_windows(), hidden, np.broadcast_to(times, (self.members, times.size)),
+                     self._heads(round(self.get_current_time() / dt)))
+
+    def _end_step(self, step: _Step, predicted: Mapping[str, torch.Tensor]) -> None:
+        """Keep the predicted new slice of every member and export the new current time."""
+        steps = self.slice_steps
+        for spec in self.predicted:
+            self._window[spec.name][:, :, -steps:] = predicted[spec.name][:, :, -steps:].to(torch.float32)
+        self._refresh_exports(step.target)
 
     @property
     def tiling_shape(self) -> tuple[int, int]:
         return self.tiling.nlat, self.tiling.nlon
 
-    def _member_window(self, n: int) -> dict[str, torch.Tensor]:
-        return {name: (w[n] if self.specs[name].config.predicted else w) for name, w in self._window.items()}
+    def _member_windows(self, members: slice = slice(None)) -> dict[str, torch.Tensor]:
+        """The window of every field for ``members`` ``[B, L, nt, nlat, nlon]`` (input-only fields broadcast)."""
+        count = len(range(self.members)[members])
+        return {name: (w[members] if self.specs[name].config.predicted else w.expand(count, *w.shape))
+                for name, w in self._window.items()}
 
     def _heads(self, step: int) -> list[int | None]:
         """Tail head of each member at ``step`` (None = the mean of all heads, for a single member)."""
@@ -565,76 +616,6 @@ class AtmoRepComponent(Component):
         rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(1, step)))
         perm = rng.permutation(self.model_config.ensemble_size)
         return [int(perm[n % perm.size]) for n in range(self.members)]
-
-    # ------------------------------------------------------------------------------ prediction
-    @torch.no_grad()
-    def _predict_window(self, window: Mapping[str, torch.Tensor], hidden: torch.Tensor, targets: torch.Tensor,
-                        times: Sequence[cftime.datetime], head: int | None) -> tuple[dict, dict]:
-        """Masked prediction over the global tiling.
-
-        ``hidden``/``targets``: point masks ``[nt, nlat, nlon]``; a tile's token is hidden (target) when
-        any of its points is. Returns per predicted field the blended prediction ``[L, nt, nlat, nlon]``
-        (float64; the window's values where no tile predicted) and the weight sum (0 there).
-
-        Cost: tokens and metadata are cut ``tile_batch_size`` tiles at a time, so memory holds one batch
-        of inputs (a 0.25° grid has tens of thousands of tiles), and predictions are kept and blended
-        only for the token time slices that hold a target (the last one in a forecast step).
-        """
-        tiling = self.tiling
-        n_tiles = tiling.count
-        datetimes = np.array([_datetime64(d) for d in times])
-        lat = self.latitudes[tiling.rows.numpy()]
-        lon = self.longitudes[tiling.cols.numpy()]
-        when = np.broadcast_to(datetimes, (n_tiles, datetimes.size))
-        hide, aim, span, out = {}, {}, {}, {}
-        for spec in self.predicted:
-            f = spec.config
-            hide[spec.name] = self._token_mask(hidden, f)  # [n_tiles, 1, T, Y, X]
-            aim[spec.name] = hide[spec.name] | self._token_mask(targets, f)
-            aimed = torch.nonzero(aim[spec.name].any(dim=(0, 1, 3, 4))).flatten()  # token time slices with a target
-            span[spec.name] = slice(int(aimed.min()), int(aimed.max()) + 1) if aimed.numel() else slice(0, 0)
-            L, T, Y, X = f.num_levels, span[spec.name].stop - span[spec.name].start, *f.num_tokens[1:]
-            out[spec.name] = torch.zeros(n_tiles, L, T, Y, X, *f.token_size, device=self.device)
-        batch = self.config.tile_batch_size
-        for start in range(0, n_tiles if any(s.stop > s.start for s in span.values()) else 0, batch):
-            chunk = slice(start, start + batch)
-            masked, meta = {}, {}
-            for name, spec in self.specs.items():
-                f = spec.config
-                x = tokenize(tiling.gather(window[name], chunk), f.token_size)  # [B, L, T, Y, X, t, y, x]
-                meta[name] = torch.from_numpy(
-                    token_metadata(when[chunk], lat[chunk], lon[chunk], f.levels, f.token_size)).to(self.device)
-                if f.predicted:
-                    hidden_tokens, target = hide[name][chunk].expand(x.shape[:5]), aim[name][chunk].expand(x.shape[:5])
-                else:
-                    hidden_tokens = target = torch.zeros(x.shape[:5], dtype=torch.bool, device=self.device)
-                inputs = torch.where(_points(hidden_tokens, x.ndim), torch.zeros((), device=x.device), x)
-                masked[name] = MaskedField(inputs, hidden_tokens, target, x.new_empty(0))
-            result = self.network(masked, meta)
-            for spec in self.predicted:
-                ens = result[spec.name]
-                values = ens.mean if head is None else ens.members[:, head]
-                target = masked[spec.name].target[:, :, span[spec.name]]  # same targets, same order
-                out[spec.name][chunk][target] = values.to(out[spec.name].dtype)
-        blended, weights = {}, {}
-        for spec in self.predicted:
-            base = window[spec.name].double()
-            blended[spec.name], weights[spec.name] = base.clone(), torch.zeros_like(base)
-            if span[spec.name].stop == span[spec.name].start:
-                continue  # nothing of this field was asked for
-            t = spec.config.token_size[0]
-            steps = slice(span[spec.name].start * t, span[spec.name].stop * t)
-            target = aim[spec.name][:, :, span[spec.name]]
-            mask = detokenize(_points(target, 8).expand(out[spec.name].shape))
-            values, weight = tiling.blend(detokenize(out[spec.name]), mask)
-            blended[spec.name][:, steps] = torch.where(weight > 0, values, base[:, steps])
-            weights[spec.name][:, steps] = weight
-        return blended, weights
-
-    def _token_mask(self, points: torch.Tensor, f: FieldConfig) -> torch.Tensor:
-        """Point mask ``[nt, nlat, nlon]`` -> per-tile token mask ``[B, 1, T, Y, X]`` (any point set)."""
-        tiles = tokenize(self.tiling.gather(points.to(self.device)), f.token_size)  # [B, T, Y, X, t, y, x]
-        return tiles.flatten(-3).any(-1)[:, None]
 
     # ------------------------------------------------------------------------------ zero-shot tasks
     def predict(self, hidden: np.ndarray | None = None, targets: np.ndarray | None = None) -> xr.Dataset:
@@ -660,12 +641,13 @@ class AtmoRepComponent(Component):
 
         self._sync()
         times = self.window_times()
-        predicted, _ = self._predict_window(self._member_window(0), as_mask(hidden, "hidden"),
-                                            as_mask(targets, "targets"), times, None)
-        months = [d.month - 1 for d in times]
+        when = np.array([[_datetime64(d) for d in times]])
+        predicted, _ = self.predictor.predict(self.network, self._member_windows(slice(0, 1)), as_mask(hidden, "hidden"),
+                                              as_mask(targets, "targets"), when, [None])
+        months = month_position(times)
         data = {}
         for spec in self.predicted:
-            values = self._denormalise(spec, predicted[spec.name].float(), months)
+            values = self._denormalise(spec, predicted[spec.name][0].float(), months)
             item = self._item_named(spec.name)
             dims = ("time", "level", "lat", "lon") if spec.config.levels else ("time", "lat", "lon")
             attrs = {"units": item.units, "standard_name": item.standard_name} if item.standard_name else {"units": item.units}
@@ -714,7 +696,43 @@ class AtmoRepComponent(Component):
         self._window = {}
 
 
-def _points(tokens: torch.Tensor, ndim: int) -> torch.Tensor:
-    """A token mask ``[B, L, T, Y, X]`` viewed with trailing unit dims to broadcast over ``ndim`` dims."""
-    return tokens.reshape(*tokens.shape, *([1] * (ndim - tokens.ndim)))
+def step_together(components: Sequence[AtmoRepComponent]) -> None:
+    """One time step of each of ``components`` with shared network calls: the tiles of all their
+    windows (every member of every component) go through the first component's network together,
+    ``tile_batch_size`` of the first component at a time. Each component steps exactly as its own
+    ``update()`` would (same imports, dates, heads and result); e.g. forecasts from many start dates
+    made in one batch. The components must share the model, the grid and the tiling."""
+    steps = []
+    for c in components:
+        dt = c.get_time_step()
+        c._check_end(c.get_current_time() + dt)
+        steps.append((c, c._begin_step(dt)))
+    predict_steps(steps)
+    for c in components:
+        c._finish_advance(c.get_time_step())
+
+
+def predict_steps(steps: Sequence[tuple[AtmoRepComponent, _Step]]) -> None:
+    """The network part of one step of each component, begun with its ``_begin_step``: the tiles of all
+    their windows share the first component's network calls, then each component ends its step (the
+    clock is the caller's: ``update()`` or :func:`step_together`). Used by :func:`step_together` and by
+    runs stepped in lockstep (``verification.two_way``)."""
+    if not steps:
+        return
+    first = steps[0][0]
+    for c, _ in steps[1:]:
+        same = (c.model_config == first.model_config and c.tiling.tile == first.tiling.tile
+                and np.array_equal(c.tiling.origins, first.tiling.origins) and c.tiling_shape == first.tiling_shape)
+        if not same:
+            raise ComponentError(f"step_together: component {c.name!r} has another model, grid or tiling than "
+                                 f"{first.name!r}; only components of one checkpoint and grid step together")
+    counts = [len(step.heads) for _, step in steps]
+    windows = {name: torch.cat([step.windows[name] for _, step in steps]) for name in first.specs}
+    hidden = steps[0][1].hidden
+    times = np.concatenate([step.times for _, step in steps])
+    heads = [h for _, step in steps for h in step.heads]
+    predicted, _ = first.predictor.predict(first.network, windows, hidden, hidden, times, heads)
+    offsets = np.cumsum([0, *counts])
+    for (c, step), lo, hi in zip(steps, offsets[:-1], offsets[1:]):
+        c._end_step(step, {name: values[lo:hi] for name, values in predicted.items()})
 

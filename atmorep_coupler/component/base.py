@@ -586,6 +586,11 @@ class Component(Bmi):
         clock = self._require_clock()
         self._check_end(clock.elapsed + dt)
         self._advance(dt)
+        self._finish_advance(dt)
+
+    def _finish_advance(self, dt: float) -> None:
+        """After ``_advance(dt)`` (or an equivalent batched step): check the live arrays, move the clock."""
+        clock = self._require_clock()
         state = self._state()
         for name, obj in self._live.items():
             if state.get(name) is not obj:

@@ -88,6 +88,8 @@ class CoupledRun:
 
     ``out_dir``: relative output paths and the restart folder resolve against it. ``resume``:
     ``True`` requires a restart, ``False`` never uses one, ``None`` follows ``run.restart.resume``.
+    ``regridders``: a cache to take regridders from and add them to, shared by runs on the same grids
+    (the verification's run per start date); default a new one.
     """
 
     def __init__(
@@ -99,8 +101,10 @@ class CoupledRun:
         resume: bool | None = None,
         progress: bool = True,
         origin: str = "<coupling config>",
+        regridders: RegridderCache | None = None,
     ) -> None:
         self.config = config
+        self.regridders = regridders if regridders is not None else RegridderCache()
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.timings: dict[str, float] = defaultdict(float)
@@ -144,7 +148,6 @@ class CoupledRun:
                         raise ConfigError(f"components.{name}.grid: component {name!r} has gridded fields; name its grid")
                     check_component_grid(name, spec.grid, self.grids[spec.grid], grid.horizontal)
         check_exchange_items(config, self.items, self.grids)
-        self.regridders = RegridderCache()
         self.exchanges = [
             build_exchange(i, spec, config, self.items, component_grids, self.grids, self.regridders)
             for i, spec in enumerate(config.couplings)

@@ -12,6 +12,7 @@ from atmorep_coupler.data.normalization import (
     compute_normalization,
     load_normalization,
     month_index,
+    month_position,
 )
 from atmorep_coupler.data.store import ALIASES, ERA5Store, canonical_name, open_store
 
@@ -23,5 +24,6 @@ __all__ = [
     "compute_normalization",
     "load_normalization",
     "month_index",
+    "month_position",
     "open_store",
 ]

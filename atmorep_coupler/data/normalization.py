@@ -9,6 +9,12 @@ and NaNs (e.g. SST over land) are skipped point by point. Global moments are mer
 local ones (law of total variance), unweighted over grid points -- every point counts once, as the
 network sees it.
 
+Applied at a time, the statistics are **interpolated linearly in time between mid-month values**
+(:func:`month_position`): a month's mean and standard deviation hold exactly at the middle of the
+month, and between two middles they move linearly, so normalised data has no step at month
+boundaries. The sampler (training) and the component (inference) both pass times through
+:func:`month_position`, so they normalise alike.
+
 The statistics live in a ``normalization`` group inside the store, or beside it
 (``<store>.normalization``) when the store is read-only. A store with consolidated metadata (as
 WeatherBench 2's and ARCO-ERA5's) has it rewritten to list the group, so readers that trust it
@@ -42,6 +48,7 @@ __all__ = [
     "compute_normalization",
     "load_normalization",
     "month_index",
+    "month_position",
     "sidecar_path",
 ]
 
@@ -55,6 +62,49 @@ def month_index(times) -> np.ndarray:
     """Calendar month of each ``datetime64`` as a 0-based index (January = 0)."""
     months = np.asarray(times).astype("datetime64[M]").astype(np.int64)
     return np.mod(months, 12)
+
+
+def month_position(times) -> np.ndarray:
+    """Where each time lies in the cycle of monthly statistics: ``k`` exactly at the middle of month ``k``
+    (0-based, January = 0), linear in time between two middles (so December to January crosses
+    ``11 -> 12``; positions are taken modulo 12). ``times``: ``datetime64`` values, or cftime dates of
+    any calendar (their own month lengths). Float64, shaped like ``times``."""
+    values = np.asarray(times)
+    if values.dtype.kind == "M":
+        return _position_datetime64(values.astype("datetime64[ns]"))
+    flat = [_position_cftime(t) for t in values.reshape(-1)]
+    return np.asarray(flat, dtype=np.float64).reshape(values.shape)
+
+
+def _position_datetime64(t: np.ndarray) -> np.ndarray:
+    month = t.astype("datetime64[M]")
+
+    def middle(m: np.ndarray) -> np.ndarray:
+        start, end = m.astype("datetime64[ns]"), (m + 1).astype("datetime64[ns]")
+        return start + (end - start) // 2
+
+    lo = np.where(t >= middle(month), month, month - 1)
+    mid_lo, mid_hi = middle(lo), middle(lo + 1)
+    fraction = (t - mid_lo) / (mid_hi - mid_lo)
+    return (lo.astype(np.int64) % 12) + fraction
+
+
+def _position_cftime(date) -> float:
+    import cftime
+
+    def start(year: int, month: int):
+        year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
+        return cftime.datetime(year, month, 1, calendar=date.calendar)
+
+    def middle(year: int, month: int):
+        first, last = start(year, month), start(year, month + 1)
+        return first + (last - first) / 2
+
+    year, month = date.year, date.month
+    if date < middle(year, month):
+        month -= 1
+    mid_lo, mid_hi = middle(year, month), middle(year, month + 1)
+    return float((month - 1) % 12) + (date - mid_lo) / (mid_hi - mid_lo)
 
 
 def sidecar_path(store_path: str | os.PathLike) -> str:
@@ -110,7 +160,9 @@ def _std(n: np.ndarray, m2: np.ndarray) -> np.ndarray:
 class Normalization:
     """Per-month statistics of every field of a store; normalises and de-normalises windows.
 
-    ``months`` arguments are 0-based month indices (see :func:`month_index`); ``level_idx`` index
+    ``months`` arguments are month positions (:func:`month_position`): an integer ``k`` selects the
+    statistics of month ``k`` (0-based), a fraction interpolates linearly between month ``floor`` and the
+    next (modulo 12); pass ``month_position(times)`` to normalise data at its times. ``level_idx`` index
     :attr:`levels`; ``lat_idx``/``lon_idx`` index the store's canonical latitude/longitude axes.
     A zero standard deviation (a field constant over a month) is treated as 1.
     """
@@ -187,20 +239,19 @@ class Normalization:
         return self._array(key), mode
 
     def mean(self, var: str, months, *, mode: Mode | None = None) -> np.ndarray:
-        """Means for ``months``: ``[month, level]`` (global) or ``[month, level, lat, lon]`` (local);
-        the level axis is absent for surface fields, lat/lon for series."""
-        return self._stat("mean", var, mode)[0][np.asarray(months)]
+        """Means at month positions ``months``: ``[month, level]`` (global) or ``[month, level, lat, lon]``
+        (local); the level axis is absent for surface fields, lat/lon for series."""
+        return _interpolate(self._stat("mean", var, mode)[0], months)
 
     def std(self, var: str, months, *, mode: Mode | None = None) -> np.ndarray:
         """Standard deviations, shaped like :meth:`mean`."""
-        return self._stat("std", var, mode)[0][np.asarray(months)]
+        return _interpolate(self._stat("std", var, mode)[0], months)
 
     def _window(self, var, months, level_idx, lat_idx, lon_idx, mode):
         """Mean and std broadcastable against a window ``[time, (level), (lat, lon)]``."""
         mean, mode = self._stat("mean", var, mode)
         std, _ = self._stat("std", var, mode)
-        months = np.atleast_1d(np.asarray(months))
-        axes: list[np.ndarray] = [months]
+        axes: list[np.ndarray] = [np.arange(12)]
         has_level = self.has_levels(var)
         if has_level:
             axes.append(_indices(level_idx, self.levels.size))
@@ -211,7 +262,8 @@ class Normalization:
                 np.mod(_indices(lon_idx, self.dataset.sizes["longitude"]), self.dataset.sizes["longitude"])
             )
         sel = np.ix_(*axes)
-        mean, std = mean[sel], std[sel]
+        months = np.atleast_1d(np.asarray(months))
+        mean, std = _interpolate(mean[sel], months), _interpolate(std[sel], months)
         if mode == "global" and spatial:
             mean, std = mean[..., None, None], std[..., None, None]
         return mean, np.where(std > 0, std, 1.0)
@@ -261,6 +313,20 @@ class Normalization:
                 return beside
         _write(ds, os.fspath(target), None, 3, storage_options)
         return os.fspath(target)
+
+
+def _interpolate(monthly: np.ndarray, positions) -> np.ndarray:
+    """``monthly[12, ...]`` at month positions ``[n]``: linear between month ``floor(p)`` and the next,
+    cyclic; integer positions return the month's values exactly."""
+    positions = np.asarray(positions)
+    if positions.dtype.kind in "iu":
+        return monthly[np.mod(positions, 12)]
+    positions = positions.astype(np.float64)
+    lo = np.floor(positions)
+    weight = (positions - lo).reshape(positions.shape + (1,) * (monthly.ndim - 1))
+    lo = lo.astype(np.int64) % 12
+    below, above = monthly[lo], monthly[(lo + 1) % 12]
+    return np.where(weight == 0, below, (1.0 - weight) * below + weight * above)
 
 
 def _indices(sel, size: int) -> np.ndarray:

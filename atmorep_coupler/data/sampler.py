@@ -11,6 +11,10 @@ Where the reference went wrong, and what is done here:
   of the grid band at its centre (``sin(north edge) - sin(south edge)``), i.e. centres are uniform on
   the sphere, not in latitude (the v2 sampler over-sampled the poles by ~1/cos(lat)). Works for
   regular and Gaussian grids alike.
+- **Score weights**: sampling already weights rows (by how often windows cover them), so a score
+  over sampled windows must not weight by area again. ``Batch.row_weight`` is each point's weight
+  ``area(row) / P(row in a window)``: over the sampling distribution every row then counts in
+  proportion to its area exactly, once (``point_weights``; ``model.metrics`` uses it).
 - **Poles**: windows never cross a pole (rows are clamped to the grid), so there is no mirrored or
   invented data; every row, polar rows included, is covered by some window.
 - **Longitude**: uniform start column, periodic (indices wrap across 0°/360°) on global grids.
@@ -24,7 +28,8 @@ Where the reference went wrong, and what is done here:
   is read on its own. Never more than one window's data per field (0.25° stores included).
 
 Fields are normalised with the store's statistics (``Normalization``; global or local per field) at
-the month of each time step. Input-only fields may contain NaN (e.g. SST over land): they become 0, the
+each time step, interpolated linearly in time between mid-month values (``month_position``).
+Input-only fields may contain NaN (e.g. SST over land): they become 0, the
 normalised mean (:data:`NAN_FILL`); NaN in a predicted field is a ``DataError``. :meth:`NeighbourhoodSampler.record`
 says what inference must repeat (units, missing values and their fill, the time step); checkpoints keep it.
 
@@ -48,7 +53,7 @@ import numpy as np
 import torch
 
 from atmorep_coupler.data.conditioning import coarse_reader
-from atmorep_coupler.data.normalization import month_index
+from atmorep_coupler.data.normalization import month_position
 from atmorep_coupler.data.store import ERA5Store
 from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
 from atmorep_coupler.errors import ConfigError, DataError
@@ -62,6 +67,7 @@ __all__ = [
     "NeighbourhoodSampler",
     "register_transform",
     "register_transform_family",
+    "row_areas",
     "transform_reader",
     "NAN_FILL",
     "TRAIN_STREAM",
@@ -118,15 +124,18 @@ class Batch:
     longitude: torch.Tensor  # [B, X*x] degrees east, in [0, 360)
     time: torch.Tensor  # [B, T*t] int64 nanoseconds since 1970-01-01
     origin: torch.Tensor  # [B, 3] int64: time index, row, column of the first grid point
+    row_weight: torch.Tensor  # [B, Y*y] score weight of the points of each row (NeighbourhoodSampler.point_weights)
 
     def to(self, device: torch.device | str) -> Batch:
         move = lambda d: {k: v.to(device, non_blocking=True) for k, v in d.items()}  # noqa: E731
         return Batch(move(self.tokens), move(self.meta), self.latitude.to(device), self.longitude.to(device),
-                     self.time.to(device), self.origin.to(device))
+                     self.time.to(device), self.origin.to(device), self.row_weight.to(device))
 
 
-def _row_areas(latitudes: np.ndarray) -> np.ndarray:
-    """Area of each latitude row's band on the unit sphere per unit longitude (edges midway, clamped)."""
+def row_areas(latitudes: np.ndarray) -> np.ndarray:
+    """Area of each latitude row's band on the unit sphere per unit longitude: bounds midway between
+    neighbouring latitudes and at the poles, ``|sin(north bound) - sin(south bound)|`` (WeatherBench 2's
+    latitude weights before normalisation)."""
     lat = np.deg2rad(latitudes)
     mid = 0.5 * (lat[1:] + lat[:-1])
     edges = np.concatenate([[np.sign(lat[0]) * np.pi / 2], mid, [np.sign(lat[-1]) * np.pi / 2]])
@@ -150,6 +159,7 @@ class NeighbourhoodSampler:
             self._check_field(field)
         self.time_starts = self._valid_time_starts(start, end)
         self.row_starts, self.row_probability = self._row_distribution()
+        self.point_weights = self._point_weights()
         nlon, nx = store.longitudes.size, self.extent[2]
         self.periodic = store.is_global
         if nx > nlon:
@@ -196,9 +206,19 @@ class NeighbourhoodSampler:
         if ny > nlat:
             raise ConfigError(f"neighbourhood of {ny} latitudes exceeds the store's {nlat}")
         starts = np.arange(nlat - ny + 1)
-        area = _row_areas(self.store.latitudes)
+        area = row_areas(self.store.latitudes)
         weight = 0.5 * (area[starts + (ny - 1) // 2] + area[starts + ny // 2])
         return starts, weight / weight.sum()
+
+    def _point_weights(self) -> np.ndarray:
+        """Score weight of a point in each row ``[nlat]``: its band area divided by the probability that a
+        drawn window covers the row, normalised to mean 1. The expected weight of a row over the
+        sampling distribution is then proportional to its area: area weighting applied once."""
+        ny = self.extent[1]
+        cover = np.zeros(self.store.latitudes.size)
+        np.add.at(cover, self.row_starts[:, None] + np.arange(ny), np.repeat(self.row_probability[:, None], ny, 1))
+        weight = row_areas(self.store.latitudes) / cover
+        return weight / weight.mean()
 
     def record(self) -> dict:
         """What inference must treat as training did, for the checkpoint: the data's time step (ISO 8601)
@@ -248,7 +268,8 @@ class NeighbourhoodSampler:
             tokens[field.name] = torch.from_numpy(tokenize(cube, field.token_size).copy())
             meta[field.name] = torch.from_numpy(token_metadata(times, lat, lon, field.levels, field.token_size))
         return Batch(tokens, meta, torch.from_numpy(lat.astype(np.float32)), torch.from_numpy(lon.astype(np.float32)),
-                     torch.from_numpy(times.astype("datetime64[ns]").astype(np.int64)), torch.from_numpy(origins))
+                     torch.from_numpy(times.astype("datetime64[ns]").astype(np.int64)), torch.from_numpy(origins),
+                     torch.from_numpy(self.point_weights[rows].astype(np.float32)))
 
     def _read_field(self, field: FieldConfig, t0: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Normalised cube ``[B, L, nt, ny, nx]`` of one field, window by window."""
@@ -265,7 +286,7 @@ class NeighbourhoodSampler:
         for start in np.unique(t0):
             members = np.flatnonzero(t0 == start)
             time = slice(int(start), int(start) + nt)
-            months = month_index(store.times[time])
+            months = month_position(store.times[time])
             if series:
                 values = self.norm.normalize(var, read(time=time), months, mode=field.normalization)
                 out[members] = values[None, None, :, None, None]
@@ -292,7 +313,7 @@ class NeighbourhoodSampler:
         out = np.empty(cube.shape, dtype=np.float32)
         level_idx = self.norm.level_index(field.levels) if field.levels else None
         for b, (t0, row, col) in enumerate(np.asarray(origins)):
-            months = month_index(self.store.times[t0:t0 + nt])
+            months = month_position(self.store.times[t0:t0 + nt])
             rows, cols = row + np.arange(ny), (col + np.arange(nx)) % self.store.longitudes.size
             x = cube[b].transpose(1, 0, 2, 3) if field.levels else cube[b, 0]
             x = self.norm.denormalize(var, x, months, level_idx, rows, cols, mode=mode or field.normalization)

@@ -1,7 +1,10 @@
-"""Latitude-weighted verification scores per field and level, accumulated over batches.
+"""Area-weighted verification scores of sampled neighbourhoods per field and level, accumulated over batches.
 
-Every grid point of a target token is weighted by ``cos(latitude)`` (its share of the sphere's area),
-so scores are area means and not biased towards the (many, small) polar points (D5):
+Every grid point of a target token carries the weight the sampler gives its row
+(``Batch.row_weight``: band area / probability that a window covers the row). The sampler draws
+window centres by area already, so weighting points by ``cos(latitude)`` again would count the
+sphere twice (effectively ``cos²``); with these weights every row counts in proportion to its area,
+once, over the sampling distribution, and scores are area means (D5):
 
 - RMSE of the ensemble mean ``sqrt(Σ w (μ − y)² / Σ w)`` (pooled over all points, then the root);
 - CRPS: the fair kernel CRPS of the members (``losses.ensemble_crps``), area-weighted mean;
@@ -24,7 +27,7 @@ import torch
 from atmorep_coupler.model.config import FieldConfig
 from atmorep_coupler.model.losses import ensemble_crps
 
-__all__ = ["ScoreAccumulator", "scores", "target_latitudes", "level_labels"]
+__all__ = ["ScoreAccumulator", "scores", "target_rows", "level_labels"]
 
 _STATS = ("weight", "se", "crps", "var")
 
@@ -34,16 +37,16 @@ def level_labels(field: FieldConfig) -> list[str]:
     return [f"{p:g}hPa" for p in field.levels] or ["surface"]
 
 
-def target_latitudes(latitude: torch.Tensor, target_index: torch.Tensor, token_size: Sequence[int]) -> torch.Tensor:
-    """Latitudes ``[N, y]`` of the rows of each target token, from ``latitude [B, Y*y]`` and the
-    ``[N, 5]`` (sample, level, time, row, column) token indices."""
-    B, ny = latitude.shape
+def target_rows(per_row: torch.Tensor, target_index: torch.Tensor, token_size: Sequence[int]) -> torch.Tensor:
+    """A per-row quantity ``[N, y]`` (e.g. ``Batch.row_weight``) at the rows of each target token, from
+    ``per_row [B, Y*y]`` and the ``[N, 5]`` (sample, level, time, row, column) token indices."""
+    B, ny = per_row.shape
     y = token_size[1]
-    return latitude.reshape(B, ny // y, y)[target_index[:, 0], target_index[:, 3]]
+    return per_row.reshape(B, ny // y, y)[target_index[:, 0], target_index[:, 3]]
 
 
 class ScoreAccumulator:
-    """Adds up latitude-weighted error statistics per field and level over batches."""
+    """Adds up area-weighted error statistics per field and level over batches."""
 
     def __init__(self, levels: Mapping[str, Sequence[str]], ensemble_size: int | None = None):
         self.levels = {name: list(labels) for name, labels in levels.items()}
@@ -54,12 +57,13 @@ class ScoreAccumulator:
         }
 
     def update(self, field: str, prediction: torch.Tensor, target: torch.Tensor, level: torch.Tensor,
-               latitude: torch.Tensor, members: torch.Tensor | None = None) -> None:
-        """``prediction``/``target [N, t, y, x]``, ``level [N]`` level index, ``latitude [N, y]``;
-        ``members [N, M, t, y, x]`` adds CRPS and spread."""
+               weight: torch.Tensor, members: torch.Tensor | None = None) -> None:
+        """``prediction``/``target [N, t, y, x]``, ``level [N]`` level index, ``weight [N, y]`` the weight
+        of the points of each row (:func:`target_rows` of ``Batch.row_weight``); ``members [N, M, t, y, x]``
+        adds CRPS and spread."""
         if target.shape[0] == 0:
             return
-        w = torch.cos(torch.deg2rad(latitude.double()))[:, None, :, None].expand(target.shape)
+        w = weight.double()[:, None, :, None].expand(target.shape)
         per_token = lambda v: (v.double() * w).flatten(1).sum(1)  # noqa: E731
         level = level.to(torch.long).cpu()
         sums = self._sums[field]

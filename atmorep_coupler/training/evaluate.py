@@ -12,12 +12,13 @@ Baselines, de-normalised to store units like the model:
 
 - **persistence** repeats the last visible time step;
 - **climatology** is the store's local (per grid point) monthly mean from the normalisation
-  statistics (``data/normalization.py``) at the target time: the de-normalised 0 of a locally
+  statistics (``data/normalization.py``) at the target time, interpolated between mid-month values: the de-normalised 0 of a locally
   normalised field, and for a globally normalised one the local mean, which the statistics pass
   always stores too. It is *in-sample*: the statistics span the whole store, validation period
   included, so it is a slightly optimistic reference.
 
-Scores (``model.metrics``; latitude-weighted per field and level, and per field over its levels):
+Scores (``model.metrics``; area-weighted once -- the sampler's ``row_weight`` -- per field and level,
+and per field over its levels):
 ``rmse`` of the ensemble mean for all three; for the model also the fair ensemble ``crps``, the
 ``spread`` (square root of the mean unbiased ensemble variance), ``spread_corrected`` =
 ``sqrt((M + 1)/M) x spread``, which matches the RMSE of a calibrated M-member ensemble, and
@@ -49,7 +50,7 @@ from atmorep_coupler.data.sampler import NeighbourhoodSampler
 from atmorep_coupler.errors import ConfigError
 from atmorep_coupler.model.config import ModelConfig, StrategyConfig
 from atmorep_coupler.model.masking import Masker
-from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, target_latitudes
+from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, target_rows
 from atmorep_coupler.model.multiformer import Multiformer
 from atmorep_coupler.units import udunits
 
@@ -57,7 +58,8 @@ __all__ = ["build_parser", "evaluate_forecast", "main"]
 
 _KINDS = ("model", "persistence", "climatology")
 CLIMATOLOGY_NOTE = ("climatology: the store's local monthly mean at the target time (normalisation "
-                    "statistics); in-sample, computed over the whole store including the validation period")
+                    "statistics, interpolated between mid-month values); in-sample, computed over the whole store "
+                    "including the validation period")
 
 
 def _lead_hours(sampler: NeighbourhoodSampler, slices: int) -> float:
@@ -109,7 +111,7 @@ def evaluate_forecast(model: Multiformer, sampler: NeighbourhoodSampler, *, slic
                 outputs = model({k: v.to(device) for k, v in masked.items()}, meta)
                 for name, out in outputs.items():
                     _score(acc[s], name, config.field(name).token_size, s, masked[name].target,
-                           out.members.float().cpu(), physical[name], batch.latitude)
+                           out.members.float().cpu(), physical[name], batch.row_weight)
                 bar.update(1)
     per_lead = []
     for s in leads:
@@ -140,7 +142,7 @@ def _physical(sampler: NeighbourhoodSampler, name: str, clean: torch.Tensor, ori
 
 
 def _score(acc: dict[str, ScoreAccumulator], name: str, token_size: Sequence[int], slices: int, target: torch.Tensor,
-           members: torch.Tensor, physical: dict, latitude: torch.Tensor) -> None:
+           members: torch.Tensor, physical: dict, row_weight: torch.Tensor) -> None:
     """Score the last hidden slice (lead ``slices``) of one field for model, persistence and climatology."""
     index = target.nonzero()  # [N, 5] (sample, level, time, row, column), the order of the members
     T = target.shape[2]
@@ -151,10 +153,10 @@ def _score(acc: dict[str, ScoreAccumulator], name: str, token_size: Sequence[int
     members = physical["offset"][at].unsqueeze(1) + physical["scale"][at].unsqueeze(1) * members
     b, level, _, row, col = index.T
     persistence = physical["truth"][b, level, T - slices - 1, row, col][:, -1:].expand_as(truth)  # last visible step
-    lat = target_latitudes(latitude, index, token_size)
-    acc["model"].update(name, members.mean(1), truth, level, lat, members)
-    acc["persistence"].update(name, persistence, truth, level, lat)
-    acc["climatology"].update(name, physical["climatology"][at], truth, level, lat)
+    weight = target_rows(row_weight, index, token_size)
+    acc["model"].update(name, members.mean(1), truth, level, weight, members)
+    acc["persistence"].update(name, persistence, truth, level, weight)
+    acc["climatology"].update(name, physical["climatology"][at], truth, level, weight)
 
 
 def build_parser() -> argparse.ArgumentParser:

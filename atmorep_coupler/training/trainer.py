@@ -42,7 +42,7 @@ from atmorep_coupler.data.store import open_store
 from atmorep_coupler.errors import CheckpointError, ConfigError
 from atmorep_coupler.model.losses import total_loss
 from atmorep_coupler.model.masking import Masker
-from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_latitudes
+from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_rows
 from atmorep_coupler.model.multiformer import Multiformer, load_fields
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 
@@ -184,7 +184,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Loss and latitude-weighted scores on the fixed validation batches (summed across ranks)."""
+        """Loss and area-weighted scores on the fixed validation batches (summed across ranks)."""
         if self.validation_sampler is None:
             raise ConfigError("data.validation: no validation period configured")
         n = self.config.validation.batches
@@ -195,12 +195,12 @@ class Trainer:
         for _, batch, masked in self._loader(stream):
             outputs, masked, loss, _ = self._forward(batch, masked)
             loss_sum, count = loss_sum + float(loss), count + 1
-            lat = batch.latitude.to(self.device)
+            row_weight = batch.row_weight.to(self.device)
             for name, out in outputs.items():
                 field = self.config.model.field(name)
                 index = masked[name].target_index
                 acc.update(name, out.mean, masked[name].targets, index[:, 1],
-                           target_latitudes(lat, index, field.token_size), out.members)
+                           target_rows(row_weight, index, field.token_size), out.members)
         sums = acc.sums() | {"loss_sum": loss_sum, "batches": float(count)}
         if self.reduce_metrics is not None:
             sums = self.reduce_metrics(sums)

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from atmorep_coupler.data.sampler import _row_areas  # noqa: E402
+from atmorep_coupler.data.sampler import row_areas  # noqa: E402
 from atmorep_coupler.regrid.grids import LatLonGrid  # noqa: E402
 from atmorep_coupler.training.config import load_run_config  # noqa: E402
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> Path:
     ax.set_xlabel("longitude (°E)"), ax.set_ylabel("latitude (°N)")
     ax.set_title("neighbourhoods of configs/default.yaml", fontsize=9)
 
-    area = _row_areas(lat)
+    area = row_areas(lat)
     starts = np.arange(lat.size - ny + 1)
     weight = 0.5 * (area[starts + (ny - 1) // 2] + area[starts + ny // 2])
     centre = 0.5 * (lat[starts + (ny - 1) // 2] + lat[starts + ny // 2])

@@ -1,4 +1,5 @@
-"""Global tiling of the AtmoRep component: coverage (D15), poles, dateline, exact reconstruction, seams."""
+"""Global tiling of the AtmoRep component: coverage (D15), poles, dateline, exact reconstruction, the
+staggered pass and the blending weights."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from atmorep_coupler.component.tiling import GlobalTiling, taper, tile_starts
+from atmorep_coupler.component.tiling import GlobalTiling, edge_ramp, seam_ratios, tile_starts, token_taper
 from atmorep_coupler.errors import ConfigError
 
 CASES = [
@@ -19,8 +20,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("nlat, nlon, tile, overlap", CASES)
-def test_every_point_is_covered_and_tiles_stay_on_the_sphere(nlat, nlon, tile, overlap):
-    tiling = GlobalTiling(nlat, nlon, tile, overlap)
+@pytest.mark.parametrize("stagger", [False, True])
+def test_every_point_is_covered_and_tiles_stay_on_the_sphere(nlat, nlon, tile, overlap, stagger):
+    tiling = GlobalTiling(nlat, nlon, tile, overlap, (2, 2) if tile[0] % 2 == 0 else (1, 1), stagger=stagger)
     coverage = tiling.coverage()
     assert coverage.shape == (nlat, nlon) and coverage.min() >= 1  # D15: the reference left [702:721, 1040:1440] empty
     rows, cols = tiling.rows.numpy(), tiling.cols.numpy()
@@ -28,10 +30,12 @@ def test_every_point_is_covered_and_tiles_stay_on_the_sphere(nlat, nlon, tile, o
     assert np.all(np.diff(rows, axis=1) == 1)
     assert np.all((0 <= cols) & (cols < nlon))
     # consecutive starts are at most one stride apart, so neighbours overlap by >= the requested points
-    row0, col0 = np.unique(tiling.origins[:, 0]), np.unique(tiling.origins[:, 1])
+    first = GlobalTiling(nlat, nlon, tile, overlap).origins  # the first pass alone
+    row0, col0 = np.unique(first[:, 0]), np.unique(first[:, 1])
     assert np.diff(row0).max(initial=0) <= tile[0] - overlap[0]
     assert np.diff(np.append(col0, col0[0] + nlon)).max() <= tile[1] - overlap[1]
-    assert tiling.count == row0.size * col0.size
+    assert first.shape[0] == row0.size * col0.size
+    assert torch.all(tiling.weights > 0)
 
 
 def test_tiles_wrap_across_the_dateline():
@@ -42,8 +46,9 @@ def test_tiles_wrap_across_the_dateline():
 
 
 @pytest.mark.parametrize("nlat, nlon, tile, overlap", CASES[:4])
-def test_identical_tiles_reconstruct_the_field_exactly(nlat, nlon, tile, overlap):
-    tiling = GlobalTiling(nlat, nlon, tile, overlap)
+@pytest.mark.parametrize("stagger", [False, True])
+def test_identical_tiles_reconstruct_the_field_exactly(nlat, nlon, tile, overlap, stagger):
+    tiling = GlobalTiling(nlat, nlon, tile, overlap, (4, 4), stagger=stagger)
     field = torch.from_numpy(np.random.default_rng(0).normal(280.0, 20.0, (2, 3, nlat, nlon)).astype(np.float32))
     tiles = tiling.gather(field)  # the identity "network": every tile returns what it was given
     assert tiles.shape == (tiling.count, 2, 3, *tile)
@@ -56,22 +61,52 @@ def test_identical_tiles_reconstruct_the_field_exactly(nlat, nlon, tile, overlap
     np.testing.assert_array_equal(tiles[k].numpy(), expect)
 
 
-def test_blending_weights_have_no_seams():
-    """Per-tile errors (a constant bias per tile) blend into a smooth field: the largest jump between
-    neighbouring points is a fraction of the bias range, where hard stitching jumps by whole biases."""
-    rng = np.random.default_rng(1)
-    for overlap, bound in (((4, 8), 0.35), ((0, 0), 1.0)):
-        tiling = GlobalTiling(32, 64, (8, 16), overlap)
-        bias = torch.from_numpy(rng.normal(size=(tiling.count, 1, 1))).expand(-1, 8, 16)
-        blended, _ = tiling.blend(bias)
-        jumps = [blended.diff(dim=0).abs().max(), blended.diff(dim=1).abs().max(), (blended[:, 0] - blended[:, -1]).abs().max()]
-        assert max(float(j) for j in jumps) <= bound * float(bias.max() - bias.min())
-    w = taper(16)
-    assert np.all(w > 0) and np.allclose(w, w[::-1]) and w.argmax() in (7, 8) and w[0] < 0.01
+def test_staggered_pass_puts_token_interiors_on_every_token_and_tile_edge():
+    """Default data and config: tiles of 8 x 16 points, tokens of 4 x 4. Every grid line where a tile of
+    one pass has a token (or tile) edge lies at least one point inside a token of a tile of the other pass."""
+    tiling = GlobalTiling(32, 64, (8, 16), (0, 0), (4, 4), stagger=True)
+    assert tiling.count == 32  # 16 + 16: fewer than the 56 of a single pass overlapping by half a tile
+    passes = {0: tiling.origins[:16], 1: tiling.origins[16:]}
+    assert set(passes[0][:, 0]) == {0, 8, 16, 24} and set(passes[1][:, 0]) == {2, 6, 14, 22}
+    assert set(passes[0][:, 1]) == {0, 16, 32, 48} and set(passes[1][:, 1]) == {10, 26, 42, 58}
+
+    def lines(origins, axis, size, n):  # token edges ("line before index i") of one pass, inside the grid
+        edges = (origins[:, axis][:, None] + np.arange(0, size + 1, 4)).ravel()
+        return set((edges % n).tolist()) if axis else {e for e in edges.tolist() if 0 < e < n}
+
+    def inside_a_token(origins, axis, size, n, line):
+        offset = (line - origins[:, axis]) % n if axis else line - origins[:, axis]
+        return np.any((offset > 0) & (offset < size) & (offset % 4 != 0))
+
+    for a, b in ((0, 1), (1, 0)):
+        for axis, size, n in ((0, 8, 32), (1, 16, 64)):
+            for line in lines(passes[a], axis, size, n):
+                assert inside_a_token(passes[b], axis, size, n, line), (a, axis, line)
+
+
+def test_weights_fade_at_tile_edges_but_not_at_the_poles():
+    tiling = GlobalTiling(32, 64, (8, 16), (0, 0), (4, 4), stagger=True)
+    w = tiling.weights.numpy()
+    north = np.flatnonzero(tiling.origins[:, 0] == 0)[0]
+    inner = np.flatnonzero(tiling.origins[:, 0] == 8)[0]
+    np.testing.assert_allclose(w[north][:, 6], edge_ramp(8, 4, start=False, end=True) * token_taper(8, 4)
+                               * edge_ramp(16, 4, start=True, end=True)[6] * token_taper(16, 4)[6])
+    assert w[north][0, 6] > w[inner][0, 6] * 3  # the polar row is not faded: no tile lies beyond it
+    np.testing.assert_allclose(edge_ramp(8, 4, start=True, end=True), [0.125, 0.375, 0.625, 0.875, 0.875, 0.625, 0.375, 0.125])
+    np.testing.assert_allclose(token_taper(4, 4), np.sin(np.pi * (np.arange(4) + 0.5) / 4) ** 2)
+
+
+def test_seam_ratios_of_smooth_and_blocky_fields():
+    lat, lon = np.meshgrid(np.linspace(-1.4, 1.4, 32), np.linspace(0, 2 * np.pi, 64, endpoint=False), indexing="ij")
+    smooth = np.sin(3 * lon) * np.cos(lat) + lat
+    ratios = seam_ratios(smooth, (4, 4))
+    assert abs(ratios["token"] - 1) < 0.05 and abs(ratios["staggered"] - 1) < 0.05
+    blocky = smooth + np.kron(np.random.default_rng(0).normal(size=(8, 16)), np.ones((4, 4)))
+    assert seam_ratios(blocky, (4, 4))["token"] > 3
 
 
 def test_masked_blend_averages_only_contributing_tiles():
-    tiling = GlobalTiling(32, 64, (8, 16), (4, 8))
+    tiling = GlobalTiling(32, 64, (8, 16), (4, 8), (4, 4))
     values = torch.from_numpy(np.random.default_rng(2).normal(size=(tiling.count, 8, 16)))
     mask = torch.zeros(tiling.count, 8, 16, dtype=torch.bool)
     mask[0] = True  # only the first tile (rows 0..7, columns 0..15) contributes
@@ -88,3 +123,5 @@ def test_starts_and_bad_tilings():
         GlobalTiling(32, 64, (8, 16), (8, 0))
     with pytest.raises(ConfigError, match="does not fit"):
         GlobalTiling(32, 64, (40, 16), (0, 0))
+    with pytest.raises(ConfigError, match="do not divide"):
+        GlobalTiling(32, 64, (8, 16), (0, 0), (3, 4))

@@ -163,3 +163,37 @@ def test_missing_statistics_and_variables(make_era5, write_store, tmp_path):
     with pytest.raises(DataError, match="no level 925"):
         stats.level_index([925])
     np.testing.assert_array_equal(stats.level_index([1000, 500]), [2, 0])
+
+
+def test_statistics_are_interpolated_linearly_between_mid_month_values(three_months):
+    """A month's statistics hold at its middle (16 Jan 12:00, 15 Feb 00:00 in 2001: 29.5 days apart) and
+    move linearly in time between middles, so a constant physical value normalises without a step at
+    the month boundary; the sampler and the component (cftime dates) see the same positions."""
+    import cftime
+
+    from atmorep_coupler.data.normalization import month_position
+
+    _, store = three_months
+    stats = compute_normalization(store, ["temperature"], progress=False)
+    jan, feb = (stats.mean("t", [m], mode="local")[0].astype(np.float64) for m in (0, 1))
+    sjan, sfeb = (stats.std("t", [m], mode="local")[0].astype(np.float64) for m in (0, 1))
+    times = np.array(["2001-01-16T12:00", "2001-02-01T00:00", "2001-02-15T00:00"], dtype="datetime64[ns]")
+    w = np.array([0.0, 15.5 / 29.5, 1.0])  # days after mid-January over the 29.5 days to mid-February
+    np.testing.assert_allclose(month_position(times), w, rtol=1e-12)
+    dates = [cftime.datetime(2001, 1, 16, 12, calendar="proleptic_gregorian"),
+             cftime.datetime(2001, 2, 1, calendar="proleptic_gregorian"),
+             cftime.datetime(2001, 2, 15, calendar="proleptic_gregorian")]
+    np.testing.assert_allclose(month_position(dates), w, rtol=1e-12)  # the component's dates
+    x = np.full((3, *jan.shape), 250.0)
+    z = stats.normalize("t", x, month_position(times))
+    for k in range(3):
+        mean = (1 - w[k]) * jan + w[k] * feb
+        std = (1 - w[k]) * sjan + w[k] * sfeb
+        np.testing.assert_allclose(z[k], (250.0 - mean) / std, rtol=1e-5, atol=1e-5)
+    # no step at the boundary: three hours either side of 1 February differ by 6 h of the slope,
+    # where the month index jumps by the whole January-February difference
+    around = np.array(["2001-01-31T21:00", "2001-02-01T03:00"], dtype="datetime64[ns]")
+    smooth = stats.normalize("t", x[:2], month_position(around))
+    stepped = stats.normalize("t", x[:2], month_index(around))
+    assert np.abs(smooth[1] - smooth[0]).max() < 0.02 * np.abs(stepped[1] - stepped[0]).max()
+    np.testing.assert_array_equal(stats.normalize("t", x[:1], [1]), stats.normalize("t", x[:1], [1.0]))  # exact at a middle

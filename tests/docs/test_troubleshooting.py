@@ -275,11 +275,21 @@ def ray_storage_relative(ctx: Context) -> str:
                   "--storage", "runs", "--address", "127.0.0.1:1")
 
 
+def verify_climatology_coverage(ctx: Context) -> str:
+    # the default out-of-sample climatology is the truth store over the training period (1-3 January here);
+    # a 1-day window cannot reach the verified 09 UTC from there
+    from atmorep_coupler.verify import main
+
+    return _cli(ctx, main, str(ctx.checkpoint()), "--store", str(ctx.store), "--starts", "2000-01-03T06:00:00",
+                "--hours", "6", "--no-coupled", "--no-perfect", "--no-progress", "--climatology-window", "1",
+                "--out", str(ctx.tmp / "verify"))
+
+
 TRIGGERS: dict[str, Callable[[Context], str]] = {f.__name__: f for f in (
     cuda_wheels, config_unknown_key, config_wrong_type, config_duplicate_key, store_missing_variable, store_missing_level,
     store_unknown_units, store_missing_time, units_not_convertible, nan_in_training, nan_import,
     checkpoint_other_statistics, checkpoint_levels, coupling_period, coupling_no_producer, coupling_weight_file,
-    coupling_no_restart, ray_no_gpu, ray_storage_relative)}
+    coupling_no_restart, ray_no_gpu, ray_storage_relative, verify_climatology_coverage)}
 MARKS = {"ray_no_gpu": [pytest.mark.ray]}
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from atmorep_coupler.config import from_dict
-from atmorep_coupler.data.sampler import BatchStream, batch_loader, NeighbourhoodSampler, _row_areas, register_transform
+from atmorep_coupler.data.sampler import BatchStream, batch_loader, NeighbourhoodSampler, row_areas, register_transform
 from atmorep_coupler.data.store import open_store
 from atmorep_coupler.data.tokens import detokenize
 from atmorep_coupler.errors import ConfigError, DataError
@@ -83,10 +83,10 @@ def test_centres_are_uniform_on_the_sphere_d5(analytic_store):
     assert np.mean(np.abs(np.sin(np.deg2rad(centre_lat)))) < 0.5  # ~ area mean of |sin| in the band
 
 
-def test_row_areas_sum_to_the_sphere():
-    assert _row_areas(LAT).sum() == pytest.approx(2.0)  # ∫ cos φ dφ over [-90, 90]
+def testrow_areas_sum_to_the_sphere():
+    assert row_areas(LAT).sum() == pytest.approx(2.0)  # ∫ cos φ dφ over [-90, 90]
     gaussian = np.rad2deg(np.arcsin(np.polynomial.legendre.leggauss(16)[0]))[::-1]
-    assert _row_areas(gaussian).sum() == pytest.approx(2.0)
+    assert row_areas(gaussian).sum() == pytest.approx(2.0)
 
 
 def test_every_row_is_covered_and_longitudes_wrap(analytic_store):

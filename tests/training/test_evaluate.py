@@ -36,8 +36,16 @@ def evaluated(tiny_store):
     return trainer, result
 
 
-def weights(store, rows, nx):
-    return np.cos(np.deg2rad(store.latitudes[rows]))[..., None] * np.ones(nx)
+def weights(sampler, rows, nx):
+    """Area weighting applied once over the sampler's windows: band area over the probability that a
+    window covers the row (computed here with a loop from the start-row distribution)."""
+    lat = np.deg2rad(sampler.store.latitudes)
+    bounds = np.concatenate([[np.sign(lat[0]) * np.pi / 2], 0.5 * (lat[1:] + lat[:-1]), [np.sign(lat[-1]) * np.pi / 2]])
+    area = np.abs(np.sin(bounds[:-1]) - np.sin(bounds[1:]))
+    cover = np.zeros(lat.size)
+    for start, p in zip(sampler.row_starts, sampler.row_probability):
+        cover[start:start + sampler.extent[1]] += p
+    return (area / cover)[rows][..., None] * np.ones(nx)
 
 
 def test_leads_structure_and_backward_compatible_keys(evaluated):
@@ -74,7 +82,7 @@ def baselines_from_store(trainer, batches: int, leads) -> dict[tuple, float]:
                 for t0, row, col in sampler.draw(index):
                     cols = (col + np.arange(nx)) % store.longitudes.size
                     window = data[t0:t0 + nt, k, row:row + ny][:, :, cols]
-                    w = weights(store, np.arange(row, row + ny), nx)
+                    w = weights(sampler, np.arange(row, row + ny), nx)
                     clim = climatology[months[t0 + nt - 1]][k, row:row + ny][:, cols]
                     for s in leads:  # the last visible step is s steps before the scored (last) one
                         for kind, guess in (("persistence", window[-1 - s]), ("climatology", clim)):
@@ -132,7 +140,7 @@ def test_ensemble_rmse_spread_crps_match_scoringrules(evaluated):
         ensemble = mean[:, None] + std[:, None] * members
         data = store.read(name, levels=list(field.levels)).astype(np.float64)
         truth = data[time[:, None, None], index[:, 1][:, None, None], rows[:, :, None], cols[:, None, :]]
-        w = weights(store, rows, 4)
+        w = weights(sampler, rows, 4)
         crps = sr.crps_ensemble(truth, np.moveaxis(ensemble, 1, -1), estimator="fair")
         for k, level in enumerate(LEVELS):
             on = index[:, 1] == k
