@@ -60,8 +60,8 @@ FULL_EVALUATION = {"slices": [1, 2, 3], "batches": 16}
 TINY_EVALUATION = {"slices": [1, 2, 3], "batches": 4}
 #: The seed of the independent realisation whose climatology is the out-of-sample reference.
 CLIMATOLOGY_SEED = 1
-#: ``python -m atmorep_coupler.verify`` arguments of the full quickstart: its defaults (16 start dates, 10 days)
-#: without the perfect-conditioning upper bound, which would double the network time of the stage.
+#: ``python -m atmorep_coupler.verify`` arguments of the full quickstart: 8 start dates of 10-day forecasts (two-way
+#: and one-way hybrids, two passes of network calls) without the perfect-conditioning upper bound (a third).
 FULL_VERIFICATION = ["--count", "8", "--no-perfect"]
 #: ``python -m atmorep_coupler.verify`` arguments of ``--tiny``: two 12-hour forecasts inside the tiny store,
 #: after its training period, with the classical model's short tiny spin-up.
