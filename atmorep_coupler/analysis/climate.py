@@ -238,7 +238,8 @@ def compare(run_dir: Path, truth_store: str | Path, out: Path, *, coarse_dir: Pa
             levels=(250.0, 500.0, 700.0, 850.0), run_store: str = "atmorep.zarr",
             coarse_store: str = "classical.zarr") -> dict:
     """Diagnose the run (``run_dir/atmorep.zarr``), the truth at the same times and, optionally, the coarse
-    model alone (``coarse_dir/classical.zarr``, mapped conservatively to the truth's grid); write
+    model alone (``coarse_dir/classical.zarr``, mapped conservatively to the truth's grid, over the run's
+    times: a coarse run that goes on longer is cut); write
     ``climate.json`` and the figures into ``out`` and return the JSON content.
 
     Scores: ``zonal_mean_rmse`` (K, m s-1) of temperature and zonal wind; ``eddy_ratio_to_truth`` per
@@ -264,8 +265,10 @@ def compare(run_dir: Path, truth_store: str | Path, out: Path, *, coarse_dir: Pa
               "hybrid": diagnostics(times, tlat, run, levels, native)}
     if coarse_dir is not None:
         ctimes, clat, clon, coarse = read_run(Path(coarse_dir) / coarse_store, FIELDS, levels)
-        if not np.array_equal(ctimes, times):
-            raise DataError(f"{coarse_dir}: the coarse run's output times differ from the run's; run the same period")
+        if ctimes.size < times.size or not np.array_equal(ctimes[: times.size], times):
+            raise DataError(f"{coarse_dir}: the coarse run's output times do not begin with the run's; run it from the "
+                            "same start, at least as long (a longer one is cut to the run's period)")
+        coarse = {f: v[: times.size] for f, v in coarse.items()}
         native = (clat, coarse)
         coarse = {f: _on_truth_grid(v, clat, clon, tlat, tlon) for f, v in coarse.items()}
         series["coarse model alone"] = diagnostics(times, tlat, coarse, levels, native)

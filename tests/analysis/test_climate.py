@@ -20,6 +20,7 @@ from atmorep_coupler.analysis.climate import (
     zonal_mean,
 )
 from atmorep_coupler.data import open_store
+from atmorep_coupler.errors import DataError
 
 special = pytest.importorskip("scipy.special")
 
@@ -113,7 +114,9 @@ def test_compare_a_perfect_run_and_a_coarsened_one(tiny_store, tmp_path):
     index = np.arange(8, store.times.size)  # from day 2: some eddies have grown
     fields = {f: store.read(f, time=index, levels=levels).astype(np.float64) for f in climate.FIELDS}
     lat, lon = store.latitudes, store.longitudes
-    _write_run(tmp_path / "hybrid" / "atmorep.zarr", store.times[index], lat, lon, levels, fields)
+    short = index.size - 4  # the hybrid ran shorter than the coarse model alone: the coarse run is cut to it
+    _write_run(tmp_path / "hybrid" / "atmorep.zarr", store.times[index[:short]], lat, lon, levels,
+               {f: v[:short] for f, v in fields.items()})
     gaussian = GaussianGrid(24, 48, lat_order="descending")
     down = Regridder(LatLonGrid.from_centers(lat, lon), gaussian, "conservative_normed", progress=False)
     coarse = {f: down.apply(v) for f, v in fields.items()}
@@ -130,7 +133,10 @@ def test_compare_a_perfect_run_and_a_coarsened_one(tiny_store, tmp_path):
     ratio = np.asarray(alone["spectrum_ratio_to_truth"]["u_component_of_wind"])  # [level, n = 1 .. 15]: T15
     assert ratio.shape == (4, 15)  # cell averaging damps large n (measured: 0.69 at n = 12-15, 0.99 at n = 1-4)
     assert ratio[:, -4:].mean() < 0.8 * ratio[:, :4].mean() and ratio[:, :4].mean() > 0.9
-    assert json.loads((tmp_path / "out" / "climate.json").read_text())["times"] == index.size
+    assert json.loads((tmp_path / "out" / "climate.json").read_text())["times"] == short
+    with pytest.raises(DataError, match="do not begin with the run's"):  # a coarse run shorter than the hybrid
+        climate.compare(tmp_path / "coarse", tiny_store, tmp_path / "out2", coarse_dir=tmp_path / "hybrid",
+                        run_store="classical.zarr", coarse_store="atmorep.zarr")
     for name in ("zonal_mean_temperature", "zonal_mean_u_component_of_wind", "eddy_kinetic_energy",
                  "temperature_variance", "spectra", "global_mean_temperature"):
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 10_000
