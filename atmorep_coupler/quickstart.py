@@ -14,7 +14,7 @@ so the quickstart can never drift from the documented commands:
    — the run's climate against the truth's and the coarse model alone's — and
    ``python -m atmorep_coupler.analysis.counterfactual`` — the warming response, with its standard
    error, against the dinosaur truth model forced the same way;
-5. ``python -m atmorep_coupler.verify`` — the scorecard: 10-day forecasts from 8 start dates of the
+5. ``python -m atmorep_coupler.verify`` — the scorecard: 5-day forecasts from 4 start dates of the
    held-out year, coupled two ways as ``default.yaml`` couples the multiformer and one way (its
    couplings back removed), against persistence, the coarse model alone and an out-of-sample
    climatology (the truth's training year; with ``--tiny`` an independent realisation of the same
@@ -60,9 +60,10 @@ FULL_EVALUATION = {"slices": [1, 2, 3], "batches": 16}
 TINY_EVALUATION = {"slices": [1, 2, 3], "batches": 4}
 #: The seed of the independent realisation whose climatology is the out-of-sample reference.
 CLIMATOLOGY_SEED = 1
-#: ``python -m atmorep_coupler.verify`` arguments of the full quickstart: 8 start dates of 10-day forecasts (two-way
-#: and one-way hybrids, two passes of network calls) without the perfect-conditioning upper bound (a third).
-FULL_VERIFICATION = ["--count", "8", "--no-perfect"]
+#: ``python -m atmorep_coupler.verify`` arguments of the full quickstart: 4 start dates of 5-day forecasts (two-way
+#: and one-way hybrids, two passes of network calls; 18 min on the loaded 2-core machine) without the
+#: perfect-conditioning upper bound (a third pass). The verify command's own defaults: 16 start dates, 10 days.
+FULL_VERIFICATION = ["--count", "4", "--hours", "120", "--no-perfect"]
 #: ``python -m atmorep_coupler.verify`` arguments of ``--tiny``: two 12-hour forecasts inside the tiny store,
 #: after its training period, with the classical model's short tiny spin-up.
 TINY_VERIFICATION = ["--starts", "2000-01-03T06:00:00", "2000-01-03T12:00:00", "--hours", "12",
