@@ -33,3 +33,16 @@ class CheckpointError(AtmoRepError, ValueError):
 
 class ComponentError(AtmoRepError, RuntimeError):
     """A component was used against its contract (wrong time, bad imported field, NaNs)."""
+
+
+def package_error(exc: BaseException | None) -> AtmoRepError | None:
+    """The package error behind ``exc``: ``exc`` itself, or the first one down its chain of causes (Ray
+    wraps an error raised in an actor or a training worker in its own exceptions, with a ``cause``)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, AtmoRepError) and type(exc).__module__ == __name__:
+            return exc
+        cause = getattr(exc, "cause", None)
+        exc = cause if isinstance(cause, BaseException) else exc.__cause__
+    return None

@@ -7,6 +7,10 @@ continue if a restart exists). ``--set KEY=VALUE`` (repeatable) replaces one val
 is checked: KEY is a dotted path (list items by index, e.g. ``couplings.0.period``), VALUE is read as
 YAML (``--set run.end=2000-02-01T00:00:00``, ``--set components.atm.config.checkpoint=/abs/ckpt.pt``).
 Give paths in VALUE as absolute paths.
+
+A coupling YAML is code: ``kind: pkg.module:Class`` imports ``pkg.module``. Registered kinds and modules
+of their packages import unasked; any other module only with ``--allow-import PACKAGE``. Outputs and
+restarts stay inside ``--out``; absolute paths there need ``--allow-outside-out``.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from atmorep_coupler.config import clip, show
 from atmorep_coupler.errors import AtmoRepError, ConfigError
 
 __all__ = ["build_parser", "load_config", "main"]
@@ -36,17 +39,16 @@ def load_config(path: str | Path, assignments: Sequence[str] = ()) -> tuple[Any,
         return config, base
     mapping = to_dict(config)  # input paths of the file are absolute here
     for assignment in assignments:
-        _assign(mapping, assignment, f"{path}: --set {assignment}")
-    try:
-        config, _ = load_coupling_config(mapping)
-    except ConfigError as exc:
-        raise ConfigError(f"{path} (with --set {' '.join(assignments)}): {str(exc).removeprefix('<mapping>: ')}") from None
+        _assign(mapping, assignment, f"{path}: --set {clip(assignment)}")
+    config, _ = load_coupling_config(mapping, origin=f"{path} (with --set {' '.join(map(clip, assignments))})")
     return config, base
 
 
 def _assign(mapping: dict, assignment: str, where: str) -> None:
     """Set ``KEY=VALUE`` in ``mapping``: every part of KEY but the last must exist (the schema then
     rejects unknown last keys with their key path)."""
+    from atmorep_coupler.config import parse_yaml
+
     key, sep, text = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"{where}: expected KEY=VALUE, e.g. run.end=2000-02-01T00:00:00")
@@ -56,14 +58,14 @@ def _assign(mapping: dict, assignment: str, where: str) -> None:
         at = ".".join(parts[:depth]) or "the top level"
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"{where}: {at} is a list of {len(node)} items; {part!r} is not an index")
+                raise ConfigError(f"{where}: {at} is a list of {len(node)} items; {show(part)} is not an index")
             part = int(part)
         elif not isinstance(node, dict):
             raise ConfigError(f"{where}: {at} is a value, not a mapping or a list")
         elif depth < len(parts) - 1 and part not in node:
-            raise ConfigError(f"{where}: {at} has no key {part!r} (keys: {', '.join(map(str, node))})")
+            raise ConfigError(f"{where}: {at} has no key {show(part)} (keys: {', '.join(map(str, node))})")
         if depth == len(parts) - 1:
-            node[part] = yaml.safe_load(text)
+            node[part] = parse_yaml(text, f"{where}: VALUE")
         else:
             node = node[part]
 
@@ -76,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="replace one value of the YAML (dotted key, YAML value; repeatable)")
+    parser.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                        help="let 'kind: MODULE.sub:Class' import MODULE (a coupling YAML is code: only registered "
+                             "kinds and their packages are imported otherwise; repeatable)")
+    parser.add_argument("--allow-outside-out", action="store_true",
+                        help="let absolute outputs[].path and run.restart.dir write outside --out")
     return parser
 
 
@@ -88,10 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         config, base = load_config(args.config, args.set)
         out = args.out if args.out is not None else Path("runs") / config.run.name
         with CoupledRun(config, base_dir=base, out_dir=out, origin=str(args.config),
-                        resume=True if args.resume else None, progress=not args.no_progress) as run:
+                        resume=True if args.resume else None, progress=not args.no_progress,
+                        allow_imports=args.allow_import, allow_outside_out=args.allow_outside_out) as run:
             summary = run.run()
     except AtmoRepError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"error: {args.config}: ran out of memory; check the sizes in the config (grids, ensemble members)",
+              file=sys.stderr)
         return 2
     print(json.dumps({
         "simulated_days": summary.elapsed_seconds / 86400,

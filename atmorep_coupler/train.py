@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from collections.abc import Sequence
 from importlib import resources
@@ -19,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from atmorep_coupler.errors import ConfigError
+from atmorep_coupler.errors import AtmoRepError, ConfigError
 from atmorep_coupler.training.config import load_run_config
 from atmorep_coupler.training.trainer import Trainer
 
-__all__ = ["main", "config_path"]
+__all__ = ["main", "train", "config_path"]
 
 
 def config_path(name_or_path: str) -> Path:
@@ -67,7 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: 0 when training finished; 2 with one ``error:`` line on stderr for a project
+    error (a config, store or checkpoint problem), as ``run`` and ``data`` do."""
+    try:
+        train(argv)
+    except AtmoRepError as exc:
+        print(f"error: {_message(exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _message(exc: AtmoRepError) -> str:
+    """The error's own message; one re-raised from a DataLoader worker carries the worker's traceback,
+    whose last line is the original message."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        return last.partition(": ")[2] or last
+    return text
+
+
+def train(argv: Sequence[str] | None = None) -> dict:
+    """Parse ``argv`` and train; returns the metrics (and the forecast scores) or raises the project error."""
     args = build_parser().parse_args(argv)
     if args.num_workers:
         return _main_distributed(args)
@@ -120,4 +143,4 @@ def _main_distributed(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

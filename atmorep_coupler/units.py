@@ -11,7 +11,8 @@ the units they mean, and :func:`udunits` spells them the UDUNITS way (``"m2 s-2"
 :func:`plausible_range` holds the ranges that catch unit mistakes in imported fields (a temperature
 in degC, CO2 as a mole fraction), converted to the field's units: also when the field is the time
 integral of the tabulated quantity (an ERA5 accumulation such as ``toa_incident_solar_radiation`` in
-J m-2, against a flux range in W m-2) or its rate.
+J m-2, against a flux range in W m-2) or its rate. :func:`check_data_units` and
+:func:`find_implausible` apply them where data enter (training, the AtmoRep component, forcing files).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import re
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -37,9 +39,34 @@ finally:
 from atmorep_coupler.errors import UnitError
 
 __all__ = [
-    "ureg", "parse_units", "conversion", "convert", "check_convertible", "udunits", "plausible_range",
-    "accumulation_period", "PLAUSIBLE_RANGES",
+    "ureg", "parse_units", "conversion", "convert", "check_convertible", "udunits", "same_units", "plausible_range",
+    "accumulation_period", "find_implausible", "check_data_units", "PLAUSIBLE_RANGES", "CF_CANONICAL_UNITS",
 ]
+
+#: Canonical units of the CF standard names the package meets (CF standard name table). A variable with
+#: one of these ``standard_name`` attributes must have units convertible to them.
+CF_CANONICAL_UNITS: dict[str, str] = {
+    "air_temperature": "K",
+    "sea_surface_temperature": "K",
+    "surface_temperature": "K",
+    "eastward_wind": "m s-1",
+    "northward_wind": "m s-1",
+    "geopotential": "m2 s-2",
+    "geopotential_height": "m",
+    "atmosphere_relative_vorticity": "s-1",
+    "divergence_of_wind": "s-1",
+    "lagrangian_tendency_of_air_pressure": "Pa s-1",
+    "specific_humidity": "1",
+    "relative_humidity": "1",
+    "surface_air_pressure": "Pa",
+    "air_pressure_at_mean_sea_level": "Pa",
+    "toa_incoming_shortwave_flux": "W m-2",
+    "integral_wrt_time_of_toa_incoming_shortwave_flux": "J m-2",
+    "mole_fraction_of_carbon_dioxide_in_air": "1",
+    "sea_ice_area_fraction": "1",
+    "land_binary_mask": "1",
+    "sea_binary_mask": "1",
+}
 
 #: ECMWF spellings that are not unit expressions -> what they mean (CF/UDUNITS).
 ECMWF_SPELLINGS: dict[str, str] = {"(0 - 1)": "1", "~": "1", "m of water equivalent": "m"}
@@ -123,13 +150,26 @@ PLAUSIBLE_RANGES: dict[str, tuple[tuple[float, float], str]] = {
     "mean_sea_level_pressure": ((8.0e4, 1.2e5), "Pa"),
     "vorticity": ((-1.0e-2, 1.0e-2), "s-1"),
     "divergence": ((-1.0e-2, 1.0e-2), "s-1"),
-    "specific_humidity": ((0.0, 0.1), "kg kg-1"),
+    "specific_humidity": ((-1.0e-3, 0.1), "kg kg-1"),  # ERA5 has tiny negative values
     "relative_humidity": ((0.0, 150.0), "%"),
     "total_column_water_vapour": ((0.0, 150.0), "kg m-2"),
     "sea_ice_cover": ((0.0, 1.0), "1"),
     "land_sea_mask": ((0.0, 1.0), "1"),
     "toa_incident_solar_radiation": ((0.0, 2000.0), "W m-2"),
     "co2_equivalent": ((1.0, 1.0e5), "ppm"),
+}
+#: CF standard names -> the :data:`PLAUSIBLE_RANGES` entry of a variable stored under another name.
+_RANGE_OF_STANDARD_NAME = {
+    "air_temperature": "temperature",
+    "sea_surface_temperature": "sea_surface_temperature",
+    "eastward_wind": "u_component_of_wind",
+    "northward_wind": "v_component_of_wind",
+    "geopotential": "geopotential",
+    "surface_air_pressure": "surface_pressure",
+    "atmosphere_relative_vorticity": "vorticity",
+    "divergence_of_wind": "divergence",
+    "specific_humidity": "specific_humidity",
+    "toa_incoming_shortwave_flux": "toa_incident_solar_radiation",
 }
 _ACCUMULATION_SUFFIX = re.compile(r"_(\d+)hr$")  # WeatherBench 2: total_precipitation_6hr, ..._24hr
 ERA5_ACCUMULATION = _dt.timedelta(hours=1)
@@ -145,7 +185,7 @@ def accumulation_period(variable: str) -> _dt.timedelta:
 
 
 def plausible_range(
-    variable: str, units: str, *, period: _dt.timedelta | None = None
+    variable: str, units: str, *, period: _dt.timedelta | None = None, standard_name: str | None = None
 ) -> tuple[tuple[float, float] | None, str]:
     """``((low, high), how)`` in ``units`` for ``variable``, or ``(None, why not)``.
 
@@ -153,9 +193,10 @@ def plausible_range(
     accumulation: J m-2 of a W m-2 flux) scale it by ``period`` (default :func:`accumulation_period`),
     units that are the tabulated ones per time (a rate) divide by it. Any other units, or a variable
     without a tabulated range, return None and the reason, so the caller can log that no check applies.
+    A variable stored under another name is found by its CF ``standard_name``.
     """
     base = _ACCUMULATION_SUFFIX.sub("", variable)
-    known = PLAUSIBLE_RANGES.get(base)
+    known = PLAUSIBLE_RANGES.get(base) or PLAUSIBLE_RANGES.get(_RANGE_OF_STANDARD_NAME.get(standard_name or "", ""))
     if known is None:
         return None, f"no plausible range is tabulated for {variable!r}"
     (low, high), reference = known
@@ -175,3 +216,48 @@ def plausible_range(
     return None, (f"units {units!r} of {variable!r} are neither {reference!r} (the tabulated range "
                   f"{low:g}..{high:g}) nor its accumulation or rate over time")
 
+
+def same_units(a: str, b: str) -> bool:
+    """Whether two unit strings mean the same unit (``"m s-1"`` and ``"m/s"``), without an offset."""
+    try:
+        return conversion(a, b) == (1.0, 0.0)
+    except UnitError:
+        return False
+
+
+def check_data_units(text: object, *, what: str, standard_name: object = None, expected: str | None = None) -> str:
+    """The ``units`` attribute ``text`` of data ``what``, checked where the data enter: present, a
+    CF/UDUNITS unit, convertible to the canonical units of its CF ``standard_name`` (when known) and to
+    ``expected`` (what the config or the statistics want). :class:`UnitError` says which and the fix."""
+    if text is None:
+        raise UnitError(f"{what}: has no CF 'units' attribute; add one (e.g. 'K')")
+    unit = parse_units(text, what=what)
+    canonical = CF_CANONICAL_UNITS.get(standard_name) if isinstance(standard_name, str) else None
+    if canonical is not None and ureg.get_dimensionality(unit) != ureg.get_dimensionality(parse_units(canonical)):
+        raise UnitError(
+            f"{what}: units {text!r} do not fit its CF standard_name {standard_name!r} (canonical units "
+            f"{canonical!r}); correct the 'units' attribute (or the standard_name)"
+        )
+    if expected is not None:
+        try:
+            conversion(text, expected, what=what)
+        except UnitError as exc:
+            raise UnitError(f"{exc}; correct the 'units' attribute, or give units the data can be converted to") from None
+    return text
+
+
+def find_implausible(values: np.ndarray, variable: str, units: str, *,
+                     standard_name: str | None = None) -> tuple[int, float, tuple[float, float]] | None:
+    """``(index along the first axis, value, range)`` of the first value of ``values`` (in ``units``) outside
+    :func:`plausible_range`, or None. NaN is not judged here. One vectorised pass when all is well."""
+    bounds = plausible_range(variable, units, standard_name=standard_name)[0]
+    if bounds is None or values.size == 0:
+        return None
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window has no minimum: nothing to judge
+        low, high = np.nanmin(values), np.nanmax(values)
+        if not (low < bounds[0] or high > bounds[1]):
+            return None
+        bad = (values < bounds[0]) | (values > bounds[1])
+    first = np.argwhere(bad)[0]
+    return int(first[0]) if values.ndim else 0, float(values[tuple(first)]), bounds

@@ -31,10 +31,11 @@ from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.clock import to_cftime
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
 from atmorep_coupler.component.settings import ComponentConfig
+from atmorep_coupler.config import check_grid_side
 from atmorep_coupler.data import forcings
-from atmorep_coupler.errors import ComponentError, ConfigError, DataError
+from atmorep_coupler.errors import ComponentError, ConfigError, DataError, UnitError
 from atmorep_coupler.regrid.grids import GaussianGrid, Grid, LatLonGrid
-from atmorep_coupler.units import convert
+from atmorep_coupler.units import check_data_units, convert, find_implausible
 
 __all__ = [
     "PrescribedField",
@@ -167,9 +168,12 @@ class PrescribedField(Component):
         self._source_label = where = f"{path}: variable {config.variable!r}"
         horizontal, levels, level_units, dims = _layout(ds, var, where)
         self._source = var.transpose(*dims)
-        self._file_units = var.attrs.get("units")
-        if self._file_units is None:
-            raise DataError(f"{where}: has no CF 'units' attribute; add one (e.g. 'K')")
+        self._standard_name = var.attrs.get("standard_name")
+        try:  # present, CF/UDUNITS, fitting the standard name, convertible to the configured units
+            self._file_units = check_data_units(var.attrs.get("units"), what=where, standard_name=self._standard_name,
+                                                expected=config.units or None)
+        except UnitError as exc:
+            raise DataError(str(exc)) from None
         self._units = config.units or self._file_units
 
         first = self._read_raw(0)
@@ -223,6 +227,15 @@ class PrescribedField(Component):
             raise DataError(
                 f"{self._source_label}: record {index} ({date}) has {int(bad.sum())} NaN values at active cells "
                 f"(first at flat index {int(np.flatnonzero(bad)[0])}); fix the data or give mask_variable"
+            )
+        implausible = find_implausible(np.where(self._active, raw, np.nan), self.config.field or self.config.variable,
+                                       self._file_units, standard_name=self._standard_name)
+        if implausible is not None:
+            date = self._source["time"].values[index]
+            raise DataError(
+                f"{self._source_label}: record {index} ({date}) has {implausible[1]:g} {self._file_units}, outside the "
+                f"plausible {implausible[2][0]:g} .. {implausible[2][1]:g} {self._file_units}; the data are not in the "
+                "units their attribute says: correct the 'units' attribute or convert the data"
             )
         values = convert(raw.astype(np.float64), self._file_units, self._units, what=self._source_label)
         fill = np.nan if self.config.fill_value is None else self.config.fill_value
@@ -290,8 +303,8 @@ class GridConfig:
     """Row order: descending (north first) or ascending."""
 
     def validate(self) -> None:
-        if self.nlat <= 0 or (self.nlon is not None and self.nlon <= 0):
-            raise ConfigError(f"nlat, nlon: must be positive, got {self.nlat}, {self.nlon}")
+        check_grid_side(self.nlat, "nlat")
+        check_grid_side(self.nlon, "nlon")
         if self.type == "regular_latlon" and self.nlon is None:
             raise ConfigError("nlon: required for a regular_latlon grid")
 
@@ -483,6 +496,14 @@ class CO2Scenario(Component):
         values = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(values)):
             raise DataError(f"{where}: values must be finite, got {values.tolist()}")
+        try:
+            check_data_units(source_units, what=where, expected=units)
+        except UnitError as exc:
+            raise DataError(str(exc)) from None
+        implausible = find_implausible(values, "co2_equivalent" if config.quantity == "co2" else "", source_units)
+        if implausible is not None:
+            raise DataError(f"{where}: value {implausible[1]:g} {source_units} (record {implausible[0]}) is outside the "
+                            f"plausible {implausible[2][0]:g} .. {implausible[2][1]:g} {source_units}; check its units")
         values = convert(values, source_units, units, what=where)
         return _RecordInterpolator(
             _record_seconds(dates, self.start, what=where),
@@ -525,6 +546,4 @@ def _read_series(path: Path, variable: str, csv_units: str, where: str) -> tuple
         if variable not in ds.data_vars or ds[variable].dims != ("time",):
             raise DataError(f"{where}: needs a variable {variable!r} with dims ('time',)")
         var = ds[variable]
-        if "units" not in var.attrs:
-            raise DataError(f"{where}: variable {variable!r} has no CF 'units' attribute")
-        return list(var["time"].values), np.asarray(var.values), var.attrs["units"]
+        return list(var["time"].values), np.asarray(var.values), var.attrs.get("units")

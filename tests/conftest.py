@@ -87,3 +87,26 @@ def tiny_default_checkpoint(tiny_store, tmp_path_factory) -> Path:
         return trainer.save_checkpoint(tmp_path_factory.mktemp("tiny_default") / "trainer.pt")
     finally:
         torch.set_num_threads(threads)
+
+
+def flip_tensor_bytes(path: Path, out: Path, n: int = 64) -> Path:
+    """Copy the checkpoint ``path`` to ``out`` with ``n`` bytes flipped in the middle of its largest tensor's
+    stored data: the zip bookkeeping stays intact, so the file still loads and only a checksum can tell."""
+    import zipfile
+
+    data = bytearray(Path(path).read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    header = info.header_offset  # the local header: 30 bytes, then the name and its own extra field
+    name_length = int.from_bytes(data[header + 26:header + 28], "little")
+    extra_length = int.from_bytes(data[header + 28:header + 30], "little")
+    start = header + 30 + name_length + extra_length + info.file_size // 2
+    data[start:start + n] = bytes(b ^ 0xFF for b in data[start:start + n])
+    Path(out).write_bytes(bytes(data))
+    return Path(out)
+
+
+@pytest.fixture(scope="session")
+def flipped_checkpoint():
+    """:func:`flip_tensor_bytes`, for tests of damaged checkpoint files."""
+    return flip_tensor_bytes

@@ -61,7 +61,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +81,10 @@ from atmorep_coupler.data.sampler import NAN_FILL, transform_reader
 from atmorep_coupler.data.store import ERA5Store, cf_standard_name, open_store
 from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError, DataError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
-from atmorep_coupler.model.multiformer import Multiformer
+from atmorep_coupler.model.multiformer import Multiformer, compile_model, load_weights
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.training.config import run_config_from_yaml
-from atmorep_coupler.training.trainer import normalization_fingerprint
+from atmorep_coupler.training.trainer import load_trainer_state, normalization_fingerprint
 from atmorep_coupler.timeutil import format_duration, parse_duration
 from atmorep_coupler.units import plausible_range, udunits
 
@@ -135,7 +134,8 @@ class AtmoRepConfig(ComponentConfig):
     ``fields``, ``levels_hPa``, ``grid``: what the run expects of the checkpoint (empty: anything);
     ``tile_overlap``: overlap of neighbouring tiles in grid points (rows, columns); ``tile_stagger``: a
     second pass of tiles offset by half a tile plus half a token (:mod:`.tiling`);
-    ``tile_batch_size``: tiles per forward pass; ``device``: torch device; ``seed``: ensemble randomness.
+    ``tile_batch_size``: tiles per forward pass; ``device``: torch device; ``compile``: ``torch.compile``
+    the network; ``seed``: ensemble randomness.
     """
 
     time_step: _dt.timedelta | None = None
@@ -161,6 +161,9 @@ class AtmoRepConfig(ComponentConfig):
     """Tiles per forward pass."""
     device: str = "cpu"
     """Torch device of the network and the context window."""
+    compile: bool = False
+    """``torch.compile`` the network: faster steps after a one-off compilation at the first step (and at the first
+    smaller last tile batch); needs a C++ compiler on CPU."""
     seed: int = 0
     """Seed of the ensemble randomness."""
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
@@ -178,12 +181,7 @@ class AtmoRepConfig(ComponentConfig):
 
 def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
     """The model config and the state of a trainer checkpoint, read with ``weights_only=True``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint with torch.load(weights_only=True): {exc}") from None
-    if not isinstance(state, dict) or not {"config", "model", "normalization"} <= set(state):
-        raise CheckpointError(f"{path}: not a trainer checkpoint (needs 'config', 'model' and 'normalization')")
+    state = load_trainer_state(path)  # format, checksum and keys verified; never unpickles code
     try:
         run = run_config_from_yaml(state["config"], origin=f"{path}: config")
     except ConfigError as exc:
@@ -343,14 +341,13 @@ class AtmoRepComponent(Component):
 
     def _build_network(self, path: Path, state: dict) -> Multiformer:
         network = Multiformer(self.model_config)
-        try:
-            network.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: the weights do not fit the checkpoint's own model config: {exc}") from None
-        return network.to(self.device).eval()
+        load_weights(network, state["model"], path)
+        network = network.to(self.device).eval()
+        return compile_model(network) if self.config.compile else network
 
     def _field_spec(self, f: FieldConfig, store: ERA5Store) -> _FieldSpec:
         var = store.resolve(f.variable)
+        store.check_units(var, statistics=self.norm)  # what training checked, checked again here
         spatial = var in self.norm.dataset.attrs["spatial_variables"]
         if f.predicted and not spatial:
             raise CheckpointError(f"field {f.name!r}: a predicted field must be gridded, {var!r} is a series")

@@ -81,16 +81,20 @@ class Component(Bmi):
 
     @classmethod
     def from_config(
-        cls, config: str | Path | Mapping | ComponentConfig, *, config_dir: str | Path | None = None
+        cls, config: str | Path | Mapping | ComponentConfig, *, config_dir: str | Path | None = None,
+        origin: str = "<mapping>", prefix: str = "",
     ) -> Component:
         """Build and initialize a component in one call.
 
         ``config_dir``: the folder relative paths in a mapping config resolve against (a coupling
         driver passes the folder of the file the mapping came from); a file path sets it itself.
+        ``origin`` and ``prefix``: the file and key path errors in a mapping config name (a coupling
+        driver passes ``components.<id>.config`` of its YAML).
         """
         component = cls()
         if config_dir is not None:
             component._config_dir = Path(config_dir).resolve()
+        component._config_source = (origin, prefix)
         component.initialize(config)
         return component
 
@@ -333,7 +337,8 @@ class Component(Bmi):
         else:
             if isinstance(config_file, (str, Path)):
                 self._config_dir = Path(config_file).resolve().parent
-            config = load_yaml(self.config_class, config_file)
+            origin, prefix = getattr(self, "_config_source", ("<mapping>", ""))
+            config = load_yaml(self.config_class, config_file, origin=origin, prefix=prefix)
         self._config = config
         try:
             self._config = config = self._configure(config)

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 
 import cftime
 
+from atmorep_coupler.config import show
 from atmorep_coupler.errors import ComponentError, ConfigError
 
 __all__ = ["Calendar", "CALENDARS", "to_cftime", "Clock", "UNBOUNDED_END"]
@@ -35,7 +36,7 @@ def to_cftime(value: object, calendar: str, *, what: str = "date") -> cftime.dat
     """Convert a ``datetime``, ISO string (``2000-02-30T06:00`` is valid in ``360_day``) or cftime
     date to a cftime date in ``calendar``; an impossible date raises :class:`ConfigError`."""
     if calendar not in CALENDARS:
-        raise ConfigError(f"{what}: calendar {calendar!r} is not one of {list(CALENDARS)}")
+        raise ConfigError(f"{what}: calendar {show(calendar)} is not one of {list(CALENDARS)}")
     if isinstance(value, (cftime.datetime, _dt.datetime)):
         fields = (value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
     elif isinstance(value, _dt.date):
@@ -43,7 +44,7 @@ def to_cftime(value: object, calendar: str, *, what: str = "date") -> cftime.dat
     else:
         match = _ISO.match(str(value))
         if not match:
-            raise ConfigError(f"{what}: {value!r} is not an ISO date such as '2000-01-01T06:00:00'")
+            raise ConfigError(f"{what}: {show(value)} is not an ISO date such as '2000-01-01T06:00:00'")
         g = match.groupdict()
         fields = (
             int(g["y"]),
@@ -57,7 +58,7 @@ def to_cftime(value: object, calendar: str, *, what: str = "date") -> cftime.dat
     try:
         return cftime.datetime(*fields, calendar=calendar)
     except ValueError as exc:
-        raise ConfigError(f"{what}: {value!r} is not a date of the {calendar!r} calendar ({exc})") from None
+        raise ConfigError(f"{what}: {show(value)} is not a date of the {calendar!r} calendar ({exc})") from None
 
 
 class Clock:

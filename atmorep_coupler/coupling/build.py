@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from atmorep_coupler.config import read_yaml_file
 from atmorep_coupler.coupling.exchange import Exchange, FieldRoute, area_integral_weights
-from atmorep_coupler.coupling.schema import COMPONENT_KINDS, CoupledRunConfig, CouplingSpec, GridSpec, RunSpec
+from atmorep_coupler.coupling.schema import CoupledRunConfig, CouplingSpec, GridSpec, RunSpec, check_trusted_kind
 from atmorep_coupler.errors import ConfigError, RegridError
 from atmorep_coupler.regrid.grids import GaussianGrid, Grid, LatLonGrid
 
@@ -103,11 +103,12 @@ def _read_mask(where: str, file: Path, variable: str, grid: Grid) -> np.ndarray:
     return np.nan_to_num(values) != 0
 
 
-def resolve_kind(name: str, kind: str):
-    """The component class of ``components.<name>.kind`` (registry name or ``pkg.module:Class``)."""
+def resolve_kind(name: str, kind: str, allow_imports: Sequence[str] = ()):
+    """The component class of ``components.<name>.kind`` (registry name or ``pkg.module:Class``), imported
+    only once :func:`check_trusted_kind` trusts it."""
     from atmorep_coupler.component.base import Component
 
-    path = COMPONENT_KINDS.get(kind, kind)
+    path = check_trusted_kind(f"components.{name}.kind", kind, allow_imports)
     module_name, _, class_name = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -119,8 +120,11 @@ def resolve_kind(name: str, kind: str):
     return cls
 
 
-def component_config(name: str, config: CoupledRunConfig, base_dir: Path) -> tuple[str, dict[str, Any], Path]:
-    """``(class path, config mapping, folder for relative paths)`` of component ``name``.
+def component_config(name: str, config: CoupledRunConfig, base_dir: Path, allow_imports: Sequence[str] = (),
+                     ) -> tuple[str, dict[str, Any], Path, tuple[str, str]]:
+    """``(class path, config mapping, folder for relative paths, (origin, key path))`` of component
+    ``name``; the last pair is what the component's config errors name: the file the config came from,
+    or the key path of the inline mapping in the coupling YAML (``components.sst.config``).
 
     The clock keys (``name``, ``start``, ``end``, ``calendar``, ``time_step``) come from the coupling
     YAML and may not be set in the component's own config. ``components.<id>.device`` and
@@ -129,15 +133,17 @@ def component_config(name: str, config: CoupledRunConfig, base_dir: Path) -> tup
     """
     spec = config.components[name]
     where = f"components.{name}.config"
-    cls = resolve_kind(name, spec.kind)
+    cls = resolve_kind(name, spec.kind, allow_imports)
     if isinstance(spec.config, Path):
         if not spec.config.is_file():
             raise ConfigError(f"{where}: file {spec.config} not found")
         mapping = read_yaml_file(spec.config)
         folder = spec.config.parent
         where = f"{spec.config}"
+        source = (where, "")
     else:
         mapping, folder = dict(spec.config or {}), base_dir
+        source = ("", where)
     if not isinstance(mapping, dict):
         raise ConfigError(f"{where}: a component config must be a mapping, got {type(mapping).__name__}")
     run: RunSpec = config.run
@@ -156,7 +162,7 @@ def component_config(name: str, config: CoupledRunConfig, base_dir: Path) -> tup
             raise ConfigError(f"components.{name}.{key}: {cls.__name__} has no {key!r} setting")
     defaults = {key: value for key, value in {"seed": run.seed, "device": run.device}.items() if key in accepted}
     mapping = {**defaults, **mapping, **explicit, **clock}
-    return f"{cls.__module__}:{cls.__qualname__}", mapping, folder
+    return f"{cls.__module__}:{cls.__qualname__}", mapping, folder, source
 
 
 def check_component_grid(name: str, grid_name: str, grid: Grid, horizontal) -> None:

@@ -30,20 +30,26 @@ window), not by the order in which the driver happens to call components, and al
 in the driver in step order in float64. A run is therefore the same in-process and with Ray, and
 the same after a restart. Seeds come from ``run.seed``.
 
-**Restarts.** Every ``run.restart.every`` (a multiple of S) and at the end, the driver writes each
-component's ``save_state``, the open accumulators and lag buffers of every exchange, the output
-streams' record counts and open reductions, and the clock. Resuming loads all of these, cuts each
-output store back to its recorded length, and continues: the outputs are bit-identical to those of
-an uninterrupted run.
+**Restarts.** At the start of a fresh run (before any output exists), every ``run.restart.every`` (a
+multiple of S) and at the end, the driver writes each component's ``save_state``, the open
+accumulators and lag buffers of every exchange, the output streams' record counts and open
+reductions, and the clock. Resuming loads all of these, cuts each output store back to its recorded
+length, and continues: the outputs are bit-identical to those of an uninterrupted run, from whatever
+instant the run was killed at (``restart.py`` and ``output.py`` say why).
+
+**Trust and places.** A coupling YAML is code (``kind: pkg.module:Class`` imports a module): only
+registered kinds and modules of their packages are imported unless ``allow_imports`` names more, and
+outputs and restarts stay inside ``out_dir`` unless ``allow_outside_out``.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,9 +68,14 @@ from atmorep_coupler.coupling.clock import RunClock
 from atmorep_coupler.coupling.exchange import ConservationRecord
 from atmorep_coupler.coupling.output import OutputStream
 from atmorep_coupler.coupling.restart import RestartStore
-from atmorep_coupler.coupling.schema import CoupledRunConfig, check_exchange_items, load_coupling_config
+from atmorep_coupler.coupling.schema import (
+    CoupledRunConfig,
+    check_exchange_items,
+    check_trusted_kinds,
+    load_coupling_config,
+)
 from atmorep_coupler.coupling.transport import RayCluster, create_component
-from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError
+from atmorep_coupler.errors import AtmoRepError, CheckpointError, ComponentError, ConfigError
 
 __all__ = ["CoupledRun", "RunSummary"]
 
@@ -90,6 +101,8 @@ class CoupledRun:
     ``True`` requires a restart, ``False`` never uses one, ``None`` follows ``run.restart.resume``.
     ``regridders``: a cache to take regridders from and add them to, shared by runs on the same grids
     (the verification's run per start date); default a new one.
+    ``allow_imports``: modules (or packages) that ``kind: module:Class`` may import besides the
+    registered kinds' packages. ``allow_outside_out``: let absolute output and restart paths leave ``out_dir``.
     """
 
     def __init__(
@@ -102,23 +115,28 @@ class CoupledRun:
         progress: bool = True,
         origin: str = "<coupling config>",
         regridders: RegridderCache | None = None,
+        allow_imports: Sequence[str] = (),
+        allow_outside_out: bool = False,
     ) -> None:
         self.config = config
         self.regridders = regridders if regridders is not None else RegridderCache()
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.timings: dict[str, float] = defaultdict(float)
-        self._ray = RayCluster() if config.run.transport == "ray" else None
+        self._ray = None
         try:
+            check_trusted_kinds(config, allow_imports)  # before anything is imported
+            self._check_places(allow_outside_out)
+            self._ray = RayCluster() if config.run.transport == "ray" else None
             with self._timed("setup"):
-                self._build(base_dir)
+                self._build(base_dir, allow_imports)
                 self._restarts = self._restart_store()
                 self.resumed_from = self._start(resume)
-        except ConfigError as exc:  # name the coupling file in errors of the pre-run checks
+        except AtmoRepError as exc:  # name the coupling file in errors of the pre-run checks
             self.close()
             if str(exc).startswith(origin):
                 raise
-            raise ConfigError(f"{origin}: {exc}") from None
+            raise _located(exc, origin) from None
         except BaseException:
             self.close()
             raise
@@ -130,15 +148,33 @@ class CoupledRun:
         return cls(config, base_dir=base_dir, out_dir=out_dir, origin=str(path), **kwargs)
 
     # -- construction --------------------------------------------------------------------------
-    def _build(self, base_dir: Path) -> None:
+    def _check_places(self, allow_outside_out: bool) -> None:
+        """Outputs and restarts stay inside ``out_dir`` (the schema refuses ``..``); absolute paths only when allowed."""
+        if allow_outside_out:
+            return
+        places = [(f"outputs[{i}].path", o.path) for i, o in enumerate(self.config.outputs)]
+        if self.config.run.restart is not None:
+            places.append(("run.restart.dir", self.config.run.restart.dir))
+        for where, path in places:
+            if path.is_absolute():
+                raise ConfigError(f"{where}: {str(path)!r} is outside the output folder {str(self.out_dir)!r}; "
+                                  "give a path relative to it, or allow this with --allow-outside-out")
+
+    def _build(self, base_dir: Path, allow_imports: Sequence[str]) -> None:
         config = self.config
         self.grids = {name: build_grid(name, spec) for name, spec in config.grids.items()}
         self.components: dict[str, Any] = {}
         for name, spec in config.components.items():
-            class_path, mapping, folder = component_config(name, config, base_dir)
-            self.components[name] = create_component(
-                config.run.transport, class_path, mapping, folder, device=spec.device or config.run.device
-            )
+            class_path, mapping, folder, source = component_config(name, config, base_dir, allow_imports)
+            try:
+                self.components[name] = create_component(
+                    config.run.transport, class_path, mapping, folder, device=spec.device or config.run.device,
+                    origin=source,
+                )
+            except AtmoRepError as exc:  # say which component, and where its config came from
+                if str(exc).startswith(f"components.{name}"):
+                    raise
+                raise _located(exc, f"components.{name}") from None
         self.items = {name: {i.name: i for i in comp.exchange_items()} for name, comp in self.components.items()}
         component_grids = {name: comp.grids for name, comp in self.components.items()}
         for name, spec in config.components.items():
@@ -161,7 +197,7 @@ class CoupledRun:
             comp = self.components[spec.component]
             templates = {var: comp.get_field(var) for var in spec.variables}
             stream = OutputStream(spec, self._out_path(spec.path), templates, self.clock,
-                                  title=f"{config.run.name}: {spec.component}")
+                                  title=f"{config.run.name}: {spec.component}", run=config.run.name)
             self.outputs[spec.component].append(stream)
         self.diagnostics_path = self.out_dir / "conservation.csv"
         self.max_conservation_error: dict[str, float] = {}
@@ -188,16 +224,15 @@ class CoupledRun:
         """Resume from the latest restart, or prepare a fresh start (initial puts, empty outputs)."""
         restart = self.config.run.restart
         mode = {True: "require", False: "never", None: restart.resume if restart else "never"}[resume]
-        latest = self._restarts.latest() if self._restarts is not None else None
+        if self._restarts is not None:
+            self._restarts.clean()
+        latest = self._restarts.latest() if self._restarts is not None and mode != "never" else None
         if mode == "require" and latest is None:
             where = self._restarts.root if self._restarts is not None else "run.restart (not configured)"
             raise CheckpointError(f"{where}: no restart to resume from")
-        if latest is not None and mode != "never":
+        if latest is not None:
             self._resume(latest)
             return latest
-        if latest is not None:
-            warnings.warn(f"{self._restarts.root}: holds restarts of an earlier run named {self.config.run.name!r}; "
-                          "this fresh run will overwrite them as it passes the same times", stacklevel=2)
         for streams in self.outputs.values():
             for stream in streams:
                 stream.check_fresh()
@@ -207,6 +242,12 @@ class CoupledRun:
         for exchange in self.exchanges:
             if exchange.needs_initial:
                 exchange.set_initial(self._sample(exchange.spec.from_, exchange.source_fields))
+        if self._restarts is not None:
+            if (self._restarts.root / "latest").is_file():
+                warnings.warn(f"{self._restarts.root}: holds restarts of an earlier run named {self.config.run.name!r}; "
+                              "this fresh run replaces them as it passes the same times", stacklevel=2)
+                (self._restarts.root / "latest").unlink()  # from now on 'latest' names this run's restarts only
+            self._save_restart()  # before the first output: a run killed from then on can resume
         return None
 
     def _resume(self, folder: Path) -> None:
@@ -329,13 +370,18 @@ class CoupledRun:
             exchange.records.clear()
 
     def _truncate_diagnostics(self, elapsed: int) -> None:
+        """Keep the header and the complete rows up to ``elapsed`` (a kill may have torn the last line);
+        replaced in one rename, so a kill now loses nothing."""
         if not self.diagnostics_path.exists():
             return
-        with open(self.diagnostics_path, newline="") as fh:
-            rows = list(csv.reader(fh))
-        kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= elapsed]
-        with open(self.diagnostics_path, "w", newline="") as fh:
-            csv.writer(fh).writerows(kept)
+        lines = self.diagnostics_path.read_text().splitlines(keepends=True)
+        if not lines or not lines[0].endswith("\n"):  # killed while the header was written: start the file anew
+            self.diagnostics_path.unlink()
+            return
+        kept = lines[:1] + [line for line in lines[1:] if line.endswith("\n") and _row_time(line) <= elapsed]
+        tmp = self.diagnostics_path.with_name(self.diagnostics_path.name + ".partial")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.diagnostics_path)
 
     @contextmanager
     def _timed(self, key: str) -> Iterator[None]:
@@ -364,3 +410,16 @@ class CoupledRun:
     def __exit__(self, *exc) -> None:
         self.close()
 
+
+def _row_time(line: str) -> float:
+    """The time of a conservation.csv row; infinite for a row that is not a whole one (never kept)."""
+    row = next(csv.reader([line]), [])
+    return int(row[0]) if len(row) == 6 and row[0].isdigit() else float("inf")
+
+
+def _located(exc: AtmoRepError, where: str) -> AtmoRepError:
+    """The same kind of error with ``where`` (the coupling file, a component) in front of its message."""
+    try:
+        return type(exc)(f"{where}: {exc}")
+    except TypeError:  # an error class with another constructor keeps its own message
+        return exc

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
 from atmorep_coupler.component.clock import Calendar, to_cftime
-from atmorep_coupler.config import load_yaml
+from atmorep_coupler.config import check_grid_side, check_name, check_relative_path, load_yaml, show
 from atmorep_coupler.coupling.clock import lcm_seconds, whole_seconds
 from atmorep_coupler.errors import ConfigError, UnitError
 from atmorep_coupler.timeutil import format_duration
@@ -38,7 +40,7 @@ from atmorep_coupler.units import conversion, parse_units
 __all__ = [
     "CoupledRunConfig", "RunSpec", "RestartSpec", "GridSpec", "MaskSpec", "ComponentSpec", "EnsembleSpec",
     "CouplingSpec", "FieldSpec", "RemapSpec", "FixedFill", "ConservationSpec", "OutputSpec",
-    "COMPONENT_KINDS", "REMAP_METHODS", "load_coupling_config", "check_exchange_items",
+    "COMPONENT_KINDS", "COMPONENT_KIND_GROUP", "REMAP_METHODS", "check_trusted_kind", "check_trusted_kinds", "load_coupling_config", "check_exchange_items",
 ]
 
 TimeReduction = Literal["instant", "average", "accumulate", "min", "max"]
@@ -50,17 +52,22 @@ REMAP_METHODS: tuple[str, ...] = RemapMethod.__args__  # type: ignore[attr-defin
 COMPUTED_METHODS: tuple[str, ...] = ComputedMethod.__args__  # type: ignore[attr-defined]
 CONSERVATIVE_METHODS = ("conservative", "conservative_normed")
 
-COMPONENT_KINDS: dict[str, str] = {
-    "prescribed": "components.forcing:PrescribedField",
-    "insolation": "components.forcing:Insolation",
-    "co2_scenario": "components.forcing:CO2Scenario",
-    "classical": "components.classical:ClassicalModel",
-    "atmorep": "atmorep_coupler.component.atmorep:AtmoRepComponent",
-    "receiver": "atmorep_coupler.coupling.receiver:FieldReceiver",
-}
-"""Registry names for ``components.<id>.kind``; any other class is named as ``"pkg.module:Class"``."""
+COMPONENT_KIND_GROUP = "atmorep_coupler.components"
+"""Entry-point group of the registered component kinds: the built-in ones are declared in the project's
+``pyproject.toml``; an installed package adds its own the same way (installing it is the act of trust)."""
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+def _registered_kinds() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=COMPONENT_KIND_GROUP)}
+
+
+COMPONENT_KINDS: dict[str, str] = _registered_kinds()
+"""Registered names for ``components.<id>.kind`` (entry points of :data:`COMPONENT_KIND_GROUP`) and the
+``module:Class`` they stand for; any other class is named as ``"pkg.module:Class"`` and needs
+``--allow-import`` unless its package registered a kind."""
+
+MAX_MEMBERS = 1024
+"""Most ensemble members a component may run (each is a full state in memory)."""
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -77,15 +84,19 @@ class RestartSpec:
     """Simulated time between restarts (a multiple of the synchronisation interval); one is also written at the
     end."""
     dir: Path = Path("restarts")
-    """Folder of the restarts, relative to the run's output folder."""
+    """Folder of the restarts, inside the run's output folder (an absolute path only with ``--allow-outside-out``)."""
     resume: Literal["auto", "never", "require"] = "auto"
     """auto: continue from the latest restart if there is one; never: start afresh; require: fail without one."""
+
+    def validate(self) -> None:
+        check_relative_path(self.dir, "dir")
 
 
 @dataclass(frozen=True)
 class RunSpec:
     name: str
-    """Run name (letters, digits, '_', '-', '.'); names the restart folder and the default output folder."""
+    """Run name (letters, digits, '_', '-', '.'; starting with a letter or digit; at most 100 characters); names
+    the restart folder and the default output folder."""
     start: _dt.datetime | str
     """Start date in ``calendar`` (quote dates Python rejects, e.g. '2000-02-30' in 360_day)."""
     end: _dt.datetime | str
@@ -102,10 +113,7 @@ class RunSpec:
     """Restart files; null: none."""
 
     def validate(self) -> None:
-        if not _NAME.match(self.name):
-            raise ConfigError(
-                f"name: {self.name!r} may only contain letters, digits, '_', '-' and '.' (it names restart folders)"
-            )
+        check_name(self.name, "name")
         start = to_cftime(self.start, self.calendar, what="start")
         end = to_cftime(self.end, self.calendar, what="end")
         if end <= start:
@@ -173,9 +181,7 @@ class GridSpec:
             if getattr(self, key) is None:
                 raise ConfigError(f"{key}: required for type {self.type!r}")
         for key in ("nlat", "nlon"):
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{key}: must be positive, got {value}")
+            check_grid_side(getattr(self, key), key)
         if self.poles and self.nlat < 2:
             raise ConfigError(f"nlat: a grid with rows on both poles needs at least 2 latitudes, got {self.nlat}")
         if self.type == "gaussian" and self.nlat % 2:
@@ -189,19 +195,21 @@ class EnsembleSpec:
     """Number of ensemble members (at least 1)."""
 
     def validate(self) -> None:
-        if self.members < 1:
-            raise ConfigError(f"members: must be at least 1, got {self.members}")
+        if not 1 <= self.members <= MAX_MEMBERS:
+            raise ConfigError(f"members: must be between 1 and {MAX_MEMBERS}, got {self.members}")
 
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """``kind``: a name of :data:`COMPONENT_KINDS` or ``"pkg.module:Class"``; ``grid``: the id of its
+    """``kind``: a name of :data:`COMPONENT_KINDS` or ``"pkg.module:Class"`` (imported only when trusted:
+    ``--allow-import``, see :func:`check_trusted_kind`); ``grid``: the id of its
     horizontal grid (none for a component of global scalars only); ``config``: the component's own
     config (a YAML path or an inline mapping) without the clock keys, which the driver fills from
     ``run`` and ``timestep``."""
 
     kind: str
-    """A registered kind (below) or the import path ``package.module:Class`` of a Component subclass."""
+    """A registered kind (below) or the import path ``package.module:Class`` of a Component subclass (a module
+    outside the registered kinds' packages only with ``--allow-import``)."""
     timestep: _dt.timedelta
     """The component's time step; every coupling period and output interval of it must be a multiple."""
     grid: str | None = None
@@ -349,9 +357,12 @@ class OutputSpec:
     interval: _dt.timedelta
     """One record per interval (a multiple of the component's time step)."""
     path: Path
-    """Zarr store, relative to the run's output folder."""
+    """Zarr store, inside the run's output folder (an absolute path only with ``--allow-outside-out``)."""
     reduction: OutputReduction = "mean"
     """Of the samples after every step in each interval: mean, instant (the last), min or max."""
+
+    def validate(self) -> None:
+        check_relative_path(self.path, "path")
 
 
 # --------------------------------------------------------------------------------------- the file
@@ -375,8 +386,7 @@ class CoupledRunConfig:
         if not self.components:
             raise ConfigError("components: at least one component is needed")
         for name, comp in self.components.items():
-            if not _NAME.match(name):
-                raise ConfigError(f"components.{name}: component ids may only contain letters, digits, '_', '-' and '.'")
+            check_name(name, "components: a component id")
             if comp.grid is not None and comp.grid not in self.grids:
                 raise ConfigError(f"components.{name}.grid: unknown grid {comp.grid!r} (defined: {_names(self.grids)})")
         producers: dict[tuple[str, str], str] = {}
@@ -385,10 +395,7 @@ class CoupledRunConfig:
         self._validate_no_zero_lag_cycle()
         for i, output in enumerate(self.outputs):
             self._validate_output(f"outputs[{i}]", output)
-        paths = [o.path for o in self.outputs]
-        for i, path in enumerate(paths):
-            if path in paths[:i]:
-                raise ConfigError(f"outputs[{i}].path: {str(path)!r} is already written by outputs[{paths.index(path)}]")
+        self._validate_output_paths()
         self._validate_schedule()
 
     # -- helpers of validate -----------------------------------------------------------------
@@ -501,6 +508,23 @@ class CoupledRunConfig:
                 f"timestep {format_duration(self.components[o.component].timestep)}"
             )
 
+    def _validate_output_paths(self) -> None:
+        """Every output store, the restart folder and ``conservation.csv`` are separate places: none is
+        another, nor inside another (a resumed run cuts back or replaces what it wrote there)."""
+        claimed: list[tuple[str, Path]] = [("the conservation diagnostics", Path("conservation.csv"))]
+        if self.run.restart is not None:
+            claimed.append(("run.restart.dir", self.run.restart.dir))
+        for i, o in enumerate(self.outputs):
+            path = Path(os.path.normpath(o.path))
+            for owner, other in claimed:
+                other = Path(os.path.normpath(other))
+                how = ("is already written by" if path == other else "lies inside" if other in path.parents
+                       else "contains" if path in other.parents else None)
+                if how:
+                    raise ConfigError(f"outputs[{i}].path: {show(str(o.path))} {how} {owner} ({str(other)!r}); "
+                                      "give every output a place of its own")
+            claimed.append((f"outputs[{i}]", o.path))
+
     def _validate_schedule(self) -> None:
         """The run must be a whole number of synchronisation intervals (and of output intervals)."""
         sync = self.sync_seconds
@@ -536,14 +560,42 @@ class CoupledRunConfig:
         return lcm_seconds(values)
 
 
+def check_trusted_kind(where: str, kind: str, allow_imports: Sequence[str] = ()) -> str:
+    """The ``module:Class`` path of ``kind`` once it is trusted to be imported, checked before anything is.
+
+    A coupling YAML is code: ``kind: pkg.module:Class`` imports ``pkg.module``, which runs its top-level
+    code. Trusted without asking are the registered kinds (entry points of :data:`COMPONENT_KIND_GROUP`)
+    and modules of the packages that registered them (installed packages, trusted when installed);
+    anything else only when ``allow_imports`` names the module or a package above it (``--allow-import``).
+    """
+    if kind in COMPONENT_KINDS:
+        return COMPONENT_KINDS[kind]
+    module = kind.partition(":")[0]
+    trusted = {path.partition(":")[0].split(".")[0] for path in COMPONENT_KINDS.values()} | set(allow_imports)
+    if not any(module == root or module.startswith(root + ".") for root in trusted):
+        raise ConfigError(
+            f"{where}: {show(kind)} would import module {show(module)} and run its code; a coupling YAML is code, "
+            f"so only the registered kinds ({', '.join(sorted(COMPONENT_KINDS))}) and modules of their packages are "
+            f"imported unasked. If you trust it, pass --allow-import {module.split('.')[0]} "
+            "(CoupledRun(..., allow_imports=[...]) in Python), or register it as an entry point "
+            f"of {COMPONENT_KIND_GROUP!r}")
+    return kind
+
+
+def check_trusted_kinds(config: CoupledRunConfig, allow_imports: Sequence[str] = ()) -> None:
+    """:func:`check_trusted_kind` for every component, before any of them is imported."""
+    for name, comp in config.components.items():
+        check_trusted_kind(f"components.{name}.kind", comp.kind, allow_imports)
+
+
 def _names(mapping: Mapping[str, Any]) -> str:
     return ", ".join(sorted(mapping)) or "none"
 
 
-def load_coupling_config(source: str | Path | dict) -> tuple[CoupledRunConfig, Path]:
-    """Load and validate a coupling YAML; returns the config and the folder relative input paths
-    (grid, mask, weight and component config files) are resolved against."""
-    config = load_yaml(CoupledRunConfig, source)
+def load_coupling_config(source: str | Path | dict, *, origin: str = "<mapping>") -> tuple[CoupledRunConfig, Path]:
+    """Load and validate a coupling YAML (or a mapping, named ``origin`` in errors); returns the config and
+    the folder relative input paths (grid, mask, weight and component config files) are resolved against."""
+    config = load_yaml(CoupledRunConfig, source, origin=origin)
     base = Path(source).resolve().parent if not isinstance(source, dict) else Path.cwd()
     return _resolve_inputs(config, base), base
 

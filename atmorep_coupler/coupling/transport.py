@@ -13,27 +13,31 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from atmorep_coupler.errors import package_error
+
 __all__ = ["create_component", "RayComponent", "RayCluster"]
 
 
-def _instantiate(class_path: str, mapping: dict[str, Any], config_dir: str):
+def _instantiate(class_path: str, mapping: dict[str, Any], config_dir: str, source: tuple[str, str]):
     module_name, _, class_name = class_path.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_config(mapping, config_dir=config_dir)
+    return cls.from_config(mapping, config_dir=config_dir, origin=source[0], prefix=source[1])
 
 
-def create_component(transport: str, class_path: str, mapping: dict[str, Any], config_dir: Path, *, device: str = "cpu"):
-    """A component handle for ``transport`` (``inprocess`` or ``ray``)."""
+def create_component(transport: str, class_path: str, mapping: dict[str, Any], config_dir: Path, *, device: str = "cpu",
+                     origin: tuple[str, str] = ("<mapping>", "")):
+    """A component handle for ``transport`` (``inprocess`` or ``ray``); ``origin``: (file, key path) that
+    errors in ``mapping`` name (:func:`~atmorep_coupler.coupling.build.component_config`)."""
     if transport == "inprocess":
-        return _instantiate(class_path, mapping, str(config_dir))
-    return RayComponent(class_path, mapping, str(config_dir), device=device)
+        return _instantiate(class_path, mapping, str(config_dir), origin)
+    return RayComponent(class_path, mapping, str(config_dir), device=device, origin=origin)
 
 
 class _ComponentActor:
     """Runs inside a Ray worker: owns one component and forwards calls to it."""
 
-    def __init__(self, class_path: str, mapping: dict[str, Any], config_dir: str) -> None:
-        self.component = _instantiate(class_path, mapping, config_dir)
+    def __init__(self, class_path: str, mapping: dict[str, Any], config_dir: str, source: tuple[str, str]) -> None:
+        self.component = _instantiate(class_path, mapping, config_dir, source)
 
     def call(self, method: str, *args, **kwargs):
         return getattr(self.component, method)(*args, **kwargs)
@@ -45,20 +49,34 @@ class _ComponentActor:
 class RayComponent:
     """The native Component API of a component living in a Ray actor (blocking calls)."""
 
-    def __init__(self, class_path: str, mapping: dict[str, Any], config_dir: str, *, device: str = "cpu") -> None:
+    def __init__(self, class_path: str, mapping: dict[str, Any], config_dir: str, *, device: str = "cpu",
+                 origin: tuple[str, str] = ("<mapping>", "")) -> None:
         import ray
 
         options: dict[str, Any] = {"num_cpus": 0}
         if device.startswith("cuda"):
             options["num_gpus"] = 1
-        self._actor = ray.remote(_ComponentActor).options(**options).remote(class_path, mapping, config_dir)
+        self._actor = ray.remote(_ComponentActor).options(**options).remote(class_path, mapping, config_dir, origin)
         self._ray = ray
+        self._wait(self._actor.attribute.remote("name"))  # an error in the component's set-up surfaces here
+
+    def _wait(self, ref):
+        """``ray.get``, with the component's own :class:`AtmoRepError` raised as it is (not Ray's wrapper)."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        try:
+            return self._ray.get(ref)
+        except (RayTaskError, RayActorError) as exc:
+            cause = package_error(exc)
+            if cause is None:
+                raise
+            raise cause from None
 
     def _call(self, method: str, *args, **kwargs):
-        return self._ray.get(self._actor.call.remote(method, *args, **kwargs))
+        return self._wait(self._actor.call.remote(method, *args, **kwargs))
 
     def _get(self, name: str):
-        return self._ray.get(self._actor.attribute.remote(name))
+        return self._wait(self._actor.attribute.remote(name))
 
     @property
     def grids(self):

@@ -181,6 +181,7 @@ class NeighbourhoodSampler:
         if field.levels:
             self.store.level_indices(var, field.levels)  # raises naming a missing level
         self.norm.mean(var, [0], mode=field.normalization)  # raises if no statistics for var
+        self.store.check_units(var, statistics=self.norm)  # the units the statistics (and the model) have
 
     def _valid_time_starts(self, start: dt.datetime | None, end: dt.datetime | None) -> np.ndarray:
         """First time indices of windows inside [start, end] and the record with no gap (D14)."""

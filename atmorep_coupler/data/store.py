@@ -9,24 +9,42 @@ mapped onto that canonical view when opened, so the rest of the package sees one
 Reads go through xarray's lazy indexing (``chunks=None``), which turns an index window into a zarr
 orthogonal selection: only the chunks the window touches are fetched, so a 0.25° store is never
 loaded whole.
+
+**Damaged chunks.** A blosc frame says in its 16-byte header how long it is (``cbytes``) and how many
+bytes it decodes to (``nbytes``); c-blosc 1 decompresses from a bare pointer and believes the header,
+and numcodecs passes it the buffer without comparing the two. A chunk file cut short (a copy or a
+download interrupted) therefore makes blosc read past the end of its buffer: silently wrong values when
+the memory behind it happens to be mapped, a segmentation fault when the buffer ends a mapping (large
+chunks are allocated with ``mmap``; zarr decodes on a thread of its pool, hence "a worker thread"). Random
+bytes give a random ``nbytes``, which numcodecs allocates before blosc fails. Importing this module
+installs :class:`CheckedBlosc` (zarr v3) and :class:`CheckedNumcodecsBlosc` (zarr v2) in place of the
+plain blosc codecs: they compare the header with the buffer (and ``nbytes`` with the chunk's size) before
+anything is decoded. :meth:`ERA5Store.read` turns any decoding failure into a :class:`DataError` naming
+the variable, the chunk and its times.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import struct
 import warnings
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numcodecs
 import numpy as np
 import xarray as xr
 import zarr
+import zarr.registry
+from numcodecs.blosc import Blosc as _NumcodecsBlosc
+from zarr.codecs import BloscCodec
 
 from atmorep_coupler.errors import DataError, UnitError
-from atmorep_coupler.units import convert, parse_units
+from atmorep_coupler.units import check_data_units, convert, find_implausible, parse_units, same_units
 
 if TYPE_CHECKING:
     from atmorep_coupler.data.normalization import Normalization
@@ -105,6 +123,53 @@ _DIM_ALIASES = {
     "isobaricInhPa": "level",
     "valid_time": "time",
 }
+
+
+# ------------------------------------------------------------------------------------- damaged chunks
+_BLOSC_HEADER = 16
+
+
+def check_blosc_frame(frame, expected_nbytes: int | None = None) -> None:
+    """Raise :class:`DataError` unless ``frame`` is a whole blosc frame (its header's ``cbytes`` is its
+    length) decoding to ``expected_nbytes`` bytes (when known): checked before blosc reads a byte of it."""
+    view = memoryview(frame).cast("B")
+    if view.nbytes < _BLOSC_HEADER:
+        raise DataError(f"blosc frame of {view.nbytes} bytes is shorter than its 16-byte header")
+    nbytes, blocksize, cbytes = struct.unpack_from("<III", view, 4)
+    if expected_nbytes is not None and nbytes != expected_nbytes:
+        raise DataError(f"its blosc header says it decodes to {nbytes} bytes, the array's chunks hold "
+                        f"{expected_nbytes}: not a blosc frame (overwritten?)")
+    if cbytes != view.nbytes:
+        cut = view.nbytes < cbytes and expected_nbytes is not None
+        raise DataError(f"the compressed chunk holds {view.nbytes} bytes but its blosc header says {cbytes}"
+                        + (": cut short" if cut else ""))
+    if nbytes and blocksize > nbytes:
+        raise DataError(f"its blosc header's block size {blocksize} exceeds its {nbytes} bytes: not a blosc frame")
+
+
+class CheckedBlosc(BloscCodec):
+    """zarr v3's blosc codec, with :func:`check_blosc_frame` before every decode (module docstring)."""
+
+    def _decode_sync(self, chunk_bytes, chunk_spec):
+        dtype = chunk_spec.dtype.to_native_dtype()
+        expected = int(np.prod(chunk_spec.shape)) * dtype.itemsize if dtype.kind in "biufcmM" else None
+        check_blosc_frame(chunk_bytes.as_numpy_array(), expected)
+        return super()._decode_sync(chunk_bytes, chunk_spec)
+
+
+class CheckedNumcodecsBlosc(_NumcodecsBlosc):
+    """numcodecs' blosc (zarr v2 stores), with :func:`check_blosc_frame` before every decode."""
+
+    codec_id = "blosc"
+
+    def decode(self, buf, out=None):
+        check_blosc_frame(numcodecs.compat.ensure_contiguous_ndarray(buf))
+        return super().decode(buf, out)
+
+
+zarr.registry.register_codec("blosc", CheckedBlosc)
+zarr.config.set({"codecs.blosc": f"{CheckedBlosc.__module__}.{CheckedBlosc.__qualname__}"})
+numcodecs.register_codec(CheckedNumcodecsBlosc, "blosc")
 
 
 def canonical_name(name: str) -> str:
@@ -276,6 +341,28 @@ class ERA5Store:
         parse_units(text, what=f"{self._name}: variable {name!r}")
         return str(text)
 
+    def check_units(self, var: str, *, statistics: Normalization | None = None) -> str:
+        """The units of ``var``, checked where data enter training or a component: a CF ``units``
+        attribute that parses, fits the variable's CF ``standard_name``, and equals the units of the
+        normalisation ``statistics`` (the model learnt those). :class:`DataError` naming the variable and
+        the fix otherwise. Implausible values are caught by :meth:`read`."""
+        name = self.resolve(var)
+        attrs = self.dataset[name].attrs
+        what = f"{self._name}: variable {name!r}"
+        try:
+            text = check_data_units(attrs.get("units"), what=what, standard_name=attrs.get("standard_name"))
+        except UnitError as exc:
+            raise DataError(str(exc)) from None
+        if statistics is not None:
+            trained = statistics.units(name)
+            if not same_units(text, trained):
+                raise DataError(
+                    f"{what}: units {text!r}, but its normalisation statistics ({statistics.source}) are in "
+                    f"{trained!r}; correct the 'units' attribute if the data are in {trained!r}, else recompute the "
+                    "statistics (python -m atmorep_coupler.data stats STORE) and train on them"
+                )
+        return text
+
     def has_levels(self, var: str) -> bool:
         """True for variables on pressure levels (with a ``level`` dim)."""
         return "level" in self.dataset[self.resolve(var)].dims
@@ -332,17 +419,82 @@ class ERA5Store:
                 lon, self._longitudes.size, wrap=True, what=f"{self._name}: {name!r} longitude"
             )
             index["longitude"], reorder["longitude"] = _plan(self._lon_order[wanted])
-        values = da.isel(index).transpose(*dims).values
+        try:
+            values = da.isel(index).transpose(*dims).values
+        except (DataError, RuntimeError, ValueError, OSError, KeyError) as exc:
+            raise self._damaged(name, index, exc) from None
         for axis, dim in enumerate(dims):
             if reorder.get(dim) is not None:
                 values = np.take(values, reorder[dim], axis=axis)
         values = np.asarray(values, dtype=np.float32)
+        self._check_plausible(name, values, index.get("time"))
         if units is not None:
             values = np.asarray(
                 convert(values, src_units, units, what=f"{self._name}: variable {name!r}"),
                 dtype=np.float32,
             )
         return values
+
+    def _check_plausible(self, name: str, values: np.ndarray, time) -> None:
+        """Values far outside what ``name`` can be in its units attribute (degC data labelled K) are a
+        :class:`DataError` naming the time; variables without a known range or units pass."""
+        attrs = self.dataset[name].attrs
+        units = attrs.get("units")
+        if not isinstance(units, str) or "time" not in self.dataset[name].dims:
+            return
+        try:
+            found = find_implausible(values, name, units, standard_name=attrs.get("standard_name"))
+        except UnitError:
+            return  # an unparsable attribute is check_units' finding
+        if found is None:
+            return
+        k, value, (low, high) = found
+        times = self._times[time] if time is not None else self._times
+        when = np.datetime_as_string(np.atleast_1d(times)[k], unit="s")
+        raise DataError(
+            f"{self._name}: variable {name!r} at {when}: value {value:g} {units} is outside the plausible range "
+            f"{low:g} .. {high:g} {units}; the data are not in the units their attribute says (e.g. degC labelled "
+            "K): correct the 'units' attribute or convert the data"
+        )
+
+    def _damaged(self, name: str, index: Mapping[str, Any], exc: Exception) -> DataError:
+        """The :class:`DataError` for a window of ``name`` that could not be decoded: the first damaged
+        chunk of the window (each is decoded alone to find it), its file and its times, and the fix."""
+        storage = self.dataset[name].encoding.get("source_name", name)
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, DataError) else str(exc)
+        where = "a chunk of the window"
+        try:
+            array = zarr.open_group(os.fspath(self.path), mode="r", storage_options=self._url_options())[storage]
+            dims = list(self.dataset[name].dims)
+            blocks = []
+            for dim, size in zip(dims, array.chunks):
+                wanted = np.arange(array.shape[dims.index(dim)])[index[dim]] if dim in index else None
+                count = -(-array.shape[dims.index(dim)] // size)
+                blocks.append(sorted(set((np.atleast_1d(wanted) // size).tolist())) if wanted is not None
+                              else range(count))
+            for block in itertools.product(*blocks):
+                try:
+                    array.get_block_selection(block)
+                except Exception as inner:  # noqa: BLE001 -- whatever the decoder raised locates the chunk
+                    key = array.metadata.encode_chunk_key(block)
+                    where = f"chunk {storage}/{key}"
+                    if "time" in dims:
+                        step = array.chunks[dims.index("time")]
+                        t0 = block[dims.index("time")] * step
+                        times = self._times[t0:t0 + step]
+                        span = np.datetime_as_string(times[[0, -1]], unit="s") if times.size else None
+                        where += f" (times {span[0]} .. {span[1]})" if span is not None else ""
+                    reason = str(inner) if isinstance(inner, DataError) else f"{type(inner).__name__}: {inner}"
+                    break
+        except Exception:  # noqa: BLE001 -- locating is best effort; the message below stands without it
+            pass
+        return DataError(
+            f"{self._name}: variable {name!r}: {where} cannot be decoded ({reason}); the store is damaged (a copy "
+            "or download cut short?): restore that chunk from the source, or re-create the store"
+        )
+
+    def _url_options(self):
+        return dict(self.storage_options) if self.storage_options and _is_url(os.fspath(self.path)) else None
 
     def time_index(self, when) -> int:
         """Index of the valid time ``when`` (anything ``np.datetime64`` accepts); DataError if absent."""

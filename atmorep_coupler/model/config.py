@@ -198,7 +198,7 @@ class ModelConfig:
     mlp_ratio: float = 2.0
     """Hidden width of the MLPs as a multiple of the field's ``embed_dim``."""
     dropout: float = 0.0
-    """Dropout probability in attention and MLPs."""
+    """Dropout probability on the two residual branches (attention, MLP) of every layer."""
     ensemble_size: int = 8
     """Members of the ensemble tail (at least 2)."""
     tail_hidden_layers: int = 0
@@ -206,13 +206,21 @@ class ModelConfig:
     qk_norm: bool = True
     """Normalise queries and keys: one switch for self, coupling and decoder heads (D18)."""
     relative_position_bias: bool = True
-    """Learned per-head relative position biases within a field."""
+    """Learned per-head relative position biases within a field: a sum of per-axis offset tables (level, time, row,
+    column) with a locality prior, computed on the fused attention kernels."""
+    position_bias_groups: tuple[int, ...] = (1, 1, 1, 1)
+    """How the token axes (level, time, row, column), in this order, group into jointly learned offset tables of the
+    relative position bias: ``[1, 1, 1, 1]`` every axis alone, ``[1, 3]`` level alone and time-row-column offsets
+    jointly (advection-like offsets), ``[4]`` one value per 4-D offset. A group adds the product of its axes' token
+    counts to every head's size in attention, so coarse groupings cost attention time."""
     coupling_position_bias: bool = False
     """The same biases on coupling heads between fields on the same token grid (e.g. a field and its
     coarse-model conditioning): a locality prior that lets a field read the coupled field's token at the same
     place and time from the first step on."""
-    activation_checkpointing: bool = False
-    """Recompute activations in the backward pass to save memory."""
+    activation_checkpointing: bool | Literal["auto"] = "auto"
+    """Recompute each layer's activations in the backward pass instead of keeping them: less memory, about a third
+    more compute. ``auto``: on where the estimated activations of a training batch exceed half the memory left
+    after weights, gradients and AdamW state (GPU: free device memory; CPU: available host memory), else off."""
     coarsen_factors: tuple[int, ...] = (2,)
     """Block sizes k (>= 2, dividing the token's y and x) that BERT coarsening draws from: block-average by k,
     then expand back (D4)."""
@@ -294,6 +302,11 @@ class ModelConfig:
             raise ConfigError(f"ensemble_size: {self.ensemble_size} must be >= 2 (spread needs two members)")
         if self.mlp_ratio <= 0 or not 0 <= self.dropout < 1 or self.tail_hidden_layers < 0:
             raise ConfigError("mlp_ratio must be > 0, dropout in [0, 1), tail_hidden_layers >= 0")
+        if sum(self.position_bias_groups) != 4 or min(self.position_bias_groups, default=0) < 1:
+            raise ConfigError(
+                f"position_bias_groups: {list(self.position_bias_groups)} must be group sizes >= 1 adding up to the 4 "
+                "token axes (level, time, row, column), e.g. [1, 1, 1, 1] or [1, 3]"
+            )
         if not self.coarsen_factors or min(self.coarsen_factors) < 2:
             raise ConfigError(f"coarsen_factors: {list(self.coarsen_factors)} must be integers >= 2")
         if not self.strategies:

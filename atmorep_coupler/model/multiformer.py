@@ -11,15 +11,21 @@ One transformer per field; tokens are space-time cubes of one level (``data.toke
    (all levels) and ``coupling_heads`` heads per coupled field (queries from the field, keys and values
    from the other field's layer input, which may have another token count and width). Every field
    reads the *previous* layer's outputs of the others, so the result does not depend on field order.
-   Heads over a field's own token grid add a learned relative position bias with a locality prior
-   (``RelativePositionBias``); with ``coupling_position_bias`` so do coupling heads between fields on
-   the same token grid (a field and its coarse-model conditioning). Pre-norm residual blocks with a
-   standard MLP (no GELU after the last linear, D19); one qk-norm switch for every head (D18);
-   ``scaled_dot_product_attention`` picks its own backend (D20).
+   Heads over a field's own token grid add a learned relative position bias with a locality prior,
+   a sum over the grid's axes that runs on the fused attention kernels (``RelativePositionBias``,
+   ``attend``); with ``coupling_position_bias`` so do coupling heads between fields on the same token
+   grid (a field and its coarse-model conditioning). Symmetric pre-norm residual blocks
+   ``x + attention(LN x)``, ``x + MLP(LN x)`` with one dropout per branch, a standard MLP (no GELU
+   after the last linear, D19), one fused QKV projection for self heads, one qk-norm switch for every
+   head (D18); ``scaled_dot_product_attention`` picks its own backend (D20).
 3. **Decoder** (predicted fields): ``decoder_layers`` blocks of self heads plus cross heads to the
    encoder, layer k attending to encoder layer ``encoder_layers - 1 - k`` (deepest first, as in
    AtmoRep); no cross-field coupling.
 4. **Tail**: the decoder outputs of the *target* tokens go to the ensemble tail (``tail``).
+
+The forward takes tensors only: attention maps come from forward hooks (``attention_maps``), so the
+whole model compiles into one graph (``compile_model``), and activation checkpointing is an attribute
+(``checkpointing_needed`` resolves ``auto`` per device and batch).
 
 Input-only fields (conditioning, forcing) have ``encoder_layers - 1`` layers: their last layer's
 output would never be read (coupling heads read layer inputs), and dead parameters confuse optimisers
@@ -34,7 +40,9 @@ and the new heads learn from there (plug-and-play, section 7 of the reference no
 
 from __future__ import annotations
 
-import functools
+import math
+import os
+import re
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,16 +53,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from atmorep_coupler.checkpoint import TRAINER_FORMAT, WEIGHTS_FORMAT, load_state
 from atmorep_coupler.data.tokens import META_FEATURES
 from atmorep_coupler.errors import CheckpointError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
 from atmorep_coupler.model.masking import MaskedField
 from atmorep_coupler.model.tail import EnsembleOutput, EnsembleTail
 
-__all__ = ["Multiformer", "positional_encoding", "load_fields"]
-
-AttentionRecord = dict[str, torch.Tensor]
-
+__all__ = ["Multiformer", "positional_encoding", "load_fields", "load_weights", "compile_model", "checkpointing_needed"]
 
 # --------------------------------------------------------------------------------------- embedding
 def positional_encoding(levels: int, T: int, Y: int, X: int, dim: int) -> torch.Tensor:
@@ -95,162 +101,240 @@ class FieldEmbedding(nn.Module):
 
 
 # --------------------------------------------------------------------------------------- attention
-@functools.lru_cache(maxsize=16)
-def _relative_offsets(grid: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[S, S]`` index of the offset (Δlevel, Δtime, Δrow, Δcolumn) between the tokens of ``grid``
-    (query minus key), and the ``[n_offsets]`` L1 length of each offset in tokens."""
-    sizes = [2 * n - 1 for n in grid]
-    coords = torch.stack(torch.meshgrid(*(torch.arange(n) for n in grid), indexing="ij")).flatten(1)  # [4, S]
-    rel = coords[:, :, None] - coords[:, None, :] + torch.tensor(grid)[:, None, None] - 1  # >= 0
-    index = rel[0]
-    for axis in range(1, len(grid)):
-        index = index * sizes[axis] + rel[axis]
-    offsets = torch.stack(torch.meshgrid(*(torch.arange(n) - (n // 2) for n in sizes), indexing="ij")).flatten(1)
-    return index, offsets.abs().sum(0).float()
-
-
-@functools.lru_cache(maxsize=16)
-def _offset_index(grid: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    return _relative_offsets(grid)[0].to(device)
+def _token_coordinates(grid: tuple[int, ...]) -> torch.Tensor:
+    """``[axes, S]`` index of every token along each axis of ``grid``, in the model's row-major order."""
+    return torch.stack(torch.meshgrid(*(torch.arange(n) for n in grid), indexing="ij")).flatten(1)
 
 
 class RelativePositionBias(nn.Module):
-    """Learned logit bias ``b_h(Δlevel, Δtime, Δrow, Δcolumn)`` for heads over one field's token grid.
+    """Learned logit bias of each head over a token grid: a sum over groups of the grid's axes of one learned
+    value per head and per offset within the group, ``b_h(i, j) = Σ_g t_h,g[c_g(i) - c_g(j)]``.
 
-    Relative position biases (Shaw et al. 2018; T5, Raffel et al. 2020; Swin, Liu et al. 2021),
-    initialised with an ALiBi-style locality prior (Press et al. 2022): ``b_h = -m_h |Δ|_1`` with
-    slopes ``m_h = 2^-h`` (head 0 local, later heads nearly global). Atmospheric fields decorrelate with
-    distance in space and time, so attending to neighbours first is the right prior; with zero
-    initialisation (or absolute encodings only) a masked-forecast model stayed at climatology for
-    hundreds of steps, because Adam moves a logit by only ~lr per step.
+    ``grouped`` is the token grid (level, time, row, column) split into consecutive groups of axes
+    whose offsets are learned jointly, e.g. ``((5,), (12,), (3,), (6,))`` (every axis on its own) or
+    ``((5,), (12, 3, 6))`` (time, row and column together: advection-like offsets). ``c_g(i)`` are
+    token ``i``'s indices along the group's axes. The zero offset of every group is pinned at 0: a
+    constant added to a group's whole table shifts every score of a query alike, which softmax
+    ignores, so it could not learn. Relative position biases: Shaw et al. 2018, T5 (Raffel et al.
+    2020), Swin (Liu et al. 2021). Initialised with an ALiBi-style locality prior (Press et al. 2022),
+    ``b_h = -m_h |Δ|_1`` with slopes ``m_h = 2^-h`` (head 0 local, later heads nearly global), exact
+    for any grouping. Atmospheric fields decorrelate with distance in space and time, so attending to
+    neighbours first is the right prior: without it a masked-forecast model stayed at climatology for
+    hundreds of steps.
+
+    Why groups, not one value per 4-D offset: the sum factorises exactly into ``Σ_g Π_{a in g} n_a``
+    extra query and key channels (:meth:`factors`), ``b_h(i, j) = <u_h(i), e(j)>`` with
+    ``u_h(i)[g, k] = t_h,g[c_g(i) - k]`` and the one-hot ``e(j)[g, k] = [c_g(j) = k]``, so attention
+    with the bias is plain attention with longer heads and runs on the fused kernels of
+    ``scaled_dot_product_attention`` in training and inference, gradient of the bias included. An
+    ``[H, S, S]`` bias that needs a gradient forces the unfused kernel (scores materialised, about 3x
+    the time of the fused one at S = 1080); one group of all four axes would need S extra channels.
     """
 
-    def __init__(self, grid: tuple[int, int, int, int], heads: int):
+    def __init__(self, grouped: tuple[tuple[int, ...], ...], heads: int):
         super().__init__()
-        self.grid = tuple(grid)
-        _, distance = _relative_offsets(self.grid)
+        self.grouped = tuple(tuple(g) for g in grouped)
+        self.heads = heads
+        coords = _token_coordinates(tuple(n for g in self.grouped for n in g))  # [4, S]
+        self.columns, distances, query, key, start, first = [], [], [], [], 1, 0
+        for sizes in self.grouped:
+            offsets = _token_coordinates(tuple(2 * n - 1 for n in sizes)) - torch.tensor(sizes)[:, None] + 1
+            learned = offsets.abs().sum(0) > 0  # every offset but the zero one, in row-major order
+            column = torch.zeros(learned.numel(), dtype=torch.long)  # offset -> column of [0 | table]
+            column[learned] = torch.arange(start, start + int(learned.sum()))
+            start += int(learned.sum())
+            self.columns.append(column)
+            distances.append(offsets[:, learned].abs().sum(0))
+            mine = coords[first:first + len(sizes)]  # [m, S]
+            first += len(sizes)
+            places = _token_coordinates(sizes)  # [m, K]: every joint position of a key in the group
+            query.append(column[_offset_index(mine[:, :, None] - places[:, None, :], sizes)])  # [S, K]
+            key.append((mine[:, :, None] == places[:, None, :]).all(0).float())  # [S, K] one-hot
         slopes = 2.0 ** -torch.arange(heads, dtype=torch.float32)
-        self.table = nn.Parameter(-slopes[:, None] * distance[None, :])
+        self.table = nn.Parameter(-slopes[:, None] * torch.cat(distances).float()[None, :])
+        self.register_buffer("query_index", torch.cat(query, dim=1), persistent=False)  # [S, Σ_g K_g]
+        self.register_buffer("key_onehot", torch.cat(key, dim=1), persistent=False)  # [S, Σ_g K_g]
 
-    def forward(self) -> torch.Tensor:
-        return self.table[:, _offset_index(self.grid, self.table.device)]  # [heads, S, S]
+    def _padded(self) -> torch.Tensor:
+        return torch.cat([self.table.new_zeros(self.heads, 1), self.table], dim=1)
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extra query channels ``u [heads, S, Σ_g K_g]`` and key channels ``e [S, Σ_g K_g]``, ``u eᵀ = bias``."""
+        S, D = self.query_index.shape
+        return self._padded().index_select(1, self.query_index.flatten()).view(self.heads, S, D), self.key_onehot
+
+    def matrix(self) -> torch.Tensor:
+        """The bias ``[heads, S, S]`` itself, summed over groups from the offset definition (unfused path)."""
+        coords = _token_coordinates(tuple(n for g in self.grouped for n in g)).to(self.table.device)
+        table, total, first = self._padded(), 0, 0
+        for sizes, column in zip(self.grouped, self.columns):
+            mine = coords[first:first + len(sizes)]
+            first += len(sizes)
+            total = total + table[:, column.to(mine.device)[_offset_index(mine[:, :, None] - mine[:, None, :], sizes)]]
+        return total
+
+
+def _offset_index(delta: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """Row-major index of offsets ``delta [m, ...]`` (each ``|Δ_a| < n_a``) among the ``Π (2 n_a - 1)`` offsets."""
+    index = torch.zeros_like(delta[0])
+    for d, n in zip(delta, sizes):
+        index = index * (2 * n - 1) + d + n - 1
+    return index
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: RelativePositionBias | None) -> torch.Tensor:
+    """``softmax(q kᵀ / √d + bias) v`` for heads ``[B, H, S, d]`` on the fused SDPA kernels.
+
+    With a bias, queries and keys get its factors as extra channels and values get zeros, all
+    padded to a multiple of 8 channels (the fused CPU and CUDA kernels want one head size for q, k
+    and v); the scale stays ``1/√d`` of the real head size. ``scaled_dot_product_attention`` picks its
+    backend (D20).
+    """
+    if bias is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    B, H, S, d = q.shape
+    u, e = bias.factors()
+    extra = u.shape[-1]
+    zeros = q.new_zeros(()).expand(B, H, S, -(d + extra) % 8)
+    scale = d**-0.5
+    q = torch.cat([q, (u / scale).to(q.dtype).expand(B, H, S, extra), zeros], dim=-1)
+    k = torch.cat([k, e.to(k.dtype).expand(B, H, S, extra), zeros], dim=-1)
+    v = F.pad(v, (0, q.shape[-1] - d))
+    return F.scaled_dot_product_attention(q, k, v, scale=scale)[..., :d]
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor, bias: RelativePositionBias | None) -> torch.Tensor:
+    """The explicit (unfused) weights ``softmax(q kᵀ / √d + bias)``, ``[B, H, S_query, S_key]``."""
+    logits = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    return torch.softmax(logits if bias is None else logits + bias.matrix().to(logits.dtype), dim=-1)
 
 
 class AttentionHeads(nn.Module):
-    """``heads`` attention heads with queries from ``x`` and keys/values from ``source``.
+    """``heads`` attention heads with queries from ``x`` and keys/values from ``source`` (or ``x``).
 
-    Self-attention is the case ``source is x``. Queries and keys are LayerNormed per head when
-    ``qk_norm`` (one switch for all heads). Heads whose queries and keys lie on the same token grid
-    (``grid``: self heads, decoder heads) add a :class:`RelativePositionBias`. The output is projected
+    Self heads (``source_dim=None``) project queries, keys and values in one matrix; cross heads
+    project queries from ``x`` and keys and values from ``source``, which may have another token
+    count and width. Queries and keys are LayerNormed per head when ``qk_norm`` (one switch for all
+    heads, D18). Heads whose queries and keys lie on one token grid (``grid``: self heads, decoder
+    heads, same-grid coupling heads) add a :class:`RelativePositionBias`. The output is projected
     back to ``x``'s width.
     """
 
-    def __init__(self, dim: int, source_dim: int, heads: int, head_dim: int, qk_norm: bool,
-                 grid: tuple[int, int, int, int] | None = None):
+    def __init__(self, dim: int, source_dim: int | None, heads: int, head_dim: int, qk_norm: bool,
+                 grid: tuple[tuple[int, ...], ...] | None = None):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
-        self.q = nn.Linear(dim, heads * head_dim, bias=False)
-        self.kv = nn.Linear(source_dim, 2 * heads * head_dim, bias=False)
+        if source_dim is None:
+            self.qkv = nn.Linear(dim, 3 * heads * head_dim, bias=False)
+        else:
+            self.q = nn.Linear(dim, heads * head_dim, bias=False)
+            self.kv = nn.Linear(source_dim, 2 * heads * head_dim, bias=False)
         self.out = nn.Linear(heads * head_dim, dim, bias=False)
         self.q_norm = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
         self.bias = RelativePositionBias(grid, heads) if grid is not None else None
 
-    def forward(self, x: torch.Tensor, source: torch.Tensor, record: AttentionRecord | None = None,
-                key: str = "") -> torch.Tensor:
+    def project(self, x: torch.Tensor, source: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Queries, keys and values ``[B, heads, S, head_dim]``."""
         B, S, _ = x.shape
-        q = self.q(x).view(B, S, self.heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv(source).view(B, source.shape[1], 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = self.q_norm(q), self.k_norm(k)
-        bias = self.bias().to(q.dtype) if self.bias is not None else None
-        if record is None:
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:  # explicit softmax so that the map can be kept for interpretation
-            logits = q @ k.transpose(-1, -2) * self.head_dim**-0.5
-            weights = torch.softmax(logits if bias is None else logits + bias, dim=-1)
-            record[key] = weights.detach()
-            o = weights @ v
-        return self.out(o.transpose(1, 2).reshape(B, S, self.heads * self.head_dim))
+        if source is None:
+            q, k, v = self.qkv(x).view(B, S, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        else:
+            q = self.q(x).view(B, S, self.heads, self.head_dim).transpose(1, 2)
+            k, v = self.kv(source).view(B, source.shape[1], 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        o = attend(*self.project(x, source), self.bias)
+        return self.out(o.transpose(1, 2).flatten(2))
+
+    def weights(self, x: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention weights ``[B, heads, S_query, S_key]`` of the call ``self(x, source)``."""
+        q, k, _ = self.project(x, source)
+        return attention_weights(q, k, self.bias)
 
 
-class MLP(nn.Module):
-    """Pre-norm MLP block ``x + W2 Dropout(GELU(W1 LN(x)))``."""
-
-    def __init__(self, dim: int, ratio: float, dropout: float):
-        super().__init__()
-        hidden = int(round(dim * ratio))
-        self.norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(self.norm(x))))))
+def _grid(field: FieldConfig, config: ModelConfig) -> tuple[tuple[int, ...], ...] | None:
+    """The field's token grid (levels, T, Y, X) in ``position_bias_groups``, if it gets position biases."""
+    if not config.relative_position_bias:
+        return None
+    grid, first = (field.num_levels, *field.num_tokens), 0
+    groups = []
+    for count in config.position_bias_groups:
+        groups.append(grid[first:first + count])
+        first += count
+    return tuple(groups)
 
 
-def _grid(field: FieldConfig, config: ModelConfig) -> tuple[int, int, int, int] | None:
-    """The field's token grid (levels, T, Y, X) for relative position biases, if configured."""
-    return (field.num_levels, *field.num_tokens) if config.relative_position_bias else None
-
-
-def _coupling_grid(field: FieldConfig, source: FieldConfig, config: ModelConfig) -> tuple[int, ...] | None:
+def _coupling_grid(field: FieldConfig, source: FieldConfig, config: ModelConfig) -> tuple[tuple[int, ...], ...] | None:
     """The shared token grid of a coupling head's queries and keys, if it gets a position bias."""
     grid = _grid(field, config)
     return grid if config.coupling_position_bias and grid == _grid(source, config) else None
 
 
-# ---------------------------------------------------------------------------------------- encoder
+class MLP(nn.Module):
+    """``W2 GELU(W1 x)``: no activation after the last linear map (D19)."""
+
+    def __init__(self, dim: int, ratio: float):
+        super().__init__()
+        hidden = int(round(dim * ratio))
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+# ---------------------------------------------------------------------------------- encoder, decoder
 class EncoderLayer(nn.Module):
-    """Self heads over the field's tokens plus coupling heads to each coupled field, then the MLP."""
+    """``x + attention(LN x)``, then ``x + MLP(LN x)``: self heads over the field's tokens plus
+    coupling heads to each coupled field, summed (one dropout per residual branch)."""
 
     def __init__(self, field: FieldConfig, widths: Mapping[str, int], config: ModelConfig):
         super().__init__()
         E, head_dim = field.embed_dim, field.embed_dim // config.heads
-        grid = _grid(field, config)
         self.name = field.name
-        self.norm = nn.LayerNorm(E)
-        self.heads = nn.ModuleDict({field.name: AttentionHeads(E, E, config.heads, head_dim, config.qk_norm, grid)})
+        self.attention_norm = nn.LayerNorm(E)
+        self.heads = nn.ModuleDict(
+            {field.name: AttentionHeads(E, None, config.heads, head_dim, config.qk_norm, _grid(field, config))})
         for source in field.coupled_fields:
             self.heads[source] = AttentionHeads(E, widths[source], config.coupling_heads, head_dim, config.qk_norm,
                                                 _coupling_grid(field, config.field(source), config))
+        self.mlp_norm = nn.LayerNorm(E)
+        self.mlp = MLP(E, config.mlp_ratio)
         self.dropout = nn.Dropout(config.dropout)
-        self.mlp = MLP(E, config.mlp_ratio, config.dropout)
 
-    def forward(self, x: torch.Tensor, sources: Mapping[str, torch.Tensor], record: AttentionRecord | None = None,
-                key: str = "") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sources: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``sources[j]``: the (non-affine LayerNormed) layer input of each coupled field ``j``."""
-        h = self.norm(x)
-        attended = sum(
-            heads(h, h if name == self.name else sources[name], record, f"{key}{self.name}<-{name}")
-            for name, heads in self.heads.items()
-        )
-        return self.mlp(x + self.dropout(attended))
+        h = self.attention_norm(x)
+        x = x + self.dropout(sum(heads(h, None if name == self.name else sources[name])
+                                 for name, heads in self.heads.items()))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
 
 
-# ---------------------------------------------------------------------------------------- decoder
 class DecoderLayer(nn.Module):
-    """Self heads plus cross heads to one encoder layer's output, then the MLP."""
+    """The same block with self heads plus cross heads to one encoder layer's output (``memory``)."""
 
     def __init__(self, field: FieldConfig, config: ModelConfig):
         super().__init__()
         E, head_dim = field.embed_dim, field.embed_dim // config.heads
         self_heads = config.heads // 2
         grid = _grid(field, config)
-        self.norm = nn.LayerNorm(E)
+        self.attention_norm = nn.LayerNorm(E)
         self.memory_norm = nn.LayerNorm(E)
         self.heads = nn.ModuleDict()
         if self_heads:
-            self.heads["self"] = AttentionHeads(E, E, self_heads, head_dim, config.qk_norm, grid)
+            self.heads["self"] = AttentionHeads(E, None, self_heads, head_dim, config.qk_norm, grid)
         self.heads["encoder"] = AttentionHeads(E, E, config.heads - self_heads, head_dim, config.qk_norm, grid)
+        self.mlp_norm = nn.LayerNorm(E)
+        self.mlp = MLP(E, config.mlp_ratio)
         self.dropout = nn.Dropout(config.dropout)
-        self.mlp = MLP(E, config.mlp_ratio, config.dropout)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, record: AttentionRecord | None = None,
-                key: str = "") -> torch.Tensor:
-        h = self.norm(x)
-        sources = {"self": h, "encoder": self.memory_norm(memory)}
-        attended = sum(heads(h, sources[name], record, f"{key}<-{name}") for name, heads in self.heads.items())
-        return self.mlp(x + self.dropout(attended))
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        h = self.attention_norm(x)
+        sources = {"self": None, "encoder": self.memory_norm(memory)}
+        x = x + self.dropout(sum(heads(h, sources[name]) for name, heads in self.heads.items()))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -268,27 +352,28 @@ class FieldModule(nn.Module):
 
 
 class Multiformer(nn.Module):
-    """Forward: masked tokens and metadata of every field -> ensemble predictions of the targets."""
+    """Forward: masked tokens and metadata of every field -> ensemble predictions of the targets.
+
+    ``activation_checkpointing`` (attribute, from the config; ``"auto"`` is resolved by the caller
+    that knows device and batch, see :func:`checkpointing_needed`) recomputes each layer in the
+    backward pass instead of keeping its activations.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        self.activation_checkpointing = config.activation_checkpointing is True
         widths = {f.name: f.embed_dim for f in config.fields}
         self.fields = nn.ModuleDict({f.name: FieldModule(f, widths, config) for f in config.fields})
-        self._coupled = {f.name for g in config.fields for f in config.fields if f.name in g.coupled_fields}
+        self._coupled = sorted({f.name for g in config.fields for f in config.fields if f.name in g.coupled_fields})
 
-    def forward(self, masked: Mapping[str, MaskedField], meta: Mapping[str, torch.Tensor],
-                record: AttentionRecord | None = None) -> dict[str, EnsembleOutput]:
-        config = self.config
+    def forward(self, masked: Mapping[str, MaskedField], meta: Mapping[str, torch.Tensor]) -> dict[str, EnsembleOutput]:
         x = {name: self.fields[name].embedding(m.inputs, m.hidden, meta[name]) for name, m in masked.items()}
-        skips: dict[str, list[torch.Tensor]] = {f.name: [] for f in config.predicted_fields}
-        for layer in range(config.encoder_layers):
+        skips: dict[str, list[torch.Tensor]] = {f.name: [] for f in self.config.predicted_fields}
+        for layer in range(self.config.encoder_layers):
             sources = {j: F.layer_norm(x[j], x[j].shape[-1:]) for j in self._coupled}
-            x = {
-                name: self._run(self.fields[name].encoder[layer], x[name], sources, record, f"encoder.{layer}.")
-                for name in x
-                if layer < len(self.fields[name].encoder)
-            }
+            x = {name: self._run(self.fields[name].encoder[layer], x[name], sources)
+                 for name in x if layer < len(self.fields[name].encoder)}
             for name in skips:
                 skips[name].append(x[name])
         out = {}
@@ -296,36 +381,143 @@ class Multiformer(nn.Module):
             field = self.fields[name]
             y = enc[-1]
             for k, layer in enumerate(field.decoder):
-                y = self._run(layer, y, enc[-1 - k], record, f"decoder.{k}.{name}")
+                y = self._run(layer, y, enc[-1 - k])
             out[name] = field.tail(y[masked[name].target.flatten(1)])
         return out
 
-    def _run(self, layer: nn.Module, x: torch.Tensor, other, record: AttentionRecord | None,
-             key: str) -> torch.Tensor:
-        """One layer, under activation checkpointing when configured (training only)."""
-        if self.config.activation_checkpointing and self.training and record is None and torch.is_grad_enabled():
-            return checkpoint(layer, x, other, None, key, use_reentrant=False)
-        return layer(x, other, record, key)
+    def _run(self, layer: nn.Module, x: torch.Tensor, other) -> torch.Tensor:
+        """One layer, under activation checkpointing when switched on (training only)."""
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(layer, x, other, use_reentrant=False)
+        return layer(x, other)
 
     @torch.no_grad()
-    def attention_maps(self, masked: Mapping[str, MaskedField], meta: Mapping[str, torch.Tensor]) -> AttentionRecord:
-        """Attention weights ``[B, heads, S_query, S_key]`` of every head group, keyed like
-        ``encoder.0.temperature<-u_component_of_wind`` (coupling), ``encoder.0.t<-t`` (self) and
-        ``decoder.1.t<-encoder``."""
-        record: AttentionRecord = {}
-        self.forward(masked, meta, record)
-        return record
+    def attention_maps(self, masked: Mapping[str, MaskedField],
+                       meta: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Attention weights ``[B, heads, S_query, S_key]`` of every head group, keyed by its module
+        name, e.g. ``fields.temperature.encoder.0.heads.u_component_of_wind`` (a coupling),
+        ``fields.temperature.encoder.0.heads.temperature`` (self heads) or
+        ``fields.temperature.decoder.1.heads.encoder``.
+
+        Forward hooks recompute the weights of each head group from the inputs of its fused call, so
+        the forward itself has no switch for this (and compiles as one graph).
+        """
+        maps: dict[str, torch.Tensor] = {}
+
+        def keep(name: str):
+            return lambda module, args, _output: maps.__setitem__(name, module.weights(*args))
+
+        hooks = [m.register_forward_hook(keep(n)) for n, m in self.named_modules() if isinstance(m, AttentionHeads)]
+        try:
+            self.forward(masked, meta)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return maps
+
+
+# ------------------------------------------------------------------ execution: checkpointing, compiling
+def activation_bytes(config: ModelConfig, batch_size: int, element_size: int = 4) -> int:
+    """Estimated bytes of the activations a training forward keeps for the backward pass (no checkpointing).
+
+    Per layer and token: ``ACTIVATION_WIDTHS`` times the width (norms, projections, residuals) plus the
+    MLP's hidden layer twice, and per head group its queries, keys, values and output at the padded
+    head size of :func:`attend` plus an output projection input. Within 20 % of the saved tensors
+    measured in the tests.
+    """
+    def heads_width(field: FieldConfig, heads: int, grid) -> int:
+        d = field.embed_dim // config.heads
+        extra = sum(math.prod(g) for g in grid) if grid is not None else 0
+        return 4 * heads * (d + extra + (-(d + extra) % 8)) + field.embed_dim
+
+    total = 0
+    for f in config.fields:
+        grid = _grid(f, config)
+        encoder = heads_width(f, config.heads, grid) + sum(
+            heads_width(f, config.coupling_heads, _coupling_grid(f, config.field(j), config)) for j in f.coupled_fields)
+        decoder = heads_width(f, config.heads // 2, grid) + heads_width(f, config.heads - config.heads // 2, grid)
+        block = (ACTIVATION_WIDTHS + 2 * config.mlp_ratio) * f.embed_dim
+        layers = config.encoder_layers - (0 if f.predicted else 1)
+        per_token = layers * (block + encoder) + (config.decoder_layers * (block + decoder) if f.predicted else 0)
+        total += f.num_levels * f.tokens_per_level * per_token
+    return int(total * batch_size * element_size)
+
+
+ACTIVATION_WIDTHS = 8
+
+
+def _available_memory(device: torch.device) -> int:
+    """Bytes free for this process: free device memory on CUDA, ``MemAvailable`` of the host otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            info = dict(line.split(":", 1) for line in handle)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def checkpointing_needed(model: Multiformer, batch_size: int, device: torch.device | str) -> bool:
+    """``activation_checkpointing`` of ``model``'s config, with ``auto`` resolved for a batch on ``device``.
+
+    The rule: checkpoint when the estimated activations (:func:`activation_bytes`) exceed half of the
+    memory left after weights, gradients and the two AdamW moments (16 bytes per trainable parameter).
+    Recomputing costs about a third more compute per step (1.4x the step time measured on CPU at
+    batch 1), so it is worth it only when memory is short.
+    """
+    setting = model.config.activation_checkpointing
+    if setting != "auto":
+        return setting
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    left = _available_memory(torch.device(device)) - 16 * trainable
+    return activation_bytes(model.config, batch_size) > 0.5 * left
+
+
+def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
+    """``torch.compile`` of a whole multiformer (or its DDP/FSDP wrapper) for training and inference.
+
+    The gather of the target tokens has a data-dependent size; dynamo traces it (and the tail after it)
+    with a symbolic target count instead of breaking the graph, so one graph serves every batch.
+    """
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    return torch.compile(model, backend=backend)
 
 
 # ------------------------------------------------------------------------------ plug-and-play loading
+_OLD_SELF_HEAD = re.compile(r"^fields\.([^.]+)\.(encoder\.\d+\.heads\.\1|decoder\.\d+\.heads\.self)\.q\.weight$")
+
+
+def load_weights(model: Multiformer, state: Mapping[str, torch.Tensor], origin: str | Path) -> None:
+    """``model.load_state_dict(state)``; a mismatch is a :class:`CheckpointError` naming ``origin``, which
+    says so when the weights are of the layout before fused attention (self heads with separate ``q`` and
+    ``kv`` projections), which this version cannot load."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        hint = ("; it was written by an earlier version of the model (self heads with separate q/kv projections, "
+                "one bias per 4-D offset), which this version cannot load: retrain it"
+                if any(_OLD_SELF_HEAD.match(k) for k in state) else "")
+        raise CheckpointError(
+            f"{origin}: the weights do not fit the checkpoint's own model config{hint}: {exc}") from None
+
+
+_COUPLING_HEAD = re.compile(r"^(fields\.[^.]+\.encoder\.\d+\.heads\.([^.]+))\.")
+
+
 def _model_state(source: Mapping[str, torch.Tensor] | str | Path) -> Mapping[str, torch.Tensor]:
+    """The multiformer parameters of a checkpoint file (a trainer's or weights alone, format and checksum
+    verified) or of a mapping (a state dict, or a dict with one under ``model``)."""
+    where = str(source) if isinstance(source, (str, Path)) else "state dict"
     if isinstance(source, (str, Path)):
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{source}: cannot read checkpoint: {exc}") from None
-        return state["model"] if "model" in state else state
-    return source
+        source = load_state(source, [TRAINER_FORMAT, WEIGHTS_FORMAT], what="checkpoint")
+    if not isinstance(source, Mapping):
+        raise CheckpointError(f"{where}: holds a {type(source).__name__}, not multiformer weights")
+    state = source.get("model", source)
+    if not isinstance(state, Mapping) or not any(
+            isinstance(k, str) and k.startswith("fields.") and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{where}: holds no multiformer parameters ('fields.<name>.*' tensors)")
+    return state
 
 
 def load_fields(model: Multiformer, source: Mapping[str, torch.Tensor] | str | Path,
@@ -360,8 +552,8 @@ def load_fields(model: Multiformer, source: Mapping[str, torch.Tensor] | str | P
                 "layer counts, heads or couplings differ from the checkpoint's configuration"
             )
         missing = sorted(model_keys - ckpt_keys)
-        new_heads = {k.rsplit(".", 2)[0] for k in missing if ".encoder." in k and ".heads." in k}
-        unexplained = [k for k in missing if k.rsplit(".", 2)[0] not in new_heads]
+        new_heads = {m.group(1) for k in missing if (m := _COUPLING_HEAD.match(k)) and m.group(2) != name}
+        unexplained = [k for k in missing if not any(k.startswith(f"{head}.") for head in new_heads)]
         if unexplained:
             raise CheckpointError(
                 f"field {name!r}: model parameters {unexplained[:3]} are not in the checkpoint; "

@@ -361,6 +361,20 @@ class LatLonGrid(Grid):
         center_lat, center_lon = np.meshgrid(self.lat, self.lon, indexing="ij")
         Grid.__init__(self, center_lat, center_lon, corner_lat, corner_lon, mask, name=name)
 
+    def _orient_counterclockwise(self) -> None:
+        """Measure one cell per row and longitude width (the others are congruent to it); reorder
+        corners only if some cell is clockwise (longitude bounds given east to west)."""
+        width = np.mod(self.lon_bounds[:, 1] - self.lon_bounds[:, 0], 360.0)
+        widths, which = np.unique(width, return_inverse=True)
+        south, north = self.lat_bounds.min(axis=1), self.lat_bounds.max(axis=1)
+        lon = np.stack([0.0 * widths, widths, widths, 0.0 * widths], axis=-1)[None]  # (1, n_widths, 4)
+        lat = np.stack([south, south, north, north], axis=-1)[:, None]  # (ny, 1, 4)
+        signed = sphere.polygon_area(sphere.lonlat_to_xyz(lon, lat))[:, which.ravel()]
+        if (signed < 0).any():
+            super()._orient_counterclockwise()
+        else:
+            self.__dict__["area"] = signed
+
     @cached_property
     def center_xyz(self) -> np.ndarray:
         # Separable: trigonometry per row and per column only.
@@ -414,6 +428,9 @@ class LatLonGrid(Grid):
 class GaussianGrid(LatLonGrid):
     """Regular Gaussian grid: ``nlat`` Gauss-Legendre latitudes, ``nlon`` (default ``2 nlat``) longitudes.
 
+    ECMWF and CDO name Gaussian grids by the number of latitudes between pole and equator:
+    N48 (F48, CDO's ``n48``) is ``GaussianGrid(96, 192)``, also ``GaussianGrid.from_n(48)``.
+
     Latitudes are ``arcsin`` of the roots of the Legendre polynomial ``P_nlat``; longitudes
     ``i * 360/nlon`` starting at 0 (cells centred on them). Latitude bounds (``bounds``):
     ``"weights"`` (default) puts the edges where ``sin(lat)`` accumulates the Gaussian quadrature
@@ -451,6 +468,11 @@ class GaussianGrid(LatLonGrid):
         elif lat_order != "ascending":
             raise RegridError(f"lat_order must be 'descending' or 'ascending', got {lat_order!r}")
         self._init_rectilinear(lat, lon, lat_b, lon_b, mask, f"GaussianGrid({nlat}, {nlon})")
+
+    @classmethod
+    def from_n(cls, n: int, **kwargs) -> GaussianGrid:
+        """The regular Gaussian grid N``n``: ``2n`` latitudes (``n`` per hemisphere) x ``4n`` longitudes."""
+        return cls(2 * n, 4 * n, **kwargs)
 
 
 class CurvilinearGrid(Grid):

@@ -7,6 +7,7 @@ by every method of the fallback chain) get the chain's fixed value, NaN by defau
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -50,18 +51,35 @@ def method_name(method: str, *, backend: str = "native") -> str:
 
 
 def compute_weights(
-    src: Grid, dst: Grid, method: str, *, backend: str = "native", progress: bool = False
+    src: Grid,
+    dst: Grid,
+    method: str,
+    *,
+    backend: str = "native",
+    edges: str = "great_circle",
+    min_fraction: float = 0.0,
+    progress: bool = False,
 ) -> RegridWeights:
-    """Weights for one method with the chosen backend."""
+    """Weights for one method with the chosen backend.
+
+    ``edges`` and ``min_fraction`` concern the conservative methods only
+    (:func:`~atmorep_coupler.regrid.conservative.conservative_weights`).
+    """
     if backend not in BACKENDS:
         raise RegridError(f"unknown regridding backend {backend!r}; choose one of {list(BACKENDS)}")
     method = method_name(method, backend=backend)
+    conservative = method.startswith("conservative")
+    if (edges != "great_circle" or min_fraction) and not (conservative and backend == "native"):
+        raise RegridError(
+            f"edges={edges!r} and min_fraction={min_fraction!r} apply to the native conservative methods only; "
+            f"method {method!r} with backend {backend!r} takes the defaults (edges='great_circle', min_fraction=0)"
+        )
     if backend == "esmf":
         from atmorep_coupler.regrid.esmf import esmf_weights
 
         return esmf_weights(src, dst, method)
-    if method.startswith("conservative"):
-        return METHODS[method](src, dst, progress=progress)
+    if conservative:
+        return METHODS[method](src, dst, edges=edges, min_fraction=min_fraction, progress=progress)
     return METHODS[method](src, dst)
 
 
@@ -89,6 +107,10 @@ class Regridder:
     unmapped by the ones before, optionally ending with a fixed value, e.g.
     ``("nearest_s2d", 0.0)``. ``check_finite``: reject NaN/inf in active source cells.
     ``progress``: show a progress bar while large conservative weights are computed.
+    ``edges`` (conservative methods): ``"great_circle"`` (ESMF's cells, the default) or
+    ``"parallels"`` (exact latitude bands between lat-lon grids, as CDO and SCRIP).
+    ``min_fraction`` (conservative methods): destination cells covered by active source cells for
+    less than this fraction of their area stay unmapped (CDO's ``REMAP_AREA_MIN``; ESMF has none).
     """
 
     def __init__(
@@ -100,6 +122,8 @@ class Regridder:
         backend: str = "native",
         fallback: Sequence[str | float] = (),
         weights: RegridWeights | None = None,
+        edges: str = "great_circle",
+        min_fraction: float = 0.0,
         check_finite: bool = True,
         progress: bool = True,
     ) -> None:
@@ -109,7 +133,9 @@ class Regridder:
         self.check_finite = check_finite
         fallback_methods, self.fill_value = _split_fallback(fallback)
         if weights is None:
-            weights = compute_weights(src_grid, dst_grid, method, backend=backend, progress=progress)
+            weights = compute_weights(
+                src_grid, dst_grid, method, backend=backend, edges=edges, min_fraction=min_fraction, progress=progress
+            )
             self.method = method_name(method, backend=backend)
         else:
             check_shapes(weights, src_grid.shape, dst_grid.shape, "Regridder")
@@ -130,7 +156,7 @@ class Regridder:
         fallback: Sequence[str | float] = (),
         check_finite: bool = True,
     ) -> Regridder:
-        """Load weights from an ESMF/SCRIP or xESMF file after checking that they fit the grids."""
+        """Load weights from an ESMF, SCRIP (CDO, OASIS) or xESMF file after checking that they fit the grids."""
         wf = read_weight_file(path)
         weights = wf.to_weights(src_grid, dst_grid)
         return cls(
@@ -142,10 +168,18 @@ class Regridder:
             check_finite=check_finite,
         )
 
-    def to_netcdf(self, path: str | Path, *, format: str = "NETCDF4_CLASSIC") -> Path:
-        """Write the weights as an ESMF weight file (with areas, fractions, masks, centres, corners)."""
-        write_weight_file(path, self.weights, self.src_grid, self.dst_grid, format=format)
+    def to_file(self, path: str | Path, *, layout: str = "esmf", format: str = "NETCDF4_CLASSIC") -> Path:
+        """Write the weights as a weight file in ``layout`` ``"esmf"`` (ESMF, xESMF and CMEPS read it),
+        ``"scrip"`` (CDO's ``remap``, OASIS ``rmp_*`` files) or ``"xesmf"`` (``S``, ``row``, ``col`` only).
+
+        ESMF and SCRIP files carry areas, fractions, masks, centres and corners.
+        """
+        write_weight_file(path, self.weights, self.src_grid, self.dst_grid, layout=layout, format=format)
         return Path(path)
+
+    def to_netcdf(self, path: str | Path, *, format: str = "NETCDF4_CLASSIC") -> Path:
+        """Write the weights as an ESMF weight file (``to_file`` with ``layout="esmf"``)."""
+        return self.to_file(path, layout="esmf", format=format)
 
     def __repr__(self) -> str:
         return (
@@ -170,9 +204,8 @@ class Regridder:
 
         ``x`` and ``src_frac``: arrays or tensors (``src_frac`` broadcastable to ``x``), or DataArrays.
         """
-        import xarray as xr
-
-        if isinstance(x, xr.DataArray):
+        xr = _xarray_of(x)
+        if xr is not None and isinstance(x, xr.DataArray):
             dims = self._xarray_src_dims(x)
             frac = (
                 src_frac
@@ -193,9 +226,8 @@ class Regridder:
         east and north unit vectors), then projected onto the destination's local east and north,
         so it stays smooth across the poles where the components themselves are discontinuous.
         """
-        import xarray as xr
-
-        if isinstance(u, xr.DataArray):
+        xr = _xarray_of(u)
+        if xr is not None and isinstance(u, xr.DataArray):
             dims = self._xarray_src_dims(u)
             u = u.transpose(..., *dims)
             v_values = np.asarray(v.transpose(*u.dims).values)
@@ -329,8 +361,9 @@ class Regridder:
         )
 
     def _dispatch(self, x, fn):
-        import xarray as xr
-
+        xr = _xarray_of(x)
+        if xr is None:
+            return fn(x)
         if isinstance(x, xr.DataArray):
             return self._regrid_dataarray(x, fn, self._xarray_src_dims(x))
         if isinstance(x, xr.Dataset):
@@ -394,9 +427,19 @@ class Regridder:
 
 def _torch_of(x):
     """The torch module when ``x`` is a torch tensor, else None (torch is imported only if loaded)."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         return torch
+    return None
+
+
+def _xarray_of(x):
+    """The xarray module when ``x`` is an xarray object, else None.
+
+    An xarray object can only exist once xarray is imported, so numpy and torch input never pay
+    for importing it (more than a second, the first time).
+    """
+    xr = sys.modules.get("xarray")
+    if xr is not None and isinstance(x, (xr.DataArray, xr.Dataset)):
+        return xr
     return None

@@ -168,6 +168,9 @@ class RunConfig:
     """Seed of the sampler, the masking and the initial weights."""
     amp: bool = True
     """bf16 autocast on CUDA devices; no effect on CPU."""
+    compile: bool = False
+    """``torch.compile`` the whole multiformer (training and validation): faster steps after a one-off compilation
+    at the first step of each new shape (needs a C++ compiler on CPU)."""
 
     def validate(self) -> None:
         unknown = [name for name in self.losses if name not in LOSSES]

@@ -8,6 +8,9 @@
   machine); if Ray is already initialised (a test fixture, a notebook) it is used as it is.
 - **Pre-flight** (:func:`check_resources`): Ray waits forever for workers it cannot place, so a request
   that no set of alive nodes can hold fails at once with the numbers and what to change.
+- **Listeners**: without a cluster address every socket of the run is on loopback: Ray's (the package
+  sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) and the torch.distributed rendezvous, which Ray Train
+  would bind to all interfaces (``training/loopback.py``).
 - **Workers** (:func:`train_worker`): each builds a ``Trainer`` with its rank, world size and device;
   the rank selects a disjoint, deterministic batch stream (``SeedSequence(seed, (stream, rank,
   index))`` in the sampler and the masker). The model is wrapped in DDP (gloo on CPU, NCCL on GPU) or
@@ -53,10 +56,11 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 
+from atmorep_coupler.checkpoint import RNG_FORMAT, load_state, save_state
 from atmorep_coupler.config import to_dict
-from atmorep_coupler.errors import AtmoRepError, CheckpointError, ConfigError
+from atmorep_coupler.errors import AtmoRepError, ConfigError, package_error
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
-from atmorep_coupler.training.trainer import MetricsLogger, Trainer
+from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT, MetricsLogger, Trainer, load_trainer_state
 
 __all__ = [
     "DistributedOptions",
@@ -241,10 +245,17 @@ def train_distributed(config: RunConfig | None, options: DistributedOptions, *,
         resources = {"CPU": options.cpus_per_worker}
         if options.gpus_per_worker:
             resources["GPU"] = options.gpus_per_worker
+        backend = "nccl" if options.gpus_per_worker else "gloo"
+        if options.address or os.environ.get("RAY_ADDRESS"):  # a cluster: other nodes must reach rank 0
+            torch_config = TorchConfig(backend=backend)
+        else:  # this machine only: every listener on loopback
+            from atmorep_coupler.training.loopback import LoopbackTorchConfig
+
+            torch_config = LoopbackTorchConfig(backend=backend)
         trainer = TorchTrainer(
             train_worker,
             train_loop_config=spec,
-            torch_config=TorchConfig(backend="nccl" if options.gpus_per_worker else "gloo"),
+            torch_config=torch_config,
             scaling_config=ray.train.ScalingConfig(num_workers=options.num_workers,
                                                    use_gpu=bool(options.gpus_per_worker),
                                                    resources_per_worker=resources),
@@ -258,9 +269,14 @@ def train_distributed(config: RunConfig | None, options: DistributedOptions, *,
         try:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:
+            failures = list(getattr(exc, "worker_failures", {}).values())
+            cause = next((e for e in map(package_error, failures) if e is not None), None)
+            if cause is not None:  # a bad config, store or checkpoint: restarting would not help
+                raise cause from None
+            reason = " ".join(str(exc).split())
             raise AtmoRepError(
                 f"training run {options.run_name!r} failed (after up to {options.max_failures} restarts "
-                f"from checkpoints): {exc}. Its checkpoints stay in {options.run_dir}; re-run the same "
+                f"from checkpoints): {reason[:800]}. Its checkpoints stay in {options.run_dir}; re-run the same "
                 "command to continue from the latest one."
             ) from exc
     finally:
@@ -377,11 +393,8 @@ def _rng_file(rank: int) -> str:
     return f"rng_rank{rank:04d}.pt"
 
 
-def _load(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
+def _load_rng(path: Path) -> dict:
+    return load_state(path, [RNG_FORMAT], what="RNG state")
 
 
 def _starting_point(spec: Mapping, rank: int) -> tuple[dict | None, dict | None, str | None]:
@@ -394,10 +407,11 @@ def _starting_point(spec: Mapping, rank: int) -> tuple[dict | None, dict | None,
         with checkpoint.as_directory() as folder:
             folder = Path(folder)
             rng_path = folder / _rng_file(rank)
-            return _load(folder / TRAINER_FILE), _load(rng_path) if rng_path.exists() else None, checkpoint.path
+            return (load_trainer_state(folder / TRAINER_FILE), _load_rng(rng_path) if rng_path.exists() else None,
+                    checkpoint.path)
     if spec["init_checkpoint"]:
         path = Path(spec["init_checkpoint"])
-        return _load(path / TRAINER_FILE if path.is_dir() else path), None, str(path)
+        return load_trainer_state(path / TRAINER_FILE if path.is_dir() else path), None, str(path)
     return None, None, None
 
 
@@ -456,8 +470,8 @@ def _report(trainer: Trainer, metrics: Mapping[str, float], strategy: Strategy) 
     state = full_state_dict(trainer, strategy)
     with tempfile.TemporaryDirectory(prefix="atmorep_ckpt_") as tmp:
         if state is not None:
-            torch.save(state, Path(tmp) / TRAINER_FILE)
-        torch.save(_rng_state(trainer.device), Path(tmp) / _rng_file(rank))
+            save_state(state, Path(tmp) / TRAINER_FILE, format=CHECKPOINT_FORMAT)
+        save_state(_rng_state(trainer.device), Path(tmp) / _rng_file(rank), format=RNG_FORMAT)
         # Ray logs every report in full; the per-level scores stay in the CSV/TensorBoard logs.
         summary = {k: v for k, v in metrics.items() if not k.endswith("hPa")}
         ray.train.report({**summary, "step": trainer.step}, checkpoint=ray.train.Checkpoint.from_directory(tmp),

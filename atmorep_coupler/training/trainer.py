@@ -13,8 +13,14 @@ Exact resume (D13): a checkpoint holds the model, optimiser and scheduler states
 also the position of the batch stream: batch ``k`` is a pure function of (seed, rank, k)), the torch
 RNG state (dropout), the frozen parameter names, the run config as YAML text, a fingerprint of the
 normalisation statistics and what inference must repeat of the data (``data``: the time step, per field the
-units and whether missing values occurred and how they were filled; ``NeighbourhoodSampler.record``). It contains only tensors, numbers, strings, lists and dicts, so
-``torch.load(path, weights_only=True)`` reads it. On CPU a resumed run continues bit for bit.
+units and whether missing values occurred and how they were filled; ``NeighbourhoodSampler.record``). It
+contains only tensors, numbers, strings, lists and dicts, so ``torch.load(path, weights_only=True)`` reads
+it; ``checkpoint.py`` adds its format version and a checksum, verified on load. On CPU a resumed run
+continues bit for bit.
+
+Activation checkpointing ``auto`` is decided here, where device and batch size are known
+(:func:`~atmorep_coupler.model.multiformer.checkpointing_needed`); ``compile`` compiles the (wrapped) model
+once, for training and validation alike.
 
 Mixed precision: bf16 autocast on CUDA when ``amp`` (bf16 has fp32's range, so no loss scaling and no
 GradScaler state is needed); the ensemble tail and the losses run in fp32. No effect on CPU.
@@ -25,7 +31,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import os
 import time
 
 from collections.abc import Callable, Iterator, Mapping
@@ -37,18 +42,19 @@ import torch
 
 from tqdm.auto import tqdm
 
+from atmorep_coupler.checkpoint import TRAINER_FORMAT, load_state, save_state
 from atmorep_coupler.data.sampler import VALIDATION_STREAM, BatchStream, NeighbourhoodSampler, TRAIN_STREAM, batch_loader
 from atmorep_coupler.data.store import open_store
 from atmorep_coupler.errors import CheckpointError, ConfigError
 from atmorep_coupler.model.losses import total_loss
 from atmorep_coupler.model.masking import Masker
 from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_rows
-from atmorep_coupler.model.multiformer import Multiformer, load_fields
+from atmorep_coupler.model.multiformer import Multiformer, checkpointing_needed, compile_model, load_fields, load_weights
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 
-__all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT"]
+__all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT", "load_trainer_state"]
 
-CHECKPOINT_FORMAT = "atmorep_coupler.trainer/1"
+CHECKPOINT_FORMAT = TRAINER_FORMAT
 
 
 class WarmupDecay:
@@ -69,6 +75,19 @@ class WarmupDecay:
 
 def _stream_seed(seed: int, *key: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+TRAINER_KEYS = ("config", "step", "model", "optimizer", "scheduler", "rng", "frozen", "normalization")
+
+
+def load_trainer_state(path: str | Path) -> dict:
+    """A trainer checkpoint, verified (format, checksum: :func:`~atmorep_coupler.checkpoint.load_state`)
+    and complete (every key the trainer writes); :class:`CheckpointError` naming the file otherwise."""
+    state = load_state(path, [CHECKPOINT_FORMAT], what="trainer checkpoint")
+    missing = [key for key in TRAINER_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: trainer checkpoint without {missing}; the file is incomplete or not a trainer's")
+    return state
 
 
 def normalization_fingerprint(norm) -> str:
@@ -103,8 +122,12 @@ class Trainer:
         for name in frozen:
             params[name].requires_grad_(False)
         self.frozen = [n for n, p in params.items() if not p.requires_grad]
+        self.raw_model.activation_checkpointing = checkpointing_needed(self.raw_model, run_config.data.batch_size,
+                                                                       self.device)
         self.raw_model.to(self.device)
         self.model = wrap_model(self.raw_model) if wrap_model else self.raw_model
+        if run_config.compile:
+            self.model = compile_model(self.model)
         self.optimizer = self._build_optimizer()
         total = run_config.steps
         sched = run_config.schedule
@@ -134,7 +157,8 @@ class Trainer:
             {"params": [p for _, p in trainable if p.ndim >= 2], "weight_decay": opt.weight_decay},
             {"params": [p for _, p in trainable if p.ndim < 2], "weight_decay": 0.0},
         ]
-        return torch.optim.AdamW(groups, lr=opt.lr, betas=opt.betas)
+        # the fused kernel: one pass over each tensor instead of a dozen (2-3x faster steps on CPU)
+        return torch.optim.AdamW(groups, lr=opt.lr, betas=opt.betas, fused=self.device.type in ("cpu", "cuda"))
 
     def _sampler(self, stream: int, period, rank: int) -> NeighbourhoodSampler:
         data = self.config.data
@@ -237,7 +261,7 @@ class Trainer:
                 f"checkpoint was trained with ({state['normalization']['source']}); use the same store "
                 "or statistics, or start a new run with init_from"
             )
-        self.raw_model.load_state_dict(state["model"])
+        load_weights(self.raw_model, state["model"], "checkpoint")
         self.optimizer.load_state_dict(state["optimizer"])
         self._load_scheduler(state["scheduler"])
         self.step = int(state["step"])
@@ -264,24 +288,14 @@ class Trainer:
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write atomically (temporary file, then rename), so a crash never leaves half a checkpoint."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        return save_state(self.state_dict(), path, format=CHECKPOINT_FORMAT)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, store: str | None = None, steps: int | None = None,
                         **kwargs) -> Trainer:
         """Rebuild a trainer from ``path`` (config included) and restore its state; ``store`` points
         to the data if it moved, ``steps`` extends the run (and its schedule horizon)."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
-        if not isinstance(state, dict) or "config" not in state:
-            raise CheckpointError(f"{path}: not a trainer checkpoint (no 'config' entry)")
+        state = load_trainer_state(path)
         config = run_config_from_yaml(state["config"], origin=f"{path}: config").with_overrides(
             steps=steps, store=store)
         trainer = cls(config, frozen=state["frozen"], **kwargs)

@@ -11,6 +11,7 @@ import torch
 import yaml
 import zarr
 
+from atmorep_coupler.checkpoint import save_state
 from atmorep_coupler.component.atmorep import AtmoRepComponent, step_together
 from atmorep_coupler.component.tiling import seam_ratios
 from atmorep_coupler.coupling.build import resolve_kind
@@ -437,7 +438,7 @@ def test_mismatched_checkpoints_are_refused(checkpoint, tiny_store, tmp_path):
 
     state = torch.load(checkpoint, weights_only=True)
     del state["model"]["fields.temperature.tail.bias"]
-    torch.save(state, tmp_path / "truncated.pt")
+    save_state(state, tmp_path / "truncated.pt", format=state["format"])  # a valid file of incomplete weights
     with pytest.raises(CheckpointError, match="weights do not fit"):
         make(tmp_path / "truncated.pt", tiny_store)
     torch.save({"config": state["config"], "model": {}, "normalization": state["normalization"],
@@ -445,7 +446,7 @@ def test_mismatched_checkpoints_are_refused(checkpoint, tiny_store, tmp_path):
     with pytest.raises(CheckpointError, match="weights_only=True"):
         make(tmp_path / "pickled.pt", tiny_store)  # arbitrary pickled objects are never unpickled
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pt: cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable trainer checkpoint"):
         make(tmp_path / "junk.pt", tiny_store)
     with pytest.raises(ConfigError, match=r"time_step: PT6H, but checkpoint .*tiny.pt predicts one token time "
                                           r"slice of 1 data step\(s\) of PT3H per step; set time_step to PT3H"):

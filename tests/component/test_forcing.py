@@ -104,6 +104,20 @@ def test_config_and_file_errors(data_dir, tmp_path):
         PrescribedField.from_config({**base, "variable": "tos"})
 
 
+@pytest.mark.parametrize("units, fragment", [
+    ("Kelvin degrees", "variable 'tos': cannot parse units 'Kelvin degrees'"),
+    ("m", "variable 'tos': units 'm' do not fit its CF standard_name 'sea_surface_temperature'"),
+    ("K", r"record 0 \(2000-02-27 00:00:00\) has -?\d+\.?\d* K, outside the plausible 200 .. 350 K"),  # degC data
+])
+def test_units_of_a_prescribed_file_are_checked(data_dir, tmp_path, units, fragment):
+    ds = xr.open_dataset(data_dir / "sst.nc", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)).load()
+    ds["tos"].attrs["units"] = units
+    ds.to_netcdf(tmp_path / "relabelled.nc")
+    with pytest.raises(DataError, match=fragment):
+        PrescribedField.from_config({"start": "2000-02-27", "time_step": "P1D", "calendar": "noleap",
+                                     "path": str(tmp_path / "relabelled.nc"), "variable": "tos", "units": "K"})
+
+
 # ----------------------------------------------------------------------------------- insolation
 def _daily_mean_insolation(lat_deg: np.ndarray, day_of_year: float, solar_constant: float) -> np.ndarray:
     """Independent reference: integrate S0 (d/d)^2 max(0, cos zenith) over the hour angle numerically,
@@ -205,5 +219,5 @@ def test_scenario_config_errors():
         CO2Scenario.from_config({**base, "series": [["2000-01-01", 1.0], ["2000-02-30", 2.0]]})
     with pytest.raises(DataError, match="record times must increase"):
         CO2Scenario.from_config({**base, "series": [["2000-01-02", 1.0], ["2000-01-01", 2.0]]})
-    with pytest.raises(DataError, match="finite"):
+    with pytest.raises(ConfigError, match=r"series\[1\]\[1\]: expected a finite number, got nan"):
         CO2Scenario.from_config({**base, "series": [["2000-01-01", 1.0], ["2000-01-02", float("nan")]]})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,10 @@ import yaml
 
 from atmorep_coupler.coupling.driver import CoupledRun
 
+REPO = Path(__file__).resolve().parents[2]
 ANALYTIC = "tests.coupling.analytic:Analytic"
+TRUST = ("tests",)
+"""``kind: tests.coupling.analytic:Analytic`` imports a module outside the registered kinds' packages."""
 
 
 def base_config() -> dict:
@@ -45,10 +50,15 @@ def write_config(folder: Path, config: dict, name: str = "run.yaml") -> Path:
     return path
 
 
+def open_run(path: Path, **kwargs) -> CoupledRun:
+    """``CoupledRun.from_file`` trusting the test package's components (``allow_imports=TRUST``)."""
+    return CoupledRun.from_file(path, allow_imports=TRUST, **kwargs)
+
+
 def run_config(folder: Path, config: dict, **kwargs) -> CoupledRun:
     """Run ``config`` to its end with outputs under ``folder/out``; returns the (closed) run."""
     path = write_config(folder, config)
-    with CoupledRun.from_file(path, out_dir=folder / "out", progress=False, **kwargs) as run:
+    with open_run(path, out_dir=folder / "out", progress=False, **kwargs) as run:
         run.summary = run.run()
     return run
 
@@ -60,3 +70,13 @@ def open_output(path: Path) -> xr.Dataset:
 @pytest.fixture
 def config() -> dict:
     return copy.deepcopy(base_config())
+
+
+def bench_module(name: str):
+    """``bench/<name>.py`` as a module: a benchmark and its CI test share one engine."""
+    key = f"bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, REPO / "bench" / f"{name}.py")
+        module = sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[key]

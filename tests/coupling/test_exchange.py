@@ -10,13 +10,12 @@ import pytest
 import xarray as xr
 
 from atmorep_coupler.coupling.build import build_grid
-from atmorep_coupler.coupling.driver import CoupledRun
 from atmorep_coupler.coupling.reduction import TimeReduction
 from atmorep_coupler.coupling.schema import GridSpec
 from atmorep_coupler.errors import ConfigError, RegridError
 from atmorep_coupler.regrid.grids import GaussianGrid, LatLonGrid
 
-from .conftest import ANALYTIC, write_config
+from .conftest import ANALYTIC, open_run, write_config
 
 
 # ------------------------------------------------------------------------------ time reduction
@@ -64,7 +63,7 @@ def conservation_config(method: str, rtol: float = 1e-12) -> dict:
 
 @pytest.mark.parametrize("method", ["conservative", "conservative_normed"])
 def test_conservative_exchange_between_grids_conserves_the_area_integral(tmp_path, method):
-    with CoupledRun.from_file(write_config(tmp_path, conservation_config(method)), out_dir=tmp_path / "out",
+    with open_run(write_config(tmp_path, conservation_config(method)), out_dir=tmp_path / "out",
                               progress=False) as run:
         run.run()
         received = run.components["b"].get_field("received").values  # the import for the window [6 h, 12 h)
@@ -88,7 +87,7 @@ def test_conservative_exchange_between_grids_conserves_the_area_integral(tmp_pat
 
 def test_conservation_check_fails_beyond_rtol(tmp_path):
     path = write_config(tmp_path, conservation_config("conservative", rtol=1e-300))
-    with CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False) as run:
+    with open_run(path, out_dir=tmp_path / "out", progress=False) as run:
         with pytest.raises(RegridError, match=r"couplings\[0\] a->b: field 'signal' at 21600 s: the area integral changed"):
             run.run()
 
@@ -102,7 +101,7 @@ def test_unit_conversion_with_offset_in_an_accumulating_exchange(tmp_path):
     coupling = config["couplings"][0]
     coupling["time_reduction"] = "accumulate"
     del coupling["remap"], coupling["conservation"]
-    with CoupledRun.from_file(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False) as run:
+    with open_run(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False) as run:
         run.run()
         received = run.components["b"].get_field("received")
     assert received.attrs["units"] == "degC"
@@ -117,7 +116,7 @@ def test_delivered_units_key_converts_through_the_given_units(tmp_path):
     config = conservation_config("conservative")
     config["couplings"][0]["fields"][0]["units"] = "degF"
     config["couplings"][0]["time_reduction"] = "instant"
-    with CoupledRun.from_file(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False) as run:
+    with open_run(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False) as run:
         run.run()
         exchange = run.exchanges[0]
         assert exchange.routes[0].units == "degF"
@@ -173,7 +172,7 @@ def test_masked_source_with_fallback_and_fraction_weighting(tmp_path):
         "masked": {"method": "conservative_normed", "fallback": ["nearest_s2d"]},
         "fraction": {"method": "conservative_normed", "fraction": "sst_mask", "fallback": ["nearest_s2d"]},
     }.items():
-        with CoupledRun.from_file(write_config(tmp_path / name, sst_config(tmp_path / "sst.zarr", remap)),
+        with open_run(write_config(tmp_path / name, sst_config(tmp_path / "sst.zarr", remap)),
                                   out_dir=tmp_path / name / "out", progress=False) as run:
             run.run()
             results[name] = run.components["sink"].get_field("sst").values
@@ -198,7 +197,7 @@ def test_vector_pair_maps_through_cartesian_components(tmp_path):
     coupling = config["couplings"][0]
     coupling.update(fields=[{"src": ["u", "v"], "dst": ["u_received", "v_received"]}], time_reduction="instant")
     del coupling["conservation"]
-    with CoupledRun.from_file(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False) as run:
+    with open_run(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False) as run:
         run.run()
         u = run.components["b"].get_field("u_received").values
         v = run.components["b"].get_field("v_received").values
@@ -237,7 +236,7 @@ def esmf_config(lat_order: str) -> dict:
 
 @pytest.mark.skipif(not ESMF.is_dir(), reason="ESMF reference files not available")
 def test_esmf_weight_file_drives_a_conservative_exchange(tmp_path):
-    with CoupledRun.from_file(write_config(tmp_path, esmf_config("ascending")), out_dir=tmp_path / "out",
+    with open_run(write_config(tmp_path, esmf_config("ascending")), out_dir=tmp_path / "out",
                               progress=False) as run:
         run.run()
         received = run.components["sink"].get_field("t").values
@@ -253,7 +252,7 @@ def test_esmf_weight_file_drives_a_conservative_exchange(tmp_path):
 @pytest.mark.skipif(not ESMF.is_dir(), reason="ESMF reference files not available")
 def test_esmf_weight_file_with_the_other_latitude_order_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match=r"couplings\[0\]\.remap\.weights: .*centres differ.*check the latitude order"):
-        CoupledRun.from_file(write_config(tmp_path, esmf_config("descending")), out_dir=tmp_path / "out", progress=False)
+        open_run(write_config(tmp_path, esmf_config("descending")), out_dir=tmp_path / "out", progress=False)
 
 
 def test_configured_grid_mask_excludes_source_cells(tmp_path):
@@ -265,7 +264,7 @@ def test_configured_grid_mask_excludes_source_cells(tmp_path):
     config = conservation_config("conservative_normed")
     config["grids"]["g6"]["mask"] = {"file": "m.nc", "variable": "ocean"}
     config["couplings"][0]["remap"]["fallback"] = ["nearest_s2d"]  # destination cells under the masked band
-    with CoupledRun.from_file(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False) as run:
+    with open_run(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False) as run:
         run.run()
     pattern = 40.0 * np.cos(np.deg2rad(grid.center_lat)) * np.cos(np.deg2rad(grid.center_lon))
     window_mean = 280.0 + 9.5 + pattern
@@ -277,7 +276,7 @@ def test_configured_grid_mask_excludes_source_cells(tmp_path):
     flipped = xr.Dataset({"ocean": (("lat", "lon"), active)}, coords={"lat": grid.lat[::-1], "lon": grid.lon})
     flipped.to_netcdf(tmp_path / "m.nc")
     with pytest.raises(ConfigError, match=r"grids\.g6\.mask: the latitudes of 'ocean' .* differ from the grid's"):
-        CoupledRun.from_file(write_config(tmp_path, config), out_dir=tmp_path / "out2", progress=False)
+        open_run(write_config(tmp_path, config), out_dir=tmp_path / "out2", progress=False)
 
 
 @pytest.mark.skipif(not ESMF.is_dir(), reason="ESMF reference files not available")

@@ -7,15 +7,16 @@ import datetime as dt
 
 import numpy as np
 import pytest
+import yaml
 
 from atmorep_coupler.config import from_dict, to_dict
 from atmorep_coupler.coupling.driver import CoupledRun
 from atmorep_coupler.coupling.schema import CoupledRunConfig, load_coupling_config
-from atmorep_coupler.errors import ConfigError
+from atmorep_coupler.errors import ConfigError, DataError
 from atmorep_coupler.regrid.grids import GaussianGrid, LatLonGrid
 from atmorep_coupler.regrid.regridder import Regridder
 
-from .conftest import ANALYTIC, write_config
+from .conftest import ANALYTIC, open_run, write_config
 
 # A small valid file, section by section; each bad case replaces one or more sections.
 SECTIONS = {
@@ -58,7 +59,7 @@ BAD = [
      "start: '2001-02-29T00:00' is not a date of the 'noleap' calendar"),
     ("date-garbage", {"run": "run: {name: t, start: yesterday, end: 2000-01-02}"}, "start: 'yesterday' is not an ISO date"),
     ("end-before-start", {"run": "run: {name: t, start: 2000-01-02, end: 2000-01-01}"}, "end: 2000-01-01T00:00:00 is not after start"),
-    ("name-with-slash", {"run": "run: {name: a/b, start: 2000-01-01, end: 2000-01-02}"}, "run: name: 'a/b' may only contain"),
+    ("name-with-slash", {"run": "run: {name: a/b, start: 2000-01-01, end: 2000-01-02}"}, "run: name: 'a/b' is not a safe file name"),
     ("seed-string", {"run": "run: {name: t, start: 2000-01-01, end: 2000-01-02, seed: zero}"}, "run.seed: expected an integer"),
     ("transport", {"run": "run: {name: t, start: 2000-01-01, end: 2000-01-02, transport: mpi}"},
      "run.transport: 'mpi' is not one of ['inprocess', 'ray']"),
@@ -75,7 +76,7 @@ BAD = [
     ("grid-odd-gaussian", {"grids": "grids: {g6: {type: regular_latlon, nlat: 6, nlon: 12}, g8: {type: gaussian, nlat: 7}}"},
      "grids.g8: nlat: a Gaussian grid has an even number of latitudes, got 7"),
     ("grid-negative", {"grids": "grids: {g6: {type: regular_latlon, nlat: -6, nlon: 12}, g8: {type: gaussian, nlat: 8}}"},
-     "grids.g6: nlat: must be positive, got -6"),
+     "grids.g6: nlat: must be between 1 and 100000, got -6"),
     ("grid-curvilinear-no-file", {"grids": "grids: {g6: {type: curvilinear}, g8: {type: gaussian, nlat: 8}}"},
      "grids.g6: file: a curvilinear grid needs a SCRIP grid file"),
     ("grid-file-on-latlon", {"grids": "grids: {g6: {type: regular_latlon, nlat: 6, nlon: 12, file: g.nc}, g8: {type: gaussian, nlat: 8}}"},
@@ -105,9 +106,9 @@ BAD = [
     ("timestep-words", {"components": "components: {a: {kind: 'x.y:A', grid: g6, timestep: 6 hours}, b: {kind: 'x.y:B', grid: g8, timestep: PT3H}}"},
      "components.a.timestep: '6 hours' is not an ISO 8601 duration"),
     ("component-id", {"components": "components: {'a b': {kind: 'x.y:A', grid: g6, timestep: PT1H}, b: {kind: 'x.y:B', grid: g8, timestep: PT3H}}"},
-     "components.a b: component ids may only contain"),
+     "components: a component id: 'a b' is not a safe file name"),
     ("ensemble-zero", {"components": "components: {a: {kind: 'x.y:A', grid: g6, timestep: PT1H, ensemble: {members: 0}}, b: {kind: 'x.y:B', grid: g8, timestep: PT3H}}"},
-     "components.a.ensemble: members: must be at least 1, got 0"),
+     "components.a.ensemble: members: must be between 1 and 1024, got 0"),
     ("config-list", {"components": "components: {a: {kind: 'x.y:A', grid: g6, timestep: PT1H, config: [1]}, b: {kind: 'x.y:B', grid: g8, timestep: PT3H}}"},
      "components.a.config: [1] matches none of"),
     ("coupling-from-unknown", {"couplings": coupling(**{"from": "c"})}, "couplings[0].from: unknown component 'c' (defined: a, b)"),
@@ -278,7 +279,7 @@ RUNTIME_BAD = [
 def test_pre_run_checks_against_components(tmp_path, changes, fragment):
     path = write_config(tmp_path, runtime_config(**copy.deepcopy(changes)))
     with pytest.raises(ConfigError) as info:
-        CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False)
+        open_run(path, out_dir=tmp_path / "out", progress=False)
     assert str(info.value).startswith(f"{path}: "), str(info.value)
     assert fragment in str(info.value), str(info.value)
     assert not (tmp_path / "out" / "b.zarr").exists()  # nothing ran
@@ -288,7 +289,7 @@ def test_weight_file_for_other_grids_is_rejected(tmp_path):
     weights = weights_for_other_grids(tmp_path)
     path = write_config(tmp_path, runtime_config(coupling__remap={"method": "conservative", "weights": weights}))
     with pytest.raises(ConfigError) as info:
-        CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False)
+        open_run(path, out_dir=tmp_path / "out", progress=False)
     message = str(info.value)
     assert "couplings[0].remap.weights" in message and "made for a destination grid of 32 cells" in message
 
@@ -298,7 +299,7 @@ def test_weight_file_of_other_method_is_rejected(tmp_path):
     Regridder(LatLonGrid(6, 12), GaussianGrid(8, 16), "bilinear").to_netcdf(weights)
     path = write_config(tmp_path, runtime_config(coupling__remap={"method": "conservative", "weights": str(weights)}))
     with pytest.raises(ConfigError, match=r"couplings\[0\]\.remap: .*holds 'bilinear' weights, remap.method is 'conservative'"):
-        CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False)
+        open_run(path, out_dir=tmp_path / "out", progress=False)
 
 
 def test_import_without_producer_is_rejected(tmp_path):
@@ -310,7 +311,7 @@ def test_import_without_producer_is_rejected(tmp_path):
     }
     path = write_config(tmp_path, config)
     with pytest.raises(ConfigError, match="import 'sst' of component 'sink' has no producer; add a coupling"):
-        CoupledRun.from_file(path, out_dir=tmp_path / "out", progress=False)
+        open_run(path, out_dir=tmp_path / "out", progress=False)
 
 
 def test_weight_file_that_fits_is_used(tmp_path):
@@ -320,7 +321,54 @@ def test_weight_file_that_fits_is_used(tmp_path):
     results = []
     for name, remap in (("file", {"method": "conservative", "weights": str(weights)}), ("computed", {"method": "conservative"})):
         path = write_config(tmp_path / name, runtime_config(coupling__remap=remap))
-        with CoupledRun.from_file(path, out_dir=tmp_path / name / "out", progress=False) as run:
+        with open_run(path, out_dir=tmp_path / name / "out", progress=False) as run:
             run.run()
             results.append(run.components["b"].get_field("received").values)
     np.testing.assert_allclose(results[0], results[1], rtol=1e-13)
+
+
+def test_component_config_errors_name_the_full_key_path_or_file(tmp_path):
+    sink = {"kind": "receiver", "grid": "g6", "timestep": "PT6H",
+            "config": {"grid": {"type": "regular_latlon", "nlat": 6, "nlon": 12, "lat_order": "up"},
+                       "fields": [{"name": "sst", "units": "K"}]}}
+    config = runtime_config()
+    config["components"]["sink"] = sink
+    path = write_config(tmp_path, config)
+    with pytest.raises(ConfigError) as info:
+        open_run(path, out_dir=tmp_path / "out", progress=False)
+    assert str(info.value).startswith(f"{path}: components.sink.config.grid.lat_order: 'up' is not one of"), str(info.value)
+
+    (tmp_path / "sink.yaml").write_text(yaml.safe_dump(sink["config"]))
+    config["components"]["sink"] = {**sink, "config": "sink.yaml"}
+    path = write_config(tmp_path, config)
+    with pytest.raises(ConfigError) as info:
+        open_run(path, out_dir=tmp_path / "out", progress=False)
+    assert str(info.value).startswith(f"{path}: components.sink: {tmp_path / 'sink.yaml'}: grid.lat_order: 'up'"), \
+        str(info.value)
+
+
+def test_a_missing_component_store_names_the_coupling_file_and_component(tmp_path):
+    config = runtime_config()
+    config["components"]["sst"] = {"kind": "prescribed", "grid": "g6", "timestep": "PT6H",
+                                   "config": {"path": "nowhere.nc", "variable": "tos"}}
+    path = write_config(tmp_path, config)
+    with pytest.raises(DataError) as info:
+        open_run(path, out_dir=tmp_path / "out", progress=False)
+    assert str(info.value) == f"{path}: components.sst: {tmp_path / 'nowhere.nc'}: file or store not found"
+
+
+def test_kind_imports_only_what_is_trusted(tmp_path, capsys):
+    from atmorep_coupler.run import main
+
+    config = runtime_config()
+    config["components"]["b"]["kind"] = "this:Nope"  # importing `this` prints the Zen of Python
+    path = write_config(tmp_path, config)
+    assert main([str(path), "--out", str(tmp_path / "out"), "--no-progress", "--allow-import", "tests"]) == 2
+    captured = capsys.readouterr()
+    assert "Beautiful is better than ugly" not in captured.out + captured.err  # nothing was imported
+    assert f"error: {path}: components.b.kind: 'this:Nope' would import module 'this' and run its code" in captured.err
+    assert "pass --allow-import this" in captured.err
+    config["components"]["b"]["kind"] = "components.sst_proxy:SSTProxy"  # a registered kind's package: trusted
+    with pytest.raises(ConfigError, match=r"components\.a\.kind: 'tests.coupling.analytic:Analytic' would import "
+                                          "module 'tests.coupling.analytic'"):  # ... the test package is not
+        CoupledRun.from_file(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False)

@@ -4,8 +4,7 @@
 
 The triggers go through the same entry points a user does (``train.main``, ``run.main``,
 ``data.__main__.main``, the component class) on the tiny default store and checkpoint; the CLI
-triggers run in-process, and the output is what the CLI prints: ``error: ...`` on stderr for
-``run``/``data``, the traceback's last line for ``train``.
+triggers run in-process, and the output is what the CLI prints: ``error: ...`` on stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +60,7 @@ class Context:
     store: Path
     checkpoint: Callable[[], Path]
     capsys: pytest.CaptureFixture
+    fixture: Callable[[str], object]
 
     def store_copy(self, name: str) -> Path:
         return shutil.copytree(self.store, self.tmp / name)
@@ -76,14 +75,10 @@ class Context:
 
 
 def _train(ctx: Context, *argv: str) -> str:
-    """What ``python -m atmorep_coupler.train ARGV`` ends with: the exception's line of the traceback."""
+    """What ``python -m atmorep_coupler.train ARGV`` prints on stderr: one ``error: ...`` line."""
     from atmorep_coupler.train import main
 
-    try:
-        main([*argv, "--no-progress", "--out", str(ctx.tmp / "train_out")])
-    except Exception as exc:  # noqa: BLE001 -- the message is the point
-        return traceback.format_exception_only(exc)[-1]
-    raise AssertionError(f"train {' '.join(argv)} did not fail")
+    return _cli(ctx, main, *argv, "--no-progress", "--out", str(ctx.tmp / "train_out"))
 
 
 def _cli(ctx: Context, main: Callable, *argv: str) -> str:
@@ -130,6 +125,13 @@ def config_duplicate_key(ctx: Context) -> str:
                   "--store", str(ctx.store), "--steps", "1")
 
 
+def config_yaml_limits(ctx: Context) -> str:
+    bomb = "".join(f"  {name}: &{name} [{', '.join([f'*{prev}' if prev else 'x'] * 9)}]\n"
+                   for prev, name in zip(["", *"abcde"], "abcdef"))  # 9**6 values in 6 short lines
+    (ctx.tmp / "my_coupling.yaml").write_text("notes:\n" + bomb + (CONFIGS / "forcing_only.yaml").read_text())
+    return _run(ctx, "my_coupling.yaml", "--out", "runs/x")
+
+
 def store_missing_variable(ctx: Context) -> str:
     config = ctx.tiny_config(("coupled_fields: [u_component_of_wind, sea_surface_temperature]",
                               "coupled_fields: [specific_humidity, sea_surface_temperature]"))
@@ -159,6 +161,37 @@ def store_missing_time(ctx: Context) -> str:
     return _raised(lambda: AtmoRepComponent.from_config({
         "start": "2000-03-16T00:00:00", "time_step": "PT3H",
         "checkpoint": str(ctx.checkpoint()), "initial_condition": str(ctx.store)}))
+
+
+def store_damaged_chunk(ctx: Context) -> str:
+    import os
+
+    from atmorep_coupler.data.__main__ import main
+
+    store = ctx.store_copy("era5.zarr")
+    chunk = store / "temperature" / "c" / "0" / "0" / "0" / "0"
+    os.truncate(chunk, chunk.stat().st_size // 2)  # a copy cut short
+    return _cli(ctx, main, "stats", "era5.zarr", "--quiet")
+
+
+def store_implausible_values(ctx: Context) -> str:
+    import zarr
+
+    from atmorep_coupler.data.__main__ import main
+
+    store = ctx.store_copy("era5.zarr")
+    temperature = zarr.open_group(store, mode="r+")["temperature"]
+    temperature[:] = temperature[:] - 273.15  # converted to degC, the attribute left at K
+    return _cli(ctx, main, "stats", "era5.zarr", "--quiet")
+
+
+def checkpoint_damaged(ctx: Context) -> str:
+    path = ctx.fixture("flipped_checkpoint")(ctx.checkpoint(), ctx.tmp / "trainer.pt")  # 64 bytes of a tensor flipped
+    return _train(ctx, "--resume", str(path), "--store", str(ctx.store), "--steps", "4")
+
+
+def coupling_untrusted_kind(ctx: Context) -> str:
+    return _run(ctx, "coupling_configs/forcing_only.yaml", "--out", "runs/x", "--set", "components.model.kind=mymodels.ocean:Slab")
 
 
 def units_not_convertible(ctx: Context) -> str:
@@ -253,6 +286,10 @@ def coupling_weight_file(ctx: Context) -> str:
                 "--set", f"couplings.0.remap.weights={weights}")
 
 
+def coupling_outside_out(ctx: Context) -> str:
+    return _run(ctx, "coupling_configs/forcing_only.yaml", "--out", "runs/x", "--set", "outputs.0.path=/data/daily.zarr")
+
+
 def coupling_no_restart(ctx: Context) -> str:
     return _run(ctx, "coupling_configs/forcing_only.yaml", "--out", "runs/new", "--resume")
 
@@ -286,10 +323,12 @@ def verify_climatology_coverage(ctx: Context) -> str:
 
 
 TRIGGERS: dict[str, Callable[[Context], str]] = {f.__name__: f for f in (
-    cuda_wheels, config_unknown_key, config_wrong_type, config_duplicate_key, store_missing_variable, store_missing_level,
-    store_unknown_units, store_missing_time, units_not_convertible, nan_in_training, nan_import,
-    checkpoint_other_statistics, checkpoint_levels, coupling_period, coupling_no_producer, coupling_weight_file,
-    coupling_no_restart, ray_no_gpu, ray_storage_relative, verify_climatology_coverage)}
+    cuda_wheels, config_unknown_key, config_wrong_type, config_duplicate_key, config_yaml_limits, store_missing_variable,
+    store_missing_level, store_unknown_units, store_damaged_chunk, store_implausible_values, store_missing_time,
+    units_not_convertible, nan_in_training, nan_import, checkpoint_other_statistics, checkpoint_levels, checkpoint_damaged,
+    coupling_period, coupling_no_producer, coupling_weight_file, coupling_untrusted_kind, coupling_outside_out,
+    coupling_no_restart, ray_no_gpu, ray_storage_relative,
+    verify_climatology_coverage)}
 MARKS = {"ray_no_gpu": [pytest.mark.ray]}
 
 
@@ -307,7 +346,8 @@ def test_every_documented_error_has_a_trigger_and_back():
 def test_documented_message_is_what_the_code_prints(name, tiny_store, request, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "coupling_configs").symlink_to(CONFIGS, target_is_directory=True)
-    ctx = Context(tmp_path, tiny_store, lambda: request.getfixturevalue("tiny_default_checkpoint"), capsys)
+    ctx = Context(tmp_path, tiny_store, lambda: request.getfixturevalue("tiny_default_checkpoint"), capsys,
+                  request.getfixturevalue)
     line, text = documented()[name]
     actual = TRIGGERS[name](ctx)
     assert pattern(text).search(actual), (

@@ -50,8 +50,8 @@ def trained(request, tiny_store, tmp_path_factory):
     assert data_main(["era5-layout", layout, str(tiny_store), str(store), "--quiet"]) == 0
     assert data_main(["stats", str(store), "--quiet"]) == 0
     out = folder / "runs"
-    train_main(["--config", "era5_tiny", "--store", str(store), "--steps", str(STEPS), "--out", str(out),
-                "--no-progress"])
+    assert train_main(["--config", "era5_tiny", "--store", str(store), "--steps", str(STEPS), "--out", str(out),
+                       "--no-progress"]) == 0
     return layout, store, out / "checkpoints" / "last.pt"
 
 

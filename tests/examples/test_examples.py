@@ -87,13 +87,20 @@ def test_bmi_host_loop_matches_native_stepping(tiny_store, tiny_default_checkpoi
 def test_slab_ocean_coupled_run_follows_the_exact_solution(tmp_path):
     config = EXAMPLES / "slab_ocean_coupled.yaml"
     # the kind examples.new_component:SlabOcean resolves through PYTHONPATH from any folder ...
-    run([sys.executable, "-m", "atmorep_coupler.run", str(config), "--out", str(tmp_path / "out"), "--no-progress"],
-        cwd=tmp_path, PYTHONPATH=str(REPO))
+    run([sys.executable, "-m", "atmorep_coupler.run", str(config), "--out", str(tmp_path / "out"), "--no-progress",
+         "--allow-import", "examples"], cwd=tmp_path, PYTHONPATH=str(REPO))
     # ... and without it the error names the key and the module
-    failed = subprocess.run([sys.executable, "-m", "atmorep_coupler.run", str(config), "--out", str(tmp_path / "x")],
+    failed = subprocess.run([sys.executable, "-m", "atmorep_coupler.run", str(config), "--out", str(tmp_path / "x"),
+                             "--allow-import", "examples"],
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""}, capture_output=True, text=True)
     assert failed.returncode == 2
     assert "components.ocean.kind: cannot import 'examples.new_component'" in failed.stderr
+    # a module nobody said to trust is not imported at all
+    untrusted = subprocess.run([sys.executable, "-m", "atmorep_coupler.run", str(config), "--out", str(tmp_path / "y")],
+                               cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert untrusted.returncode == 2
+    assert "components.ocean.kind: 'examples.new_component:SlabOcean' would import module 'examples.new_component'" \
+        in untrusted.stderr
 
     ocean = xr.open_zarr(tmp_path / "out" / "ocean.zarr").load()
     days = 10

@@ -1,5 +1,5 @@
-"""The multiformer: shapes, positional encoding (D3), gradients, invariances, overfitting, attention
-maps, activation checkpointing and plug-and-play loading."""
+"""The multiformer: shapes, positional encoding (D3), gradients, invariances, overfitting, activation
+checkpointing, compilation and plug-and-play loading (attention itself: ``test_attention.py``)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from torch._dynamo.utils import counters
+
+from atmorep_coupler.checkpoint import WEIGHTS_FORMAT, save_state
 from atmorep_coupler.config import from_dict
 from atmorep_coupler.data.tokens import token_metadata
 from atmorep_coupler.errors import CheckpointError, ConfigError
 from atmorep_coupler.model.config import ModelConfig
 from atmorep_coupler.model.losses import total_loss
 from atmorep_coupler.model.masking import Masker
-from atmorep_coupler.model.multiformer import Multiformer, load_fields, positional_encoding
+from atmorep_coupler.model.multiformer import (Multiformer, activation_bytes, checkpointing_needed, compile_model,
+                                                load_fields, load_weights, positional_encoding)
 
 from .conftest import tiny_config_dict
 
@@ -108,34 +112,99 @@ def test_result_does_not_depend_on_field_order(tiny_config):
         torch.testing.assert_close(a[name].members, b[name].members)
 
 
-def test_attention_maps_are_distributions_and_match_sdpa(tiny_config):
-    torch.manual_seed(4)
-    model = Multiformer(tiny_config).eval()
-    masked, meta = make_batch(tiny_config)
-    maps = model.attention_maps(masked, meta)
-    assert maps["encoder.0.temperature<-u_component_of_wind"].shape == (3, 1, 48, 48)
-    assert maps["encoder.1.temperature<-sea_surface_temperature"].shape == (3, 1, 48, 2)
-    assert maps["encoder.0.temperature<-temperature"].shape == (3, 4, 48, 48)
-    assert "decoder.1.u_component_of_wind<-encoder" in maps
-    for w in maps.values():
-        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
-    record: dict = {}
-    explicit, fused = model(masked, meta, record), model(masked, meta)
-    for name in fused:
-        torch.testing.assert_close(explicit[name].members, fused[name].members, rtol=1e-5, atol=1e-5)
-
-
-def test_activation_checkpointing_gives_the_same_gradients():
-    d = tiny_config_dict(dropout=0.0)
-    plain = Multiformer(from_dict(ModelConfig, d))
+def test_activation_checkpointing_gives_identical_gradients():
+    """Recomputing each layer (dropout masks replayed from the saved RNG state) changes nothing, bit for bit."""
+    d = tiny_config_dict(dropout=0.1)
+    plain = Multiformer(from_dict(ModelConfig, dict(d, activation_checkpointing=False)))
     ckpt = Multiformer(from_dict(ModelConfig, dict(d, activation_checkpointing=True)))
+    assert not plain.activation_checkpointing and ckpt.activation_checkpointing
     ckpt.load_state_dict(plain.state_dict())
     masked, meta = make_batch(plain.config)
+    losses = []
     for model in (plain, ckpt):
         model.train()
-        loss_of(model.config, model(masked, meta), masked).backward()
+        torch.manual_seed(11)  # the same dropout masks
+        loss = loss_of(model.config, model(masked, meta), masked)
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == losses[1]
     for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters()):
-        torch.testing.assert_close(a.grad, b.grad, msg=name)
+        assert torch.equal(a.grad, b.grad), name
+    with torch.profiler.profile() as prof:  # and it really recomputed: twice the attention calls
+        loss_of(ckpt.config, ckpt(masked, meta), masked).backward()
+    calls = {e.key: e.count for e in prof.key_averages()}
+    assert calls["aten::scaled_dot_product_attention"] == 2 * sum(
+        len(layer.heads) for f in ckpt.fields.values() for layer in [*f.encoder, *getattr(f, "decoder", [])])
+
+
+@pytest.mark.slow  # tracing takes 15-40 s on the shared 2-core machine
+def test_compiled_model_is_one_graph_for_every_target_count_and_equals_eager():
+    """The whole forward (embedding to tail, the data-dependent gather of targets included) is one graph;
+    batches with other target counts reuse it; outputs and gradients equal the eager model's. Traced with
+    the ``aot_eager`` backend (dynamo + AOTAutograd without code generation: inductor's C++ compilation
+    takes minutes on 2 cores; the benchmark times it)."""
+    tiny_config = from_dict(ModelConfig, tiny_config_dict(encoder_layers=1, decoder_layers=1))
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(8)
+    model = Multiformer(tiny_config).train()
+    compiled = compile_model(model, backend="aot_eager")
+    counts = []
+    for seed in range(3):  # BERT masking: another number of targets in every batch
+        masked, meta = make_batch(tiny_config, seed=seed, key=(0, 0, seed))
+        counts.append(int(masked["temperature"].target.sum()))
+        grads = []
+        for m in (model, compiled):
+            model.zero_grad()
+            out = m(masked, meta)
+            loss_of(tiny_config, out, masked).backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+            if m is model:
+                eager = out
+        for name in out:
+            torch.testing.assert_close(out[name].members, eager[name].members, rtol=1e-5, atol=1e-6)
+        for name, g in grads[0].items():
+            torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-6, msg=name)
+    assert len(set(counts)) == 3
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"] and not counters["recompiles"]
+
+
+def test_checkpointing_rule_follows_memory(monkeypatch):
+    """``auto``: checkpoint when the estimated activations exceed half the memory left after weights,
+    gradients and AdamW state; an explicit setting is kept whatever the memory."""
+    from atmorep_coupler.model import multiformer
+
+    model = Multiformer(from_dict(ModelConfig, tiny_config_dict(activation_checkpointing="auto")))
+    states = 16 * sum(p.numel() for p in model.parameters())
+    activations = activation_bytes(model.config, batch_size=8)
+    for free, expected in [(states + 2.1 * activations, False), (states + 1.9 * activations, True)]:
+        monkeypatch.setattr(multiformer, "_available_memory", lambda device, free=free: int(free))
+        assert checkpointing_needed(model, 8, "cpu") is expected
+    assert not model.activation_checkpointing  # ``auto`` is off until resolved for a device and batch
+    for setting in (True, False):
+        fixed = Multiformer(from_dict(ModelConfig, tiny_config_dict(activation_checkpointing=setting)))
+        assert checkpointing_needed(fixed, 10**6, "cpu") is setting
+
+
+def test_activation_estimate_matches_the_saved_tensors(tiny_config):
+    """The estimate behind the rule, against the bytes autograd really keeps (saved-tensor hooks)."""
+    grouped = tiny_config_dict(position_bias_groups=[1, 3], coupling_position_bias=True)  # 2 + 24 extra channels
+    for config in (tiny_config, from_dict(ModelConfig, tiny_config_dict(relative_position_bias=False)),
+                   from_dict(ModelConfig, grouped)):
+        model = Multiformer(config).train()
+        masked, meta = make_batch(config, batch=4)
+        params = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+        saved = {}
+
+        def keep(t):
+            if t.untyped_storage().data_ptr() not in params:
+                saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            model(masked, meta)
+        measured = sum(saved.values())
+        assert 0.8 < activation_bytes(config, 4) / measured < 1.2, (activation_bytes(config, 4), measured)
 
 
 def test_overfits_one_batch(tiny_config):
@@ -178,6 +247,8 @@ def test_config_errors_name_the_key():
         from_dict(ModelConfig, tiny_config_dict(strategies=[{"kind": "forecast", "forecast_slices": 3}]))
     with pytest.raises(ConfigError, match="decoder_layers: 3 > encoder_layers 2"):
         from_dict(ModelConfig, tiny_config_dict(decoder_layers=3))
+    with pytest.raises(ConfigError, match=r"position_bias_groups: \[1, 2\] must be group sizes"):
+        from_dict(ModelConfig, tiny_config_dict(position_bias_groups=[1, 2]))
 
 
 # ------------------------------------------------------------------------------ plug and play
@@ -194,7 +265,7 @@ def test_multiformer_from_single_field_checkpoints_reproduces_each_field(tmp_pat
     paths = {}
     for name, model in singles.items():
         paths[name] = tmp_path / f"{name}.pt"
-        torch.save({"model": model.state_dict()}, paths[name])
+        save_state({"model": model.state_dict()}, paths[name], format=WEIGHTS_FORMAT)
     multi = Multiformer(tiny_config).eval()
     for name, path in paths.items():
         loaded = load_fields(multi, path, [name])
@@ -244,32 +315,6 @@ def test_load_fields_rejects_mismatched_checkpoints(tiny_config):
         load_fields(model, deeper.state_dict(), ["temperature"])
 
 
-def test_relative_position_bias_depends_on_offsets_only():
-    from atmorep_coupler.model.multiformer import RelativePositionBias
-
-    grid = (2, 3, 2, 4)  # levels, T, Y, X: non-square
-    rpb = RelativePositionBias(grid, heads=3)
-    with torch.no_grad():
-        rpb.table.normal_()  # arbitrary learned values
-    bias = rpb()
-    S = int(np.prod(grid))
-    assert bias.shape == (3, S, S)
-    coords = np.array(np.unravel_index(np.arange(S), grid)).T  # row-major token order of the model
-    table = {}
-    for q in range(S):
-        for k in range(S):
-            offset = tuple(coords[q] - coords[k])
-            value = bias[:, q, k]
-            if offset in table:
-                assert torch.equal(table[offset], value)  # same offset, same bias, wherever it occurs
-            table[offset] = value
-    assert len(table) == np.prod([2 * n - 1 for n in grid])  # every offset has its own entry
-    fresh = RelativePositionBias(grid, heads=3)()
-    for q, k in [(0, 0), (0, 1), (5, 17), (47, 0)]:
-        distance = np.abs(coords[q] - coords[k]).sum()
-        torch.testing.assert_close(fresh[:, q, k], -distance * torch.tensor([1.0, 0.5, 0.25]))  # locality prior
-
-
 def test_coupling_position_bias_on_same_grid_couplings_only():
     """``coupling_position_bias``: coupling heads between fields on one token grid (temperature and
     u here) start local -- the same place, time and level is the most attended -- others stay unbiased."""
@@ -278,9 +323,26 @@ def test_coupling_position_bias_on_same_grid_couplings_only():
         layer = model.fields["temperature"].encoder[0]
         assert (layer.heads["u_component_of_wind"].bias is not None) == flag
         assert layer.heads["sea_surface_temperature"].bias is None  # another token grid
-    bias = layer.heads["u_component_of_wind"].bias()  # [1 head, S, S]
+    bias = layer.heads["u_component_of_wind"].bias.matrix()  # [1 head, S, S]
     S = 2 * 3 * 2 * 4
     assert bias.shape == (1, S, S)
     assert torch.all(bias[0].diagonal() == 0) and torch.all(bias[0][~torch.eye(S, dtype=torch.bool)] < 0)
     masked, meta = make_batch(model.config)
     assert set(model(masked, meta)) == {"temperature", "u_component_of_wind"}
+
+
+def test_weights_of_the_layout_before_fused_attention_are_refused_with_the_reason(tiny_config):
+    model = Multiformer(tiny_config)
+    state = model.state_dict()
+    old = {}
+    for key, value in state.items():  # the earlier layout: self heads projected q and kv separately
+        if key.endswith(".qkv.weight"):
+            q, kv = value.split([value.shape[0] // 3, 2 * value.shape[0] // 3])
+            old[key.replace(".qkv.", ".q.")], old[key.replace(".qkv.", ".kv.")] = q, kv
+        else:
+            old[key] = value
+    with pytest.raises(CheckpointError, match=r"old\.pt: the weights do not fit .*earlier version of the model.*retrain"):
+        load_weights(Multiformer(tiny_config), old, "old.pt")
+    other = Multiformer(from_dict(ModelConfig, tiny_config_dict(encoder_layers=3)))
+    with pytest.raises(CheckpointError, match=r"other\.pt: the weights do not fit the checkpoint's own model config: "):
+        load_weights(model, other.state_dict(), "other.pt")  # another mismatch: no such hint

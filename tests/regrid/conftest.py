@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-#: ESMF 8.8.1 reference cases (see its README.md); CI keeps them beside the repository.
-REFERENCE_DIR = Path(
-    os.environ.get(
-        "ATMOREP_ESMF_REFERENCE",
-        Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "esmf-weights",
-    )
-).resolve()
+#: ESMF 8.8.1 reference cases, test data of the repository (data/esmf-weights/README.md).
+REFERENCE_DIR = Path(__file__).resolve().parent / "data" / "esmf-weights"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
+    """The reference folder; its absence is a failure (the evidence must travel with the code)."""
     if not (REFERENCE_DIR / "summary.json").exists():
-        pytest.skip(f"ESMF reference files not found at {REFERENCE_DIR} (set ATMOREP_ESMF_REFERENCE)")
+        pytest.fail(f"ESMF reference files missing from {REFERENCE_DIR}: restore them from git")
     return REFERENCE_DIR
 
 
@@ -58,3 +56,19 @@ def field_f():
 def field_ylm():
     """A spherical-harmonic test field as a function of (lat, lon) in degrees."""
     return harmonic_field
+
+
+def regrid_weight_gen() -> str | None:
+    """Path of ESMF's ``ESMF_RegridWeightGen``: on the PATH, or in the ``ESMF_APPSDIR`` of the esmf.mk
+    that ESMPy uses (``$ESMFMKFILE``, else ``<venv>/lib/esmf.mk``, which scripts/build_esmf.sh links)."""
+    found = shutil.which("ESMF_RegridWeightGen")
+    if found:
+        return found
+    for mk in (os.environ.get("ESMFMKFILE"), Path(sys.prefix) / "lib" / "esmf.mk"):
+        if mk and Path(mk).is_file():
+            for line in Path(mk).read_text().splitlines():
+                if line.startswith("ESMF_APPSDIR="):
+                    exe = Path(line.split("=", 1)[1].strip()) / "ESMF_RegridWeightGen"
+                    if exe.is_file():
+                        return str(exe)
+    return None

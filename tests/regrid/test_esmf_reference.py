@@ -1,6 +1,6 @@
 """Agreement with ESMF 8.8.1: read its weight files, and reproduce its weights natively.
 
-Reference: ../shared/reference/esmf-weights/ (README.md there lists the cases and tolerances).
+Reference: tests/regrid/data/esmf-weights/ (README.md there lists the cases and how they were made).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from atmorep_coupler.errors import ConfigError
-from atmorep_coupler.train import config_path, main
+from atmorep_coupler.train import config_path, train
 from atmorep_coupler.training.config import load_run_config
 from atmorep_coupler.training.distributed import DistributedOptions, train_distributed
 
@@ -38,9 +38,9 @@ def test_validation_batches_must_cover_every_worker():
 def test_cluster_runs_need_an_absolute_storage(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # never contacted: the check comes first
     with pytest.raises(ConfigError, match="give an absolute path on a Ray cluster"):
-        main(["--config", "tiny", "--num-workers", "2", "--storage", "relative/runs"])
+        train(["--config", "tiny", "--num-workers", "2", "--storage", "relative/runs"])
 
 
 def test_forecast_evaluation_stays_single_process():
     with pytest.raises(ConfigError, match="--evaluate-forecast runs in one process"):
-        main(["--config", "tiny", "--num-workers", "2", "--evaluate-forecast", "4"])
+        train(["--config", "tiny", "--num-workers", "2", "--evaluate-forecast", "4"])

@@ -13,7 +13,7 @@ import zarr
 
 from atmorep_coupler.errors import CheckpointError, ConfigError
 from atmorep_coupler.model.multiformer import Multiformer
-from atmorep_coupler.train import config_path, main
+from atmorep_coupler.train import config_path, train
 from atmorep_coupler.training.config import InitFromConfig, load_run_config, run_config_from_yaml
 from atmorep_coupler.training.trainer import Trainer, WarmupDecay
 
@@ -164,9 +164,9 @@ def test_config_errors(tiny_run, tmp_path):
 def test_command_line_trains_resumes_and_evaluates(tiny_store, tmp_path):
     out = tmp_path / "run"
     common = ["--store", str(tiny_store), "--out", str(out), "--no-progress"]
-    main(["--config", "tiny", "--steps", "3", *common])
+    train(["--config", "tiny", "--steps", "3", *common])
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
-    result = main(["--resume", str(out / "checkpoints" / "last.pt"), "--steps", "4", "--evaluate-forecast", "1",
+    result = train(["--resume", str(out / "checkpoints" / "last.pt"), "--steps", "4", "--evaluate-forecast", "1",
                    *common])
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
     assert (out / "forecast.json").exists() and "temperature/rmse" in result["forecast"]["ratio"]
