@@ -8,18 +8,21 @@ so the quickstart can never drift from the documented commands:
 3. ``python -m atmorep_coupler.training.evaluate --slices 1 2 3`` — forecast skill by lead time against
    persistence and climatology, and the ensemble's spread, skill and CRPS;
 4. ``python -m atmorep_coupler.run coupling_configs/default.yaml`` and ``counterfactual.yaml`` — the
-   coupled climate runs (multiformer + coarse dinosaur model + forcings, 30 simulated days; the
-   counterfactual under +4 K), then ``python -m atmorep_coupler.analysis.counterfactual`` — the
-   warming response against the dinosaur truth model forced the same way;
-5. ``python -m atmorep_coupler.verify`` — the scorecard: 16 start dates of 10-day forecasts over the
-   held-out months, coupled as ``default.yaml`` couples the multiformer, against persistence, the
-   coarse model alone and an out-of-sample climatology computed from an independent realisation of
-   the same climate (``make-default --seed 1``, made and cached first). The perfect-conditioning upper
-   bound is left out here (:data:`FULL_VERIFICATION`: it would double the stage's network time); the
-   verify command alone adds it by default;
+   coupled climate runs (multiformer two-way coupled to the coarse dinosaur model, + forcings, 30
+   simulated days of the held-out year; the counterfactual under +4 K) and ``coarse_alone.yaml`` (the
+   coarse model alone from the same initial state); then ``python -m atmorep_coupler.analysis.climate``
+   — the run's climate against the truth's and the coarse model alone's — and
+   ``python -m atmorep_coupler.analysis.counterfactual`` — the warming response, with its standard
+   error, against the dinosaur truth model forced the same way;
+5. ``python -m atmorep_coupler.verify`` — the scorecard: 5-day forecasts from 4 start dates of the
+   held-out year, coupled two ways as ``default.yaml`` couples the multiformer and one way (its
+   couplings back removed), against persistence, the coarse model alone and an out-of-sample
+   climatology (the truth's training year; with ``--tiny`` an independent realisation of the same
+   climate, ``make-default --seed 1``). The perfect-conditioning upper bound is left out here
+   (:data:`FULL_VERIFICATION`: a third pass of network calls); the verify command alone adds it by default;
 6. ``python -m atmorep_coupler.analysis.report`` — ``report/report.md`` with PNG figures: training
    curves, skill by lead, spread/skill, the scorecard, maps of the coupled run against the truth run,
-   the response.
+   its climate, the response.
 
 ``--tiny`` runs the same chain small (a few minutes on 2 cores): the ``--tiny`` dataset (4 days), the
 default config's fields with a tiny network (:func:`tiny_training_config`, written to
@@ -51,13 +54,16 @@ __all__ = ["build_parser", "coupled_overrides", "main", "tiny_coupled_overrides"
 #: context window is in the store) with 6-hourly output.
 TINY_START = dt.datetime(2000, 1, 2)
 TINY_HOURS = 24
+#: Blocks of the response's standard error (batch means): 10 days (3 blocks of the 30-day runs); 12 h tiny.
+FULL_BLOCK_DAYS, TINY_BLOCK_DAYS = 10.0, 0.5
 FULL_EVALUATION = {"slices": [1, 2, 3], "batches": 16}
 TINY_EVALUATION = {"slices": [1, 2, 3], "batches": 4}
 #: The seed of the independent realisation whose climatology is the out-of-sample reference.
 CLIMATOLOGY_SEED = 1
-#: ``python -m atmorep_coupler.verify`` arguments of the full quickstart: its defaults (16 start dates, 10 days)
-#: without the perfect-conditioning upper bound, which would double the network time of the stage.
-FULL_VERIFICATION = ["--no-perfect"]
+#: ``python -m atmorep_coupler.verify`` arguments of the full quickstart: 4 start dates of 5-day forecasts (two-way
+#: and one-way hybrids, two passes of network calls; 18 min on the loaded 2-core machine) without the
+#: perfect-conditioning upper bound (a third pass). The verify command's own defaults: 16 start dates, 10 days.
+FULL_VERIFICATION = ["--count", "4", "--hours", "120", "--no-perfect"]
 #: ``python -m atmorep_coupler.verify`` arguments of ``--tiny``: two 12-hour forecasts inside the tiny store,
 #: after its training period, with the classical model's short tiny spin-up.
 TINY_VERIFICATION = ["--starts", "2000-01-03T06:00:00", "2000-01-03T12:00:00", "--hours", "12",
@@ -66,7 +72,7 @@ TINY_VERIFICATION = ["--starts", "2000-01-03T06:00:00", "2000-01-03T12:00:00", "
 
 
 def tiny_training_config(store: str | Path, *, steps: int = 160) -> dict:
-    """The default training config's field set (4 predicted, 4 coarse, 3 forcings) with a tiny network,
+    """The default training config's field set (4 predicted, 4 coarse, 2 forcings) with a tiny network,
     on a ``--tiny`` store (4 days: train on the first two, validate on the last day and a half).
     A mapping for :func:`atmorep_coupler.training.config.load_run_config`, or to write as YAML."""
     from atmorep_coupler.train import config_path
@@ -139,14 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="outputs/quickstart", help="output folder (default: %(default)s)")
     parser.add_argument("--tiny", action="store_true",
                         help="the same chain, small: tiny dataset, network and runs (a few minutes on 2 cores)")
-    parser.add_argument("--years", type=float, default=1.0, help="length of the default dataset (default: 1)")
+    parser.add_argument("--years", type=float, default=2.0,
+                        help="length of the default dataset (default: 2; training uses the first year)")
     parser.add_argument("--steps", type=int, help="training steps (default: 600; 160 with --tiny)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default: %(default)s)")
     parser.add_argument("--store", help="use this ERA5-layout store instead of the default dataset "
                                         "(with --tiny: a store made by make-default --tiny)")
     parser.add_argument("--climatology-store", help="store of the verification's out-of-sample climatology (default: "
-                                                    "the default dataset made again with --seed 1; with --store: none, "
-                                                    "the verification's own default)")
+                                                    "the verification's own, the truth over the training year; with "
+                                                    "--tiny, whose training period is two days: the tiny dataset made "
+                                                    "again with --seed 1)")
     return parser
 
 
@@ -167,11 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = printed.strip().splitlines()[-1]
         print(f"    store: {store}")
     climatology = args.climatology_store
-    if climatology is None and not args.store:
-        size = ["--tiny"] if args.tiny else ["--years", f"{args.years:g}"]
+    if climatology is None and not args.store and args.tiny:  # the full data's training year is out of sample
         printed = stages.run("an independent realisation of the same climate (seed 1), for the out-of-sample "
                              "climatology; cached after the first run",
-                             ["-m", "atmorep_coupler.data", "make-default", *size, "--seed", str(CLIMATOLOGY_SEED)],
+                             ["-m", "atmorep_coupler.data", "make-default", "--tiny", "--seed", str(CLIMATOLOGY_SEED)],
                              capture=True)
         climatology = printed.strip().splitlines()[-1]
 
@@ -205,10 +212,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         stages.run(f"{what} ({name}.yaml, {period})",
                    ["-m", "atmorep_coupler.run", str(configs / f"{name}.yaml"), "--out", str(runs[name]),
                     *[arg for assignment in sets for arg in ("--set", assignment)]])
+    coarse_sets = [f"components.classical.config.initialization.store={store}"] + (
+        tiny_coupled_overrides()[:5] if args.tiny else [])
+    runs["coarse-alone"] = out / "coupled" / "coarse-alone"
+    stages.run(f"the coarse model alone from the same initial state (coarse_alone.yaml, {period})",
+               ["-m", "atmorep_coupler.run", str(configs / "coarse_alone.yaml"), "--out", str(runs["coarse-alone"]),
+                *[arg for assignment in coarse_sets for arg in ("--set", assignment)]])
+    climate = out / "climate"
+    stages.run("climate of the coupled run against the truth and the coarse model alone",
+               ["-m", "atmorep_coupler.analysis.climate", "--run", str(runs["default"]), "--truth", store,
+                "--coarse", str(runs["coarse-alone"]), "--out", str(climate)], capture=True)
     response = out / "response"
     stages.run("counterfactual response against the dinosaur truth model forced the same way",
                ["-m", "atmorep_coupler.analysis.counterfactual", "--control", str(runs["default"]),
-                "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(response)])
+                "--counterfactual", str(runs["counterfactual"]), "--truth", store, "--out", str(response),
+                "--block-days", str(TINY_BLOCK_DAYS if args.tiny else FULL_BLOCK_DAYS)])
 
     verification = out / "verification"
     stages.run("scorecard: many start dates, every baseline (WeatherBench 2 scores)",
@@ -225,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages.run("report: Markdown and PNG figures",
                ["-m", "atmorep_coupler.analysis.report", "--run", str(run_dir), "--forecast", str(forecast),
                 "--scorecard", str(scorecard), "--coupled", str(runs["default"]), "--truth", store,
+                "--climate", str(climate),
                 "--response", str(response),
                 "--timings", str(timings), "--out", str(report)])
 
@@ -234,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  final checkpoint   {checkpoint}")
     print(f"  forecast skill     {forecast}")
     print(f"  coupled runs       {runs['default']}, {runs['counterfactual']}  (zarr outputs, restarts)")
+    print(f"  coarse model alone {runs['coarse-alone']}")
+    print(f"  climate            {climate}")
     print(f"  warming response   {response}")
     print(f"  scorecard          {scorecard}  (and scorecard_<field>.png beside it)")
     print(f"  stage wall times   {timings}")

@@ -10,9 +10,10 @@ checkpoint, so the config leaves it out unless ``--time-step`` is given); then l
 docs/host_model.md walks through it.
 
 The host's own fields (what it hands the component each step) come from ``STORE`` here: the coarse
-state ``coarse_<field>`` is the store's truth conservatively coarsened to a T15 Gaussian grid and
-back (what a coarse host model on that grid, regridded by the coupler, would deliver; as in
-training), and the slow forcings (SST, insolation, CO2) are the store's values, NaN included where
+state ``coarse_<field>`` is the store's own coarse-model run where it has one (the default data's
+``coarse_*``: what the model trained on), else the store's truth conservatively coarsened to a T15
+Gaussian grid and back (what a coarse host model on that grid, regridded by the coupler, would
+deliver), and the slow forcings (SST, insolation, CO2) are the store's values, NaN included where
 the store has them (ERA5's SST over land: the component fills NaN as training did, if training saw
 NaN there). A real host puts its own arrays there. Everything the component is asked goes through BMI; only the stand-in source
 uses the package's data readers.
@@ -74,10 +75,13 @@ class HostFields:
         self.store = open_store(store_path)
 
     def fill(self, name: str, when: dt.datetime, levels: np.ndarray, units: str, out: np.ndarray) -> None:
-        variable = name.removeprefix(COARSE_PREFIX)
+        # the host's coarse model: the store's own coarse-model run where it has one (the default data's
+        # coarse_*), else the truth coarsened to the coarse model's grid
+        from_truth = name.startswith(COARSE_PREFIX) and name not in self.store.variables
+        variable = name.removeprefix(COARSE_PREFIX) if from_truth else name
         index = self.store.time_index(np.datetime64(when))
         values = self.store.read(variable, time=[index], levels=list(levels) or None, units=units)[0]
-        if name.startswith(COARSE_PREFIX):
+        if from_truth:
             values = coarsen(values, self.store.latitudes, self.store.longitudes, HOST_RESOLUTION)
         out[:] = values.reshape(-1)
 

@@ -63,7 +63,7 @@ def make_default_cli():
 
 
 def tiny_default_run_dict(store: Path) -> dict:
-    """The default training config's field set (4 predicted, 4 coarse, 3 forcings) made small, on the
+    """The default training config's field set (4 predicted, 4 coarse, 2 forcings) made small, on the
     tiny store: what docs and examples run against as ``$CKPT`` (the recipe of ``quickstart --tiny``)."""
     from atmorep_coupler.quickstart import tiny_training_config
 

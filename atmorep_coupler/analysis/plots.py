@@ -25,7 +25,7 @@ from atmorep_coupler.data.store import ERA5Store  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
 from atmorep_coupler.verification.scores import latitude_weights  # noqa: E402
 
-__all__ = ["build_parser", "global_mean", "plot_run", "run_and_truth"]
+__all__ = ["build_parser", "global_mean", "plot_run", "run_and_truth", "zonal_panels"]
 
 OUTPUT_STORE = "atmorep.zarr"
 
@@ -116,17 +116,24 @@ def _series(path, times, lat, run, truth, field, level, units) -> Path:
 
 
 def _zonal(path, lat, levels, run, truth, field, units) -> Path:
-    fig, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.4), sharex=True,
-                             squeeze=False, constrained_layout=True)
+    curves = {"coupled run": run.mean(axis=(0, -1)), "truth run": truth.mean(axis=(0, -1))}
+    return zonal_panels(path, lat, levels, curves, f"zonal, time mean {field} ({units})",
+                        {"truth run": {"color": "k", "ls": "--"}})
+
+
+def zonal_panels(path: Path, lat, levels, curves: dict[str, np.ndarray], label: str,
+                 styles: dict[str, dict] | None = None) -> Path:
+    """One panel per level of curves against latitude (``curves[name]``: ``[level, lat]``); returns ``path``."""
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.2), squeeze=False, sharex=True,
+                             constrained_layout=True)
     for k, level in enumerate(levels):
-        ax = axes[0, k]
-        ax.plot(lat, run[:, k].mean(axis=(0, -1)), label="coupled run")
-        ax.plot(lat, truth[:, k].mean(axis=(0, -1)), label="truth run", color="k", ls="--")
-        ax.set_title(f"{level:g} hPa", fontsize=9)
-        ax.set_xlabel("latitude (°N)")
-    axes[0, 0].set_ylabel(f"zonal, time mean {field} ({units})")
-    axes[0, 0].legend(fontsize=8)
-    fig.savefig(path, dpi=100)
+        for name, values in curves.items():
+            axes[0, k].plot(lat, values[k], label=name, **(styles or {}).get(name, {}))
+        axes[0, k].set_title(f"{level:g} hPa", fontsize=9)
+        axes[0, k].set_xlabel("latitude (°N)", fontsize=8)
+    axes[0, 0].set_ylabel(label, fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 

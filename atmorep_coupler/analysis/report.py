@@ -1,8 +1,8 @@
 """The quickstart report: ``report.md`` with PNG figures, from the outputs of the chain's stages.
 
     python -m atmorep_coupler.analysis.report --out DIR [--run RUN_DIR] [--forecast forecast.json] \\
-        [--scorecard scorecard.json] [--coupled COUPLED_RUN --truth STORE] [--response RESPONSE_DIR] \\
-        [--timings timings.json]
+        [--scorecard scorecard.json] [--coupled COUPLED_RUN --truth STORE] [--climate CLIMATE_DIR] \\
+        [--response RESPONSE_DIR] [--timings timings.json]
 
 Every input is optional; the report has a section for each one given:
 
@@ -17,6 +17,8 @@ Every input is optional; the report has a section for each one given:
 - ``--coupled`` with ``--truth``: a coupled run's ``--out`` folder and the truth store: the maps, global
   mean and zonal means of ``analysis.plots.plot_run``, and the run's error against the truth (skill by
   lead comes from the scorecard's many start dates, not from this one run);
+- ``--climate``: the folder ``analysis.climate`` wrote (``climate.json`` and figures): the run's climate
+  against the truth's and the coarse model alone's;
 - ``--response``: the folder ``analysis.counterfactual`` wrote (``response.json``, ``response_*.png``);
 - ``--timings``: the quickstart's ``timings.json`` (wall time per stage).
 
@@ -282,26 +284,91 @@ def coupled_section(run_dir: Path, truth_store: Path, out: Path, *, field: str =
 
 
 # ---------------------------------------------------------------------------------------- response
-def response_section(response_dir: Path, out: Path) -> list[str]:
-    file = Path(response_dir) / "response.json"
+def _analysis_json(folder: Path, name: str, producer: str) -> dict:
+    """The JSON an analysis command wrote into its ``--out`` folder; DataError naming the command if absent."""
+    file = Path(folder) / name
     if not file.exists():
-        raise DataError(f"{file}: not found; is {response_dir} the --out folder of analysis.counterfactual?")
-    summary = json.loads(file.read_text())
+        raise DataError(f"{file}: not found; is {folder} the --out folder of {producer}?")
+    return json.loads(file.read_text())
+
+
+def response_section(response_dir: Path, out: Path) -> list[str]:
+    summary = _analysis_json(response_dir, "response.json", "analysis.counterfactual")
     field = summary["field"]
     figure = Path(response_dir) / f"response_{field}.png"
     curves = list(summary["mean_response_K"])
-    rows = [[fmt(level), *(fmt(summary["mean_response_K"][c][i]) for c in curves),
-             fmt(summary["pattern_correlation_with_truth"][i])] for i, level in enumerate(summary["levels_hPa"])]
+    errors = summary.get("mean_response_se_K", {})
+
+    def cell(curve: str, i: int) -> str:
+        value = fmt(summary["mean_response_K"][curve][i])
+        return f"{value} ± {fmt(errors[curve][i])}" if curve in errors else value
+
+    rows = [[fmt(level), *(cell(c, i) for c in curves), fmt(summary["pattern_correlation_with_truth"][i]),
+             *([fmt(summary["amplitude_ratio"][i]), fmt(summary["truth_pattern_noise_K"][i]) + " / "
+                + fmt(summary["truth_pattern_spread_K"][i])] if "amplitude_ratio" in summary else [])]
+            for i, level in enumerate(summary["levels_hPa"])]
     lines = ["## Counterfactual response", "",
              f"Counterfactual minus control of the time- and zonal-mean {field} under +{summary['offset_K']:g} K "
              f"surface warming, {summary['period'][0]} to {summary['period'][1]}; the truth model is the dinosaur "
              "model that made the store, run again with the same extra warming. Area-weighted mean response (K) "
-             "and the pattern correlation of the multiformer's zonal-mean response with the truth model's:", ""]
-    lines += _table(["level (hPa)", *curves, "pattern correlation"], rows)
+             "± its standard error (batch means over "
+             f"{summary.get('blocks', '?')} blocks of {summary.get('block_days', '?')} days), the pattern "
+             "correlation of the multiformer's zonal-mean response with the truth model's over latitude, the "
+             "amplitude ratio (multiformer over truth model), and the truth pattern's noise (mean SE over latitude) "
+             "against its spread over latitude (a pattern correlation means little where they are alike). "
+             f"Levels where the truth's response exceeds twice its SE: {summary.get('significant_levels_hPa', '?')} hPa.",
+             ""]
+    extra = ["amplitude ratio", "truth pattern noise / spread (K)"] if "amplitude_ratio" in summary else []
+    lines += _table(["level (hPa)", *curves, "pattern correlation", *extra], rows)
     if figure.exists():
         _figure(lines, Path(shutil.copy2(figure, out / figure.name)), "counterfactual response",
                 "Response of the zonal-mean temperature per level: the multiformer (solid) should follow the truth "
                 "model (dashed) in sign and latitude; a flat line means the network ignores the warming it is given.")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------- climate
+def climate_section(climate_dir: Path, out: Path) -> list[str]:
+    """The climate of a coupled run against the truth's (``analysis.climate``'s ``climate.json`` and figures)."""
+    summary = _analysis_json(climate_dir, "climate.json", "analysis.climate")
+    runs = summary["runs"]
+    levels = summary["levels_hPa"]
+    lines = ["## Climate against the truth", "",
+             f"{summary['times']} outputs from {summary['period'][0]} to {summary['period'][1]}, on the truth's grid "
+             "(`python -m atmorep_coupler.analysis.climate`). Zonal-mean error: area-weighted RMS over latitude and "
+             "level of the time- and zonal-mean field minus the truth's. Eddies: area means of transient eddy kinetic "
+             "energy and temperature variance, run over truth. Spectra: power by total wavenumber on each run's own "
+             "grid, worst factor from the truth's over n and level (1 = equal). Trend: global-mean temperature, "
+             "run minus truth.", ""]
+    rows = []
+    for name, r in runs.items():
+        rows.append([name, fmt(r["zonal_mean_rmse"]["temperature"]), fmt(r["zonal_mean_rmse"]["u_component_of_wind"]),
+                     " / ".join(fmt(x) for x in r["eddy_ratio_to_truth"]["eddy_kinetic_energy"]),
+                     " / ".join(fmt(x) for x in r["eddy_ratio_to_truth"]["temperature_variance"]),
+                     " / ".join(fmt(r["spectrum_worst_factor"][f]) for f in ("temperature", "u_component_of_wind")),
+                     " / ".join(fmt(x) for x in r["trend_minus_truth_K_per_year"])])
+    lines += _table(["run", "zonal-mean T RMSE (K)", "zonal-mean u RMSE (m/s)",
+                     f"EKE ratio ({'/'.join(f'{p:g}' for p in levels)} hPa)", "T variance ratio",
+                     "spectrum worst factor (T / u)", "trend minus truth (K/yr, by level)"], rows)
+    if "zonal_mean_error_ratio_hybrid_to_coarse" in summary:
+        ratio = summary["zonal_mean_error_ratio_hybrid_to_coarse"]
+        lines += [f"Zonal-mean error of the hybrid over the coarse model alone's: temperature "
+                  f"{fmt(ratio['temperature'])}, zonal wind {fmt(ratio['u_component_of_wind'])}.", ""]
+    captions = {
+        "zonal_mean_temperature.png": "Time- and zonal-mean temperature per level: hybrid and coarse model alone "
+                                      "against the truth (dashed).",
+        "zonal_mean_u_component_of_wind.png": "Time- and zonal-mean zonal wind per level: the jets.",
+        "eddy_kinetic_energy.png": "Transient eddy kinetic energy, zonal mean per level: the storm tracks.",
+        "temperature_variance.png": "Transient temperature variance, zonal mean per level.",
+        "spectra.png": "Power by total wavenumber of single fields, time-averaged: excess power at large n is "
+                       "speckle or blockiness, a deficit is lost eddies.",
+        "global_mean_temperature.png": "Global-mean temperature per level with least-squares trends: drift shows "
+                                       "as a trend that departs from the truth's.",
+    }
+    for name, caption in captions.items():
+        figure = Path(climate_dir) / name
+        if figure.exists():
+            _figure(lines, Path(shutil.copy2(figure, out / f"climate_{name}")), name.removesuffix(".png"), caption)
     return lines
 
 
@@ -326,6 +393,7 @@ def _header(sources: Mapping[str, Path | None], timings: Mapping | None) -> list
 
 def write_report(out: Path, *, run: Path | None = None, forecast: Path | None = None, scorecard: Path | None = None,
                  coupled: Path | None = None, truth: Path | None = None, response: Path | None = None,
+                 climate: Path | None = None,
                  timings: Path | None = None) -> Path:
     """Write ``report.md`` and its figures into ``out`` from the given inputs; return the report's path."""
     out = Path(out)
@@ -339,11 +407,13 @@ def write_report(out: Path, *, run: Path | None = None, forecast: Path | None = 
         lines += scorecard_section(Path(scorecard), out)
     if coupled:
         lines += coupled_section(Path(coupled), Path(truth), out)
+    if climate:
+        lines += climate_section(Path(climate), out)
     if response:
         lines += response_section(Path(response), out)
     inputs = {"training run": run, "forecast evaluation": forecast, "scorecard": scorecard, "coupled run": coupled,
-              "truth store": truth,
-              "counterfactual response": response, "stage timings": timings}
+              "truth store": truth, "climate diagnostics": climate, "counterfactual response": response,
+              "stage timings": timings}
     lines += ["## Inputs", "", *(f"- {what}: `{Path(path).resolve()}`" for what, path in inputs.items() if path), ""]
     path = out / REPORT
     path.write_text("\n".join(lines))
@@ -360,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--coupled", type=Path, help="a coupled run's --out folder (holds atmorep.zarr); needs --truth")
     parser.add_argument("--truth", type=Path, help="the truth store the coupled run started from")
     parser.add_argument("--response", type=Path, help="--out folder of python -m atmorep_coupler.analysis.counterfactual")
+    parser.add_argument("--climate", type=Path, help="--out folder of python -m atmorep_coupler.analysis.climate")
     parser.add_argument("--timings", type=Path, help="the quickstart's timings.json")
     return parser
 
@@ -369,10 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.coupled and not args.truth:
         parser.error("--coupled needs --truth (the store the coupled run started from)")
-    if not any((args.run, args.forecast, args.scorecard, args.coupled, args.response)):
-        parser.error("give at least one of --run, --forecast, --scorecard, --coupled, --response")
+    if not any((args.run, args.forecast, args.scorecard, args.coupled, args.response, args.climate)):
+        parser.error("give at least one of --run, --forecast, --scorecard, --coupled, --response, --climate")
     path = write_report(args.out, run=args.run, forecast=args.forecast, scorecard=args.scorecard, coupled=args.coupled,
-                        truth=args.truth, response=args.response, timings=args.timings)
+                        truth=args.truth, response=args.response, climate=args.climate, timings=args.timings)
     print(path)
     return 0
 

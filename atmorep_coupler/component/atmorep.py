@@ -20,7 +20,8 @@ cannot be shortened).
 step (couple with period = time step and lag 0, so the source has run to the target time first):
 
 - role ``conditioning``: ``coarse_<field>``, the coarse classical model's state, regridded by the
-  coupler to this grid (conservatively, as in training: :mod:`atmorep_coupler.data.conditioning`);
+  coupler to this grid (conservatively, as in training: the store's ``coarse_*`` run of
+  :mod:`atmorep_coupler.data.coarse_run`, or the truth coarsened by :mod:`atmorep_coupler.data.conditioning`);
 - role ``forcing``: the slow climate variables (``sea_surface_temperature``,
   ``toa_incident_solar_radiation``, the global ``co2_equivalent`` on the scalar grid).
 
@@ -74,6 +75,7 @@ from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, Exchange
 from atmorep_coupler.component.settings import ComponentConfig
 from atmorep_coupler.component.prediction import GlobalPredictor
 from atmorep_coupler.component.tiling import GlobalTiling
+from atmorep_coupler.data.conditioning import physical_variable
 from atmorep_coupler.data.normalization import Normalization, load_normalization, month_position
 from atmorep_coupler.data.sampler import NAN_FILL, transform_reader
 from atmorep_coupler.data.store import ERA5Store, cf_standard_name, open_store
@@ -87,7 +89,7 @@ from atmorep_coupler.timeutil import format_duration, parse_duration
 from atmorep_coupler.units import plausible_range, udunits
 
 __all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint", "member_item",
-           "step_together"]
+           "predict_steps", "step_together"]
 
 log = logging.getLogger(__name__)
 
@@ -396,10 +398,13 @@ class AtmoRepComponent(Component):
                       for k in range(self.members)]
         for spec in self.inputs:
             attrs = dict(store.dataset[spec.variable].attrs)
-            coarse = (spec.config.transform or "").partition(":")[0] == "coarse"
+            # the coarse model's state: the store's coarse_* run, or the truth coarsened (transform coarse:T<N>)
+            coarse = spec.variable != physical_variable(spec.variable) or (
+                (spec.config.transform or "").partition(":")[0] == "coarse")
             long_name = attrs.get("long_name", spec.variable)
             items.append(ExchangeItem(
-                spec.name, cf_standard_name(spec.variable, attrs), self.trained_units(spec),
+                spec.name, cf_standard_name(spec.variable, attrs) or cf_standard_name(physical_variable(spec.variable)),
+                self.trained_units(spec),
                 grid_id(tuple(spec.config.levels), scalar=not spec.spatial),
                 "conditioning" if coarse else "forcing",
                 long_name=f"coarse classical model state: {long_name}" if coarse else long_name,
@@ -433,7 +438,7 @@ class AtmoRepComponent(Component):
     def _valid_range(self, spec: _FieldSpec) -> tuple[float, float] | None:
         """The plausible range in the field's units, or None with a logged note saying why none applies."""
         units = self.trained_units(spec)
-        bounds, how = plausible_range(spec.variable, units)
+        bounds, how = plausible_range(physical_variable(spec.variable), units)
         if bounds is None:
             log.info("component %r: field %r (%s, checkpoint %s): imports are not range-checked: %s",
                      self.name, spec.name, units, self.checkpoint_path, how)
@@ -694,28 +699,37 @@ def step_together(components: Sequence[AtmoRepComponent]) -> None:
     ``tile_batch_size`` of the first component at a time. Each component steps exactly as its own
     ``update()`` would (same imports, dates, heads and result); e.g. forecasts from many start dates
     made in one batch. The components must share the model, the grid and the tiling."""
-    if not components:
+    steps = []
+    for c in components:
+        dt = c.get_time_step()
+        c._check_end(c.get_current_time() + dt)
+        steps.append((c, c._begin_step(dt)))
+    predict_steps(steps)
+    for c in components:
+        c._finish_advance(c.get_time_step())
+
+
+def predict_steps(steps: Sequence[tuple[AtmoRepComponent, _Step]]) -> None:
+    """The network part of one step of each component, begun with its ``_begin_step``: the tiles of all
+    their windows share the first component's network calls, then each component ends its step (the
+    clock is the caller's: ``update()`` or :func:`step_together`). Used by :func:`step_together` and by
+    runs stepped in lockstep (``verification.two_way``)."""
+    if not steps:
         return
-    first = components[0]
-    for c in components[1:]:
+    first = steps[0][0]
+    for c, _ in steps[1:]:
         same = (c.model_config == first.model_config and c.tiling.tile == first.tiling.tile
                 and np.array_equal(c.tiling.origins, first.tiling.origins) and c.tiling_shape == first.tiling_shape)
         if not same:
             raise ComponentError(f"step_together: component {c.name!r} has another model, grid or tiling than "
                                  f"{first.name!r}; only components of one checkpoint and grid step together")
-    steps = []
-    for c in components:
-        dt = c.get_time_step()
-        c._check_end(c.get_current_time() + dt)
-        steps.append((c, dt, c._begin_step(dt)))
-    counts = [len(step.heads) for _, _, step in steps]
-    windows = {name: torch.cat([step.windows[name] for _, _, step in steps]) for name in first.specs}
-    hidden = steps[0][2].hidden
-    times = np.concatenate([step.times for _, _, step in steps])
-    heads = [h for _, _, step in steps for h in step.heads]
+    counts = [len(step.heads) for _, step in steps]
+    windows = {name: torch.cat([step.windows[name] for _, step in steps]) for name in first.specs}
+    hidden = steps[0][1].hidden
+    times = np.concatenate([step.times for _, step in steps])
+    heads = [h for _, step in steps for h in step.heads]
     predicted, _ = first.predictor.predict(first.network, windows, hidden, hidden, times, heads)
     offsets = np.cumsum([0, *counts])
-    for (c, dt, step), lo, hi in zip(steps, offsets[:-1], offsets[1:]):
+    for (c, step), lo, hi in zip(steps, offsets[:-1], offsets[1:]):
         c._end_step(step, {name: values[lo:hi] for name, values in predicted.items()})
-        c._finish_advance(dt)
 

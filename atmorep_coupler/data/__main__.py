@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make-default", help="generate the Held-Suarez default dataset (cached)")
     make.add_argument("--out", help="store path (default: in the user cache directory)")
-    make.add_argument("--years", type=float, default=1.0, help="length of the written record (default 1)")
+    make.add_argument("--years", type=float, default=2.0, help="length of the written record (default 2: train on the first year, hold out the second)")
     make.add_argument("--resolution", default="T21", choices=["T21", "T42"], help="model truncation")
     make.add_argument("--seed", type=int, default=0, help="seed of the initial perturbation")
     make.add_argument("--tiny", action="store_true", help="small store for tests (2-day spin-up, 4 days)")

@@ -39,12 +39,21 @@ from atmorep_coupler.data.spectral import gaussian_latitudes, truncation
 from atmorep_coupler.data.store import ERA5Store
 from atmorep_coupler.regrid import GaussianGrid, LatLonGrid, Regridder
 
-__all__ = ["CLASSICAL_RESOLUTION", "COARSE_METHOD", "classical_grid", "coarse_reader", "coarsen"]
+__all__ = ["CLASSICAL_RESOLUTION", "COARSE_METHOD", "COARSE_PREFIX", "classical_grid", "coarse_reader", "coarsen",
+           "physical_variable"]
 
 #: Default resolution of the classical component (``components.classical.ClassicalConfig.resolution``).
 CLASSICAL_RESOLUTION = "T15"
 #: The conservative map used both ways (and what a coupling YAML should use for the conditioning).
 COARSE_METHOD = "conservative_normed"
+#: Store variables of the coarse model's run (``coarse_temperature``, ...: :mod:`.coarse_run`).
+COARSE_PREFIX = "coarse_"
+
+
+def physical_variable(variable: str) -> str:
+    """The quantity a (coarse-model) variable holds: ``coarse_temperature`` -> ``temperature``; others pass.
+    Its CF standard name, plausible range and units are the quantity's."""
+    return variable.removeprefix(COARSE_PREFIX)
 
 
 def classical_grid(resolution: str = CLASSICAL_RESOLUTION) -> GaussianGrid:

@@ -1,9 +1,17 @@
 """The embedded default dataset: a dinosaur Held–Suarez climate written in the ERA5 layout.
 
 ``python -m atmorep_coupler.data make-default`` spins the model up (>= 100 days, not written),
-then writes 3-hourly vorticity, divergence, temperature, geopotential, u and v on pressure levels,
-surface pressure, and the slow forcings (SST proxy, insolation, CO2-equivalent) to a zarr v3 store
-with CF metadata, and computes its normalisation statistics.
+then writes two years of 3-hourly vorticity, divergence, temperature, geopotential, u and v on
+pressure levels, surface pressure, and the slow forcings (SST proxy, insolation, CO2-equivalent) to a
+zarr v3 store with CF metadata, and computes its normalisation statistics. The first year is the
+default training period, the second is held out (verification, climate runs).
+
+Beside the truth it runs the coarse classical model (T15, :mod:`.coarse_run`) relaxed toward the
+truth as a two-way coupled run relaxes it toward the multiformer, and writes its state as
+``coarse_temperature``, ``coarse_geopotential``, ``coarse_u_component_of_wind``,
+``coarse_v_component_of_wind`` and ``coarse_surface_pressure`` (on the truth's grid): the conditioning
+the default model trains on. The coarse run is nudged over each output interval toward the truth at
+the interval's start, so it never sees a future truth.
 
 Resumable: the time axis is laid out when the store is created, blocks of output are written into
 their fixed time slots, and after each block the model state and the number of written times are
@@ -36,13 +44,14 @@ from atmorep_coupler.data import forcings
 from atmorep_coupler.data.forcings import ClimateScenario
 from atmorep_coupler.errors import ConfigError, DataError
 
-__all__ = ["DefaultDataConfig", "cache_dir", "default_store_path", "generate", "is_complete"]
+__all__ = ["CoarseRunConfig", "DefaultDataConfig", "cache_dir", "default_store_path", "generate", "is_complete"]
 
 #: Version of what the generator writes for a given config; part of the fingerprint and of the saved
 #: config, so a store (or cache entry) written by an older generator is never taken for a current one.
 #: 2: Gaussian -> lat-lon regridding through atmorep_coupler.regrid (ESMF great-circle cells).
 #: 3: sigma -> pressure linear in log-pressure with linear extrapolation below ground (was NaN).
-GENERATOR_VERSION = 3
+#: 4: the nudged coarse classical model's state (coarse_*) beside the truth; two years by default.
+GENERATOR_VERSION = 4
 STATE_GROUP = "generator"
 STATE_FILE = "state.npz"
 #: Default size of one written block (as float32); sets the checkpoint granularity.
@@ -104,6 +113,42 @@ PRESSURE_FIELDS = (
     "u_component_of_wind",
     "v_component_of_wind",
 )
+#: The coarse classical model's fields written beside the truth (``coarse_run.COARSE_FIELDS``, prefixed).
+COARSE_PRESSURE_FIELDS = (
+    "coarse_temperature",
+    "coarse_geopotential",
+    "coarse_u_component_of_wind",
+    "coarse_v_component_of_wind",
+)
+COARSE_SURFACE_FIELDS = ("coarse_surface_pressure",)
+for _name in (*COARSE_PRESSURE_FIELDS, *COARSE_SURFACE_FIELDS):
+    _truth = VARIABLE_ATTRS[_name.removeprefix("coarse_")]
+    VARIABLE_ATTRS[_name] = {
+        "units": _truth["units"],
+        "long_name": f"{_truth['long_name']} of the coarse classical model (nudged toward the truth)",
+        "comment": "dinosaur Held-Suarez at the coarse resolution (default T15), relaxed over each output "
+        "interval toward the truth's temperature and winds at the interval's start, regridded conservatively "
+        "to this grid; see atmorep_coupler.data.coarse_run.",
+    }
+
+
+@dataclass(frozen=True)
+class CoarseRunConfig:
+    """The coarse classical model run beside the truth and nudged toward it (:mod:`.coarse_run`); its
+    settings are those of the classical component (``components/classical.py``) in a two-way coupled run."""
+
+    enabled: bool = True
+    """Run it and write ``coarse_*``; false: a store of the truth alone."""
+    resolution: str = "T15"
+    """Spectral truncation (the classical component's default)."""
+    sigma_levels: int = 8
+    """Sigma levels of its dynamical core (the classical component's default)."""
+    tau_hours: float = 6.0
+    """Relaxation time scale toward the truth (the classical component's ``nudging.tau``)."""
+    levels_hPa: tuple[float, ...] = (250.0, 500.0, 700.0, 850.0)
+    """Pressure levels of the nudging target: the multiformer's levels, what a two-way run hands the model."""
+    reach_hPa: float = 100.0
+    """Sigma levels this far beyond the target's levels are nudged too (the classical component's ``nudging.reach_hPa``)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +156,7 @@ class DefaultDataConfig:
     """Everything that determines the default dataset (its hash names the cached store)."""
 
     resolution: str = "T21"
-    years: float = 1.0
+    years: float = 2.0
     seed: int = 0
     spinup_days: float = 100.0
     output_hours: float = 3.0
@@ -124,6 +169,8 @@ class DefaultDataConfig:
     block_days: int = 0
     #: A test-size store: allows a spin-up shorter than 100 days.
     tiny: bool = False
+    #: The nudged coarse classical model written as ``coarse_*``.
+    coarse: CoarseRunConfig = field(default_factory=CoarseRunConfig)
 
     @classmethod
     def tiny_store(cls, seed: int = 0, resolution: str = "T21") -> DefaultDataConfig:
@@ -143,6 +190,15 @@ class DefaultDataConfig:
             raise ConfigError(f"{where}.years: the record must be longer than 0 days, got {self.years}")
         if self.output_hours <= 0:
             raise ConfigError(f"{where}.output_hours: must be positive, got {self.output_hours}")
+        if self.coarse.enabled:
+            if not self.coarse.tau_hours > 0:
+                raise ConfigError(f"{where}.coarse.tau_hours: must be positive, got {self.coarse.tau_hours}")
+            missing = sorted(set(self.coarse.levels_hPa) - set(self.pressure_levels_hPa))
+            if len(self.coarse.levels_hPa) < 2 or missing:
+                raise ConfigError(
+                    f"{where}.coarse.levels_hPa: need at least two of the output levels {list(self.pressure_levels_hPa)}, "
+                    f"got {list(self.coarse.levels_hPa)}"
+                )
 
     @property
     def record_days(self) -> float:
@@ -216,6 +272,14 @@ def is_complete(path: str | os.PathLike, config: DefaultDataConfig | None = None
     return config is None or json.loads(str(saved["config"])) == _jsonable(config)
 
 
+def _pressure_fields(config: DefaultDataConfig) -> tuple[str, ...]:
+    return PRESSURE_FIELDS + (COARSE_PRESSURE_FIELDS if config.coarse.enabled else ())
+
+
+def _surface_fields(config: DefaultDataConfig) -> tuple[str, ...]:
+    return ("surface_pressure",) + (COARSE_SURFACE_FIELDS if config.coarse.enabled else ())
+
+
 def _times(config: DefaultDataConfig) -> np.ndarray:
     step = np.timedelta64(int(round(config.output_hours * 3600)), "s")
     return np.datetime64(config.scenario.epoch, "s") + np.arange(config.n_times) * step
@@ -276,8 +340,8 @@ def _create(path: Path, config: DefaultDataConfig, model, source: str) -> None:
     per_day = int(round(24.0 / config.output_hours))
     ny, nx = model.latitudes.size, model.longitudes.size
     layouts = {
-        **{k: ("time", "level", "latitude", "longitude") for k in PRESSURE_FIELDS},
-        "surface_pressure": ("time", "latitude", "longitude"),
+        **{k: ("time", "level", "latitude", "longitude") for k in _pressure_fields(config)},
+        **{k: ("time", "latitude", "longitude") for k in _surface_fields(config)},
         "sea_surface_temperature": ("time", "latitude", "longitude"),
         "toa_incident_solar_radiation": ("time", "latitude", "longitude"),
         "co2_equivalent": ("time",),
@@ -306,7 +370,10 @@ def _create(path: Path, config: DefaultDataConfig, model, source: str) -> None:
             "references": "Held & Suarez (1994) BAMS 75, 1825-1830; dinosaur (Google, Apache-2.0)",
             "comment": f"{config.spinup_days:g} days of spin-up before the first time (not written); "
             "fields conservatively regridded from the Gaussian grid to regular cell centres; "
-            "no moisture (no specific_humidity) and no diurnal cycle.",
+            "no moisture (no specific_humidity) and no diurnal cycle."
+            + (f" coarse_*: the coarse classical model ({config.coarse.resolution}) nudged toward the truth "
+               f"(tau {config.coarse.tau_hours:g} h, levels {list(config.coarse.levels_hPa)} hPa)."
+               if config.coarse.enabled else ""),
             "generator_config": json.dumps(_jsonable(config), sort_keys=True),
         }
     )
@@ -351,16 +418,7 @@ def generate(
             f"store {str(path)!r} was generated with other settings ({str(saved['config'])}); delete it or "
             "choose another --out"
         )
-    from atmorep_coupler.data.held_suarez import HeldSuarezModel, ModelConfig
-
-    model = HeldSuarezModel(
-        ModelConfig(
-            resolution=config.resolution,
-            sigma_levels=config.sigma_levels,
-            pressure_levels_hPa=tuple(config.pressure_levels_hPa),
-        ),
-        config.scenario,
-    )
+    pair = _Models(config)
     if saved is None:
         import dinosaur
 
@@ -368,82 +426,150 @@ def generate(
         _create(
             path,
             config,
-            model,
+            pair.truth,
             f"dinosaur {getattr(dinosaur, '__version__', '')} primitive equations, {config.resolution} "
-            f"L{config.sigma_levels} sigma, dt {model.dt_seconds / 60:g} min, Held-Suarez forcing",
+            f"L{config.sigma_levels} sigma, dt {pair.truth.dt_seconds / 60:g} min, Held-Suarez forcing",
         )
-        spinup_steps = model.steps_per(config.spinup_days * 86400.0)
-        model.initialize(config.seed, step_index=-spinup_steps)
+        pair.initialize(config.seed, -config.spinup_days * 86400.0)
         written = 0
-        _write_checkpoint(path, model.get_state(), written, config_json)
+        _write_checkpoint(path, pair.get_state(), written, config_json)
     else:
-        model.set_state({k: v for k, v in saved.items() if k not in ("written", "config", "statistics")})
+        pair.set_state(saved)
         written = int(saved["written"])
-    _run(path, config, model, written, config_json, progress)
+    _run(path, config, pair, written, config_json, progress)
     if statistics:
         from atmorep_coupler.data.normalization import compute_normalization
         from atmorep_coupler.data.store import open_store
 
         store = open_store(path)
         compute_normalization(store, progress=progress).save(store)
-        _write_checkpoint(path, model.get_state(), config.n_times, config_json, statistics=True)
+        _write_checkpoint(path, pair.get_state(), config.n_times, config_json, statistics=True)
     return path
 
 
+class _Models:
+    """The truth model and, when configured, the coarse run nudged toward it, stepped in lockstep.
+
+    Invariant between calls: the coarse run relaxes toward the truth at the current time (set again
+    after every load, so a resumed run continues exactly as an uninterrupted one)."""
+
+    COARSE_KEY = "coarse/"
+
+    def __init__(self, config: DefaultDataConfig) -> None:
+        from atmorep_coupler.data.held_suarez import HeldSuarezModel, ModelConfig
+
+        self.truth = HeldSuarezModel(
+            ModelConfig(
+                resolution=config.resolution,
+                sigma_levels=config.sigma_levels,
+                pressure_levels_hPa=tuple(config.pressure_levels_hPa),
+            ),
+            config.scenario,
+        )
+        self.coarse = None
+        if config.coarse.enabled:
+            from atmorep_coupler.data.coarse_run import NudgedCoarseRun
+
+            self.coarse = NudgedCoarseRun(
+                config.coarse, config.scenario, self.truth.latlon_grid, config.pressure_levels_hPa
+            )
+
+    @property
+    def seconds(self) -> float:
+        """Model time in seconds since the scenario epoch."""
+        return self.truth.step_index * self.truth.dt_seconds
+
+    def initialize(self, seed: int, seconds: float) -> None:
+        self.truth.initialize(seed, step_index=self.truth.steps_per(seconds))
+        if self.coarse is not None:
+            self.coarse.model.initialize(seed, step_index=self.coarse.model.steps_per(seconds))
+            self.coarse.nudge_toward(self.truth.diagnose("latlon"))
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = self.truth.get_state()
+        if self.coarse is not None:
+            state.update({self.COARSE_KEY + k: v for k, v in self.coarse.model.get_state().items()})
+        return state
+
+    def set_state(self, saved: dict[str, np.ndarray]) -> None:
+        self.truth.set_state({k: v for k, v in saved.items() if "/" not in k})
+        if self.coarse is not None:
+            n = len(self.COARSE_KEY)
+            self.coarse.model.set_state({k[n:]: v for k, v in saved.items() if k.startswith(self.COARSE_KEY)})
+            self.coarse.nudge_toward(self.truth.diagnose("latlon"))
+
+    def advance(self, seconds: float) -> dict[str, np.ndarray] | None:
+        """Step both to ``seconds``; with a coarse run, return the truth's fields there (lat-lon) and make
+        them the coarse run's target for the next interval. The coarse run reaches ``seconds`` relaxing
+        toward the truth of the previous call: it never sees the truth it arrives at."""
+        self.truth.step(self.truth.steps_per(seconds) - self.truth.step_index)
+        if self.coarse is None:
+            return None
+        self.coarse.step_to(seconds)
+        truth = self.truth.diagnose("latlon")
+        self.coarse.nudge_toward(truth)
+        return truth
+
+
 def _run(
-    path: Path, config: DefaultDataConfig, model, written: int, config_json: str, progress: bool
+    path: Path, config: DefaultDataConfig, pair: _Models, written: int, config_json: str, progress: bool
 ) -> None:
     """Finish the spin-up, then write the record block by block; checkpoint after each piece."""
-    _spin_up(path, config, model, config_json, progress)
-    _write_record(path, config, model, written, config_json, progress)
+    _spin_up(path, config, pair, config_json, progress)
+    _write_record(path, config, pair, written, config_json, progress)
 
 
-def _spin_up(path: Path, config: DefaultDataConfig, model, config_json: str, progress: bool) -> None:
-    """Step from the (negative) current step index to the epoch, a day at a time for the progress
-    bar, saving the state every ``SPINUP_CHECKPOINT_DAYS``."""
-    steps_per_day = model.steps_per(86400.0)
-    checkpoint_every = model.steps_per(SPINUP_CHECKPOINT_DAYS * 86400.0)
+def _spin_up(path: Path, config: DefaultDataConfig, pair: _Models, config_json: str, progress: bool) -> None:
+    """Step from the (negative) current time to the epoch -- an output interval at a time when the coarse
+    run is nudged along, else a day at a time -- saving the state every ``SPINUP_CHECKPOINT_DAYS``."""
+    stride = 3600.0 * config.output_hours if pair.coarse is not None else 86400.0
+    checkpoint_every = SPINUP_CHECKPOINT_DAYS * 86400.0
     epoch = np.datetime64(config.scenario.epoch, "s")
-    remaining_days = round(-min(model.step_index, 0) / steps_per_day, 3)
+    remaining_days = round(-min(pair.seconds, 0.0) / 86400.0, 3)
     with tqdm(
         total=remaining_days, desc="spin-up", unit="day", disable=not progress or remaining_days == 0
     ) as bar:
-        since_checkpoint = 0
-        while model.step_index < 0:
-            n = min(-model.step_index, steps_per_day)
-            model.step(n)
-            since_checkpoint += n
-            if since_checkpoint >= checkpoint_every or model.step_index == 0:
-                _write_checkpoint(path, model.get_state(), 0, config_json)
-                since_checkpoint = 0
-            bar.update(round(n / steps_per_day, 3))
-            date = epoch + np.timedelta64(int(round(model.time_days * 86400)), "s")
+        since_checkpoint = 0.0
+        while pair.seconds < 0:
+            before = pair.seconds
+            pair.advance(min(0.0, before + stride))
+            since_checkpoint += pair.seconds - before
+            if since_checkpoint >= checkpoint_every or pair.seconds == 0:
+                _write_checkpoint(path, pair.get_state(), 0, config_json)
+                since_checkpoint = 0.0
+            bar.update(round((pair.seconds - before) / 86400.0, 3))
+            date = epoch + np.timedelta64(int(round(pair.seconds)), "s")
             bar.set_postfix_str(np.datetime_as_string(date, unit="h"))
 
 
 def _write_record(
-    path: Path, config: DefaultDataConfig, model, written: int, config_json: str, progress: bool
+    path: Path, config: DefaultDataConfig, pair: _Models, written: int, config_json: str, progress: bool
 ) -> None:
     """Diagnose every output time from ``written`` on and write blocks of whole days (aligned with
     the one-day chunks) into their slots of the pre-laid-out time axis."""
     root = zarr.open_group(path, mode="r+")
     times = _times(config)
-    steps_per_output = model.steps_per(config.output_hours * 3600.0)
+    output_seconds = config.output_hours * 3600.0
     per_day = int(round(24.0 / config.output_hours))
+    model = pair.truth
     nx = model.longitudes.size
-    bytes_per_day = (
-        per_day * 4 * model.latitudes.size * nx * (len(PRESSURE_FIELDS) * len(config.pressure_levels_hPa) + 3)
-    )
+    layers = len(_pressure_fields(config)) * len(config.pressure_levels_hPa) + len(_surface_fields(config)) + 2
+    bytes_per_day = per_day * 4 * model.latitudes.size * nx * layers
     block = per_day * (config.block_days or max(1, BLOCK_BYTES // bytes_per_day))
     with tqdm(
         total=config.n_times, initial=written, desc="default data", unit="time", disable=not progress
     ) as bar:
         while written < config.n_times:
             stop = min(written + block, config.n_times)
-            fields: dict[str, list] = {k: [] for k in (*PRESSURE_FIELDS, "surface_pressure")}
+            fields: dict[str, list] = {k: [] for k in (*_pressure_fields(config), *_surface_fields(config))}
             for k in range(written, stop):
-                model.step(k * steps_per_output - model.step_index)
-                for name, values in model.diagnose("latlon").items():
+                truth = pair.advance(k * output_seconds)
+                if truth is None:
+                    truth = model.diagnose("latlon")
+                else:
+                    truth.update(pair.coarse.diagnose())
+                for name in fields:
+                    values = truth[name]
                     fields[name].append(values[0] if name == "surface_pressure" else values)
                 bar.update(1)
                 bar.set_postfix_str(np.datetime_as_string(times[k], unit="h"))
@@ -452,4 +578,4 @@ def _write_record(
             for name, values in data.items():
                 root[name][written:stop] = values
             written = stop
-            _write_checkpoint(path, model.get_state(), written, config_json)
+            _write_checkpoint(path, pair.get_state(), written, config_json)

@@ -1,9 +1,10 @@
 """The multiformer's imports in a coupled run, from many start dates, without running the multiformer.
 
-In a coupling YAML such as ``coupling_configs/default.yaml`` the multiformer only *receives*: the
-coarse classical model's state (``coarse_<field>``, regridded by the coupler) and the forcings, for
-the target time of each of its steps. Nothing flows back, so what it receives does not depend on
-what it predicts. :func:`coupled_imports` therefore runs the coupling YAML itself -- the same
+In a one-way coupling YAML (``coupling_configs/one_way.yaml``, or ``default.yaml`` without its
+couplings back to the coarse model: :func:`one_way`) the multiformer only *receives*: the coarse
+classical model's state (``coarse_<field>``, regridded by the coupler) and the forcings, for the
+target time of each of its steps. Nothing flows back, so what it receives does not depend on what it
+predicts (a two-way YAML is refused here; :mod:`.two_way` runs it). :func:`coupled_imports` therefore runs the coupling YAML itself -- the same
 components, couplings, regridders, units and initialisation -- once per start date, with the
 multiformer's place taken by an :class:`ImportRecorder` (the same component config, items and grids;
 it records each import instead of predicting). The forecasts of all start dates are then made in
@@ -23,7 +24,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from atmorep_coupler.coupling.build import RegridderCache
 from atmorep_coupler.coupling.schema import COMPONENT_KINDS, CoupledRunConfig, load_coupling_config
 from atmorep_coupler.errors import ConfigError
 
-__all__ = ["ImportRecorder", "coupled_imports", "multiformer_component"]
+__all__ = ["ImportRecorder", "classical_components", "coupled_imports", "is_two_way", "multiformer_component",
+           "one_way", "run_mapping", "spinup_sources"]
 
 RECORDER = f"{__name__}:ImportRecorder"
 CLASSICAL = COMPONENT_KINDS["classical"]
@@ -69,43 +71,76 @@ def multiformer_component(config: CoupledRunConfig, name: str | None = None) -> 
 
 
 def coupled_imports(config: CoupledRunConfig, component: str, starts: Sequence[dt.datetime], hours: float, *,
-                    progress: bool = True) -> list[dict[str, np.ndarray]]:
+                    states_dir: Path | None = None, progress: bool = True) -> list[dict[str, np.ndarray]]:
     """Per start date, the imports of ``component`` at each of its steps: ``{name: [steps, *shape]}``.
 
     ``config`` is run as it is, per start date, for ``hours`` from the start (``run.start`` and
     ``run.end`` replaced, no outputs, no restarts, components in this process), with ``component``
     replaced by an :class:`ImportRecorder` and classical components chained (module docstring).
+    ``states_dir``: where the chained classical states are kept (:func:`spinup_sources` names them);
+    default a temporary folder.
     """
+    if is_two_way(config, component):
+        raise ConfigError(f"the coupling config couples {component!r} back to other components (two-way): its imports "
+                          "depend on its forecasts and cannot be recorded without it; record its one-way variant "
+                          "(verification.coupled.one_way) and run the two-way one with verification.two_way")
     base = to_dict(config)
-    classical = [n for n, spec in config.components.items()
-                 if COMPONENT_KINDS.get(spec.kind, spec.kind) == CLASSICAL and isinstance(spec.config, dict)]
+    classical = classical_components(config)
     result, regridders = [], RegridderCache()  # the same grids every start: weights built once
     with tempfile.TemporaryDirectory(prefix="atmorep_verify_") as scratch:
-        states: dict[str, Path] = {}
-        for start in tqdm(starts, desc="coupled imports (coupling YAML per start date)", unit="start",
-                          disable=not progress):
-            mapping = _run_mapping(base, component, start, hours, classical, states)
+        folder = Path(states_dir) if states_dir is not None else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        sources = spinup_sources(classical, folder, len(starts))
+        for k, start in enumerate(tqdm(starts, desc="coupled imports (coupling YAML per start date)", unit="start",
+                                       disable=not progress)):
+            mapping = run_mapping(base, component, RECORDER, start, hours, sources[k])
             run_config, _ = load_coupling_config(mapping)
-            result.append(_run(run_config, component, classical, states, Path(scratch) / start.strftime("%Y%m%dT%H"),
+            result.append(_run(run_config, component, classical, folder, k, Path(scratch) / start.strftime("%Y%m%dT%H"),
                                regridders))
     return result
 
 
-def _run_mapping(base: dict, component: str, start: dt.datetime, hours: float, classical: Sequence[str],
-                 states: dict[str, Path]) -> dict[str, Any]:
+def is_two_way(config: CoupledRunConfig, component: str) -> bool:
+    """Whether anything of ``component`` flows to another component (a coupling from it)."""
+    return any(c.from_ == component for c in config.couplings)
+
+
+def one_way(config: CoupledRunConfig, component: str) -> CoupledRunConfig:
+    """``config`` without its couplings from ``component``: the one-way variant of a two-way run."""
+    mapping = to_dict(config)
+    mapping["couplings"] = [c for c in mapping["couplings"] if c["from"] != component]
+    return load_coupling_config(mapping)[0]
+
+
+def classical_components(config: CoupledRunConfig) -> list[str]:
+    """The classical components of ``config`` whose spin-up :func:`coupled_imports` chains."""
+    return [n for n, spec in config.components.items()
+            if COMPONENT_KINDS.get(spec.kind, spec.kind) == CLASSICAL and isinstance(spec.config, dict)
+            and (spec.config.get("initialization") or {}).get("store")]
+
+
+def spinup_sources(classical: Sequence[str], folder: Path, count: int) -> list[dict[str, Path]]:
+    """Per start ``k`` of a chain, the state each classical component spins up from: none for the first
+    (the YAML's spin-up from rest), the end state of start ``k - 1`` after it."""
+    return [{} if k == 0 else {name: Path(folder) / f"{name}_state_{k - 1}.npz" for name in classical}
+            for k in range(count)]
+
+
+def run_mapping(base: dict, component: str, kind: str, start: dt.datetime, hours: float,
+                sources: Mapping[str, Path]) -> dict[str, Any]:
+    """The coupling mapping ``base`` for one start: ``hours`` from ``start``, no outputs or restarts, in
+    this process, ``component`` of class ``kind``, classical components spun up from ``sources``."""
     mapping = copy.deepcopy(base)
     mapping["run"].update(start=start, end=start + dt.timedelta(hours=hours), restart=None, transport="inprocess")
     mapping["outputs"] = []
-    mapping["components"][component]["kind"] = RECORDER
-    for name in classical:
+    mapping["components"][component]["kind"] = kind
+    for name, state in sources.items():
         settings = mapping["components"][name]["config"]
-        init = settings.get("initialization") or {}
-        if name in states and init.get("store"):
-            settings.update(spinup_from=str(states[name]), spinup_days=init.get("days", 5.0))
+        settings.update(spinup_from=str(state), spinup_days=settings["initialization"].get("days", 5.0))
     return mapping
 
 
-def _run(config: CoupledRunConfig, component: str, classical: Sequence[str], states: dict[str, Path],
+def _run(config: CoupledRunConfig, component: str, classical: Sequence[str], folder: Path, k: int,
          out: Path, regridders: RegridderCache) -> dict[str, np.ndarray]:
     from atmorep_coupler.coupling.driver import CoupledRun
 
@@ -113,8 +148,7 @@ def _run(config: CoupledRunConfig, component: str, classical: Sequence[str], sta
         run.run()
         records = run.components[component].records
         for name in classical:
-            states[name] = out.parent / f"{name}_state.npz"
-            np.savez(states[name], **run.components[name].model.get_state())
+            np.savez(Path(folder) / f"{name}_state_{k}.npz", **run.components[name].model.get_state())
     if not records:
         raise ConfigError(f"the coupled run from {config.run.start} made no step of {component!r}")
     return {name: np.stack([r[name] for r in records]) for name in records[0]}

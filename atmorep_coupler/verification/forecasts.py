@@ -22,7 +22,7 @@ from atmorep_coupler.component.atmorep import AtmoRepComponent, member_item, ste
 from atmorep_coupler.data.sampler import transform_reader
 from atmorep_coupler.data.store import ERA5Store
 
-__all__ = ["build_components", "perfect_imports", "run_forecasts"]
+__all__ = ["build_components", "members_of", "perfect_imports", "run_forecasts"]
 
 #: ``on_lead(lead, {field: [S, (M,) L, lat, lon]})`` with lead = 1, 2, ... component steps.
 LeadCallback = Callable[[int, Mapping[str, np.ndarray]], None]
@@ -69,10 +69,10 @@ def run_forecasts(components: Sequence[AtmoRepComponent], imports: Sequence[Mapp
             for name, values in given.items():
                 component.set_value(name, values[k].reshape(-1))
         step_together(components)
-        on_lead(k + 1, {name: np.stack([_members(c, name, members) for c in components]) for name in fields})
+        on_lead(k + 1, {name: np.stack([members_of(c, name, members) for c in components]) for name in fields})
 
 
-def _members(component: AtmoRepComponent, name: str, members: int) -> np.ndarray:
+def members_of(component: AtmoRepComponent, name: str, members: int) -> np.ndarray:
     """The field's ensemble members ``[M, ...]`` (the field itself when there is one member)."""
     if members == 1:
         return component.get_field(name).values

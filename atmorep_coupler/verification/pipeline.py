@@ -13,24 +13,29 @@ Steps (each with a progress bar; the wall time of each lands in the scorecard's 
    another store (e.g. an independent realisation of the same climate). ACC is computed against it. The in-sample climatology (the truth store itself, every time) is shown
    beside it, labelled.
 3. **Persistence** (the truth at the start) and the climatologies are scored.
-4. **Coupled**: the coupling YAML is run per start date without the multiformer (:mod:`.coupled`);
-   the recorded ``coarse_<field>`` imports are the **coarse classical model alone**, regridded to the fine
-   grid by the coupler's regridder, scored as a baseline; then the multiformer's forecasts from all start
-   dates are made together from the recorded imports (:mod:`.forecasts`).
-5. **Perfect conditioning** (upper bound): the same forecasts with every import taken from the truth
-   as in training (``coarse_<field>`` = the truth conservatively coarsened to the classical grid and
-   back, forcings from the store): the skill given a perfect coarse model, labelled as such.
+4. **Coupled**: the coupling YAML -- its one-way variant if it couples the multiformer back (two-way) --
+   is run per start date without the multiformer (:mod:`.coupled`); the recorded ``coarse_<field>``
+   imports are the **coarse classical model alone**, regridded to the fine grid by the coupler's
+   regridder, scored as a baseline; then the multiformer's forecasts from all start dates are made
+   together from the recorded imports (:mod:`.forecasts`): the one-way hybrid. A two-way YAML is then
+   run as it is, all start dates in lockstep, the coarse model started from the same states
+   (:mod:`.two_way`): ``multiformer_coupled`` is always the YAML as written.
+5. **Perfect conditioning** (upper bound): the same forecasts with every import read from the truth
+   store as in training (``coarse_<field>``: the store's nudged coarse run, or the truth coarsened to the
+   classical grid and back; forcings from the store), labelled as such.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from atmorep_coupler.component.atmorep import AtmoRepComponent, load_checkpoint
 from atmorep_coupler.coupling.build import component_config
@@ -40,15 +45,18 @@ from atmorep_coupler.errors import ConfigError, DataError
 from atmorep_coupler.model.metrics import level_labels
 from atmorep_coupler.training.config import run_config_from_yaml
 from atmorep_coupler.verification.climatology import Climatology
-from atmorep_coupler.verification.coupled import coupled_imports, multiformer_component
+from atmorep_coupler.verification.coupled import (classical_components, coupled_imports, is_two_way,
+                                                  multiformer_component, one_way, spinup_sources)
 from atmorep_coupler.verification.forecasts import build_components, perfect_imports, run_forecasts
 from atmorep_coupler.verification.scorecard import Scorecard
+from atmorep_coupler.verification.two_way import two_way_forecasts
 
 __all__ = ["VerifySettings", "default_starts", "verify"]
 
 SYSTEMS = {
     "multiformer_coupled": "multiformer coupled to the coarse model and forcings (as the coupling YAML)",
-    "multiformer_perfect": "multiformer, perfect conditioning (truth coarsened; upper bound)",
+    "multiformer_one_way": "multiformer coupled one way (the YAML without its couplings back to the coarse model)",
+    "multiformer_perfect": "multiformer, conditioning read from the truth store as in training (upper bound)",
     "coarse_model": "coarse classical model alone (regridded to the fine grid)",
     "persistence": "persistence (the truth at the start)",
     "climatology": "climatology, out of sample",
@@ -192,20 +200,35 @@ def verify(settings: VerifySettings, *, progress: bool = True) -> Scorecard:
     tile_batch = {"tile_batch_size": settings.tile_batch_size}
     # ---------------------------------------------------------------- coupled: coarse model alone, multiformer
     if settings.coupled:
-        with clock("coupled runs of the coarse model and forcings"):
-            recorded = coupled_imports(config, mf, starts, settings.hours, progress=progress)
-        components = build_components(mf_settings, mf_dir, starts, settings.hours, **tile_batch)
-        members, tiling = components[0].members, _tiling(components[0])
-        coarse = _coarse_fields(components[0], predicted)
-        if coarse:
-            card.add_system("coarse_model", SYSTEMS["coarse_model"])
-            for lead in range(1, steps + 1):
-                score("coarse_model", lead, {n: np.stack([r[c][lead - 1] for r in recorded]) for n, c in coarse.items()})
-        card.add_system("multiformer_coupled", SYSTEMS["multiformer_coupled"], members)
-        with clock("multiformer forecasts, coupled"):
-            run_forecasts(components, recorded, steps, lambda k, f: score("multiformer_coupled", k, f),
-                          desc=f"multiformer, coupled ({len(starts)} start dates)", progress=progress)
-        del components, recorded
+        two_way = is_two_way(config, mf)
+        with tempfile.TemporaryDirectory(prefix="atmorep_verify_states_") as states:
+            with clock("coupled runs of the coarse model and forcings"):
+                recorded = coupled_imports(one_way(config, mf) if two_way else config, mf, starts, settings.hours,
+                                           states_dir=Path(states), progress=progress)
+            components = build_components(mf_settings, mf_dir, starts, settings.hours, **tile_batch)
+            members, tiling = components[0].members, _tiling(components[0])
+            coarse = _coarse_fields(components[0], predicted)
+            if coarse:
+                card.add_system("coarse_model", SYSTEMS["coarse_model"])
+                for lead in range(1, steps + 1):
+                    score("coarse_model", lead, {n: np.stack([r[c][lead - 1] for r in recorded]) for n, c in coarse.items()})
+            one_way_key = "multiformer_one_way" if two_way else "multiformer_coupled"
+            card.add_system(one_way_key, SYSTEMS[one_way_key], members)
+            with clock(f"multiformer forecasts, coupled{' one way' if two_way else ''}"):
+                run_forecasts(components, recorded, steps, lambda k, f: score(one_way_key, k, f),
+                              desc=f"multiformer, coupled one way ({len(starts)} start dates)", progress=progress)
+            del components, recorded
+            if two_way:  # the YAML as it is, all start dates in lockstep, the coarse model started as above
+                card.add_system("multiformer_coupled", SYSTEMS["multiformer_coupled"], members)
+                sources = spinup_sources(classical_components(config), Path(states), len(starts))
+                with clock("multiformer forecasts, coupled two ways"), \
+                        tqdm(total=steps, desc=f"multiformer, coupled two ways ({len(starts)} start dates)", unit="step",
+                             disable=not progress) as bar:
+                    def two_way_lead(k: int, f) -> None:
+                        score("multiformer_coupled", k, f)
+                        bar.update(1)
+
+                    two_way_forecasts(config, mf, starts, settings.hours, sources, two_way_lead)
     # ---------------------------------------------------------------- perfect conditioning (upper bound)
     if settings.perfect:
         components = build_components(mf_settings, mf_dir, starts, settings.hours, **tile_batch)
@@ -282,14 +305,15 @@ def _clim_at(climatology: Climatology, f, times: np.ndarray) -> np.ndarray:
 
 
 def _coarse_fields(component: AtmoRepComponent, predicted: dict) -> dict[str, str]:
-    """Predicted field -> the input-only ``coarse:`` field of the same variable and levels, if any."""
+    """Predicted field -> the input-only coarse-model field of the same variable and levels, if any: the
+    ``coarse:`` transform of the variable, or the store's ``coarse_<variable>`` (the default data's run)."""
     out = {}
     for spec in component.inputs:
         f = spec.config
-        if (f.transform or "").partition(":")[0] != "coarse":
-            continue
+        family = (f.transform or "").partition(":")[0]
         for name, p in predicted.items():
-            if p.variable == f.variable and tuple(p.levels) == tuple(f.levels):
+            same = f.variable == p.variable if family == "coarse" else f.variable == f"coarse_{p.variable}"
+            if same and tuple(p.levels) == tuple(f.levels):
                 out[name] = f.name
     return out
 

@@ -14,8 +14,8 @@ from atmorep_coupler.verification.scorecard import Scorecard  # noqa: E402
 
 __all__ = ["plot_scorecard"]
 
-_STYLES = {"multiformer_coupled": ("C0", "-"), "multiformer_perfect": ("C0", ":"), "coarse_model": ("C3", "-"),
-           "persistence": ("0.4", "--"), "climatology": ("C2", "-."), "climatology_in_sample": ("C2", ":")}
+_STYLES = {"multiformer_coupled": ("C0", "-"), "multiformer_one_way": ("C0", "--"), "multiformer_perfect": ("C0", ":"),
+           "coarse_model": ("C3", "-"), "persistence": ("0.4", "--"), "climatology": ("C2", "-."), "climatology_in_sample": ("C2", ":")}
 
 
 def plot_scorecard(card: Scorecard, out: str | Path) -> list[Path]:

@@ -184,8 +184,20 @@ def test_quickstart_tiny_writes_a_report_of_its_own_numbers(tmp_path):
     assert [float(row["level (hPa)"]) for row in rows] == response["levels_hPa"]
     for i, row in enumerate(rows):
         assert same(row["pattern correlation"], response["pattern_correlation_with_truth"][i])
+        assert same(row["amplitude ratio"], response["amplitude_ratio"][i])
         for curve, values in response["mean_response_K"].items():
-            assert same(row[curve], values[i])
+            mean, se = row[curve].split(" ± ")
+            assert same(mean, values[i]) and same(se, response["mean_response_se_K"][curve][i])
+
+    climate = json.loads((out / "climate" / "climate.json").read_text())
+    rows = {row["run"]: row for row in found["run"]}
+    assert set(rows) == {"hybrid", "coarse model alone"} == set(climate["runs"])
+    for name, row in rows.items():
+        scores = climate["runs"][name]
+        assert same(row["zonal-mean T RMSE (K)"], scores["zonal_mean_rmse"]["temperature"])
+        assert same(row["zonal-mean u RMSE (m/s)"], scores["zonal_mean_rmse"]["u_component_of_wind"])
+        ratios = row["EKE ratio (250/500/700/850 hPa)"].split(" / ")
+        assert all(same(c, v) for c, v in zip(ratios, scores["eddy_ratio_to_truth"]["eddy_kinetic_energy"], strict=True))
 
     # the coupled run's error against the truth store, computed here with numpy
     store = open_store(re.search(r"^  dataset\s+(\S+)$", result.stdout, re.M).group(1))
@@ -201,5 +213,5 @@ def test_quickstart_tiny_writes_a_report_of_its_own_numbers(tmp_path):
     check_scorecard_tables(found, Scorecard.load(out / "verification" / "scorecard.json"))
 
     timings = {row["stage"]: row["wall time (s)"] for row in found["stage"]}
-    assert len(timings) == 9 and float(timings["total before the report"]) < seconds
+    assert len(timings) == 11 and float(timings["total before the report"]) < seconds  # 10 stages and the total
     print(f"quickstart --tiny: {seconds:.0f} s")

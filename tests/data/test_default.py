@@ -17,6 +17,7 @@ import zarr
 
 from atmorep_coupler.data import month_index, open_store
 from atmorep_coupler.data.default import (
+    CoarseRunConfig,
     DefaultDataConfig,
     cache_dir,
     default_store_path,
@@ -35,6 +36,9 @@ PRESSURE = (
     "v_component_of_wind",
 )
 SURFACE = ("surface_pressure", "sea_surface_temperature", "toa_incident_solar_radiation")
+COARSE_PRESSURE = ("coarse_temperature", "coarse_geopotential", "coarse_u_component_of_wind",
+                   "coarse_v_component_of_wind")
+COARSE_SURFACE = ("coarse_surface_pressure",)
 
 
 def _arrays(path) -> dict[str, np.ndarray]:
@@ -45,10 +49,10 @@ def _arrays(path) -> dict[str, np.ndarray]:
 def test_tiny_store_layout(tiny_store):
     store = open_store(tiny_store)
     ds = store.dataset
-    assert set(store.variables) == {*PRESSURE, *SURFACE, "co2_equivalent"}
-    for name in PRESSURE:
+    assert set(store.variables) == {*PRESSURE, *SURFACE, *COARSE_PRESSURE, *COARSE_SURFACE, "co2_equivalent"}
+    for name in PRESSURE + COARSE_PRESSURE:
         assert ds[name].dims == ("time", "level", "latitude", "longitude")
-    for name in SURFACE:
+    for name in SURFACE + COARSE_SURFACE:
         assert ds[name].dims == ("time", "latitude", "longitude")
     assert ds["co2_equivalent"].dims == ("time",)
     assert ds.sizes == {"time": 32, "level": 7, "latitude": 32, "longitude": 64}
@@ -228,5 +232,10 @@ def test_config_validation():
         DefaultDataConfig(spinup_days=10).validate()
     with pytest.raises(ConfigError, match="longer than 0 days"):
         DefaultDataConfig(years=0).validate()
-    assert DefaultDataConfig().n_times == 366 * 8
-    assert DefaultDataConfig(years=2).record_days == 731
+    assert DefaultDataConfig().n_times == 731 * 8  # two years of 365.25 days, rounded up
+    assert DefaultDataConfig(years=1).record_days == 366
+    with pytest.raises(ConfigError, match=r"coarse.levels_hPa: need at least two of the output levels"):
+        DefaultDataConfig(coarse=CoarseRunConfig(levels_hPa=(400.0, 500.0))).validate()
+    with pytest.raises(ConfigError, match="coarse.tau_hours: must be positive"):
+        DefaultDataConfig(coarse=CoarseRunConfig(tau_hours=0.0)).validate()
+    DefaultDataConfig(coarse=CoarseRunConfig(enabled=False, tau_hours=0.0)).validate()  # unused when disabled

@@ -55,7 +55,10 @@ def test_every_system_is_scored_at_every_lead(card):
     assert card.leads_hours == [3.0, 6.0, 9.0, 12.0]
     assert card.starts == [s.isoformat() for s in STARTS]
     assert set(card.systems) == {"persistence", "climatology", "climatology_in_sample", "coarse_model",
-                                 "multiformer_coupled", "multiformer_perfect"}
+                                 "multiformer_coupled", "multiformer_one_way", "multiformer_perfect"}
+    # default.yaml is two-way: its coarse model follows the multiformer, so the two hybrids part ways
+    two, one = (card.value(s, "temperature", "500hPa", "rmse", HOURS) for s in ("multiformer_coupled", "multiformer_one_way"))
+    assert abs(two - one) > 1e-4 * one
     scores = card.scores()
     for system in card.systems:
         for name, levels in card.fields.items():
@@ -125,8 +128,11 @@ def test_coarse_model_alone_equals_a_classical_component_run_separately_and_regr
     nodes, gauss = np.polynomial.legendre.leggauss(24)
     sin_bounds = np.concatenate([[1.0], 1.0 - np.cumsum(gauss[::-1])])  # north first; band areas 2 pi w
     regrid = conservative_to_fine(sin_bounds, lat, 48, store.longitudes.size)
-    base = {"time_step": "PT1H", "resolution": "T15", "pressure_levels_hPa": LEVELS, "spinup_days": 10,
-            "initialization": {"store": str(tiny_store), "days": 1, "tau": "PT3H"}}
+    from atmorep_coupler.run import load_config
+
+    yaml_config, _ = load_config(DEFAULT_COUPLING, TINY_CLASSICAL)  # the classical settings as the YAML has them
+    base = {**yaml_config.components["classical"].config, "time_step": "PT1H"}
+    base["initialization"] = {**base["initialization"], "store": str(tiny_store)}
     forecasts, state = [], None
     for start in STARTS:
         config = {**base, "start": start.isoformat(), "end": (start + dt.timedelta(hours=HOURS)).isoformat()}
@@ -191,3 +197,34 @@ def test_cli_writes_the_scorecard_and_its_plots(tiny_default_checkpoint, tiny_st
     assert sorted(p.name for p in out.glob("*.png")) == [f"scorecard_{f}.png" for f in sorted(card["fields"])]
     args = build_parser().parse_args(["c.pt", "--store", "s.zarr", "--climatology-period", "2000-01-01", "2000-12-31"])
     assert args.climatology_period == [dt.datetime(2000, 1, 1), dt.datetime(2000, 12, 31)]
+
+
+@pytest.mark.slow
+def test_two_way_forecasts_in_lockstep_equal_the_coupling_yaml_run_on_its_own(tiny_default_checkpoint, tiny_store,
+                                                                               tmp_path):
+    """Two start dates stepped in lockstep (shared network calls; each coarse model nudged toward its own
+    multiformer): the second start's multiformer temperature at every step equals that of the two-way
+    coupling YAML run by the driver on its own from the same start."""
+    from atmorep_coupler.config import to_dict
+    from atmorep_coupler.coupling.driver import CoupledRun
+    from atmorep_coupler.coupling.schema import load_coupling_config
+    from atmorep_coupler.run import load_config
+    from atmorep_coupler.verification.coupled import run_mapping
+    from atmorep_coupler.verification.two_way import two_way_forecasts
+
+    sets = [*TINY_CLASSICAL, f"components.atmorep.config.checkpoint={tiny_default_checkpoint}",
+            f"components.atmorep.config.initial_condition={tiny_store}",
+            f"components.classical.config.initialization.store={tiny_store}"]
+    config, _ = load_config(DEFAULT_COUPLING, sets)
+    hours, together = 6.0, {}
+    two_way_forecasts(config, "atmorep", STARTS, hours, [{}, {}], lambda k, f: together.__setitem__(k, f["temperature"]))
+    assert sorted(together) == [1, 2] and together[1].shape == (2, 4, 32, 64)
+
+    mapping = run_mapping(to_dict(config), "atmorep", "atmorep", STARTS[1], hours, {})
+    mapping["outputs"] = [{"component": "atmorep", "variables": ["temperature"], "interval": "PT3H",
+                           "reduction": "instant", "path": "alone.zarr"}]
+    with CoupledRun(load_coupling_config(mapping)[0], base_dir=tmp_path, out_dir=tmp_path, progress=False,
+                    resume=False) as run:
+        run.run()
+    alone = xr.open_zarr(tmp_path / "alone.zarr").temperature.transpose("time", "level", ...).values
+    np.testing.assert_allclose(np.stack([together[k][1] for k in (1, 2)]), alone, rtol=0, atol=1e-3)
