@@ -223,10 +223,9 @@ def sst_file(path, start: str) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("trained", ["weatherbench2"], indirect=True)  # era5_wb2.yaml describes WB2's grids
 def test_coupled_yaml_run_with_a_prescribed_sst_on_its_own_grid(trained, tmp_path):
     layout, store_path, checkpoint = trained
-    if layout != "weatherbench2":
-        pytest.skip("coupling_configs/era5_wb2.yaml describes the WeatherBench 2 layout's grids")
     from atmorep_coupler.run import main as run_main
 
     sst_K = sst_file(tmp_path / "sst_1deg.nc", START[:10])
