@@ -1,7 +1,9 @@
 """Power spectrum by total spherical wavenumber of a field on a regular latitude-longitude grid.
 
 ``f_lm = ∫ f Y*_lm dΩ`` with orthonormal spherical harmonics (``scipy.special.sph_harm_y``), by an FFT in
-longitude and a quadrature in latitude whose weights are the rows' band areas ``Δ sin φ``; the power at
+longitude and Fejér's first quadrature rule in colatitude on the rows' cell centres ``θ_j = (j + ½) π / N``
+(exact for polynomials in ``cos θ`` of degree < N; band-area weights ``Δ sin φ`` are only second order, and
+their error leaks the large-scale power into every wavenumber, swamping the small scales); the power at
 ``l`` is ``Σ_m |f_lm|²`` (both signs of ``m`` for a real field) divided by 4π, so summed over ``l`` it is
 the field's area-mean square (Parseval). Interpolation removes power at high ``l``; a downscaling model
 should restore the truth's.
@@ -16,7 +18,14 @@ from scipy.special import sph_harm_y
 
 from atmorep_coupler.data.sampler import row_areas
 
-__all__ = ["power_spectrum"]
+__all__ = ["fejer_weights", "power_spectrum"]
+
+
+def fejer_weights(n: int) -> np.ndarray:
+    """Fejér's first rule on ``θ_j = (j + ½) π / n``: weights for ``∫_0^π g(θ) sin θ dθ`` (sum 2)."""
+    theta = (np.arange(n) + 0.5) * np.pi / n
+    k = np.arange(1, n // 2 + 1)
+    return 2.0 / n * (1.0 - 2.0 * (np.cos(2 * np.outer(theta, k)) / (4 * k**2 - 1)).sum(-1))
 
 
 @lru_cache(maxsize=8)
@@ -24,7 +33,8 @@ def _legendre(latitudes: tuple[float, ...], lmax: int) -> np.ndarray:
     """``Y_lm(θ_j, 0) Δμ_j`` as ``[lmax + 1 (l), lmax + 1 (m), lat]`` (zero for m > l)."""
     lat = np.asarray(latitudes)
     theta = np.deg2rad(90.0 - lat)
-    weights = row_areas(lat)
+    weights = fejer_weights(lat.size) if np.allclose(theta, (np.arange(lat.size) + 0.5) * np.pi / lat.size) \
+        else row_areas(lat)
     l, m = np.meshgrid(np.arange(lmax + 1), np.arange(lmax + 1), indexing="ij")
     table = np.where((m <= l)[..., None], sph_harm_y(l[..., None], m[..., None], theta, 0.0).real, 0.0)
     return table * weights
