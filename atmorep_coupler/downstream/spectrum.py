@@ -2,7 +2,8 @@
 
 ``f_lm = ∫ f Y*_lm dΩ`` with orthonormal spherical harmonics (``scipy.special.sph_harm_y``), by an FFT in
 longitude and Fejér's first quadrature rule in colatitude on the rows' cell centres ``θ_j = (j + ½) π / N``
-(exact for polynomials in ``cos θ`` of degree < N; band-area weights ``Δ sin φ`` are only second order, and
+(exact for polynomials in ``cos θ`` of degree < N, so ``f_lm`` is exact for fields with wavenumbers
+``l' < N - l``; band-area weights ``Δ sin φ`` are only second order, and
 their error leaks the large-scale power into every wavenumber, swamping the small scales); the power at
 ``l`` is ``Σ_m |f_lm|²`` (both signs of ``m`` for a real field) divided by 4π, so summed over ``l`` it is
 the field's area-mean square (Parseval). Interpolation removes power at high ``l``; a downscaling model
