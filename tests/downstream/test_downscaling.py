@@ -163,3 +163,17 @@ def test_power_spectrum_of_a_spherical_harmonic_and_parseval():
         # Re Y_lm (x2 for m > 0) has mean square 1/(4 pi) exactly: the spectrum's scale is the area mean
         np.testing.assert_allclose(power[l], 1 / (4 * np.pi) * (2.0 if m else 1.0), rtol=1e-9)
 
+
+
+def test_bad_input_ends_in_a_named_error(analytic_pair, tmp_path, capsys):
+    from atmorep_coupler.errors import DataError
+    from atmorep_coupler.finetune import main
+
+    assert main([str(tmp_path / "missing.pt"), "--pair", str(tmp_path), "--quiet"]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    base, _ = _pretrained()
+    field = downscaling_model_config(base, DownscalingConfig(levels=(850.0, 500.0), refinement=4)).fields[-1]
+    with pytest.raises(DataError, match="is not 4 times the coarse 32x64"):
+        DownscalingPairs(*analytic_pair, base, field, batch_size=2)
+    with pytest.raises(ConfigError, match="refinement: 1 must be >= 2"):
+        downscaling_model_config(base, DownscalingConfig(refinement=1))
