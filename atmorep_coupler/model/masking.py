@@ -22,14 +22,14 @@ Strategies (``StrategyConfig.kind``):
   levels (the same block for every field of a sample).
 - ``identity``: nothing hidden, every token a target (auto-encoding, e.g. for downscaling heads).
 
-Coarsening is real coarsening (D4): the token is block-averaged over ``k x k`` points (``k`` from
+Coarsening is real coarsening: the token is block-averaged over ``k x k`` points (``k`` from
 ``coarsen_factors``, ``k >= 2`` dividing the token) and expanded back piecewise-constant, so the block
 means are kept exactly and all sub-block detail is gone. The reference resized to ``(ts, 2 ts]`` points
 and back, which only smooths slightly.
 
 Input-only fields are never masked: conditioning and forcing (SST, insolation, CO2) are known.
 
-Randomness (D8): one ``numpy`` generator per (field, level) from ``SeedSequence(seed,
+Randomness: one ``numpy`` generator per (field, level) from ``SeedSequence(seed,
 spawn_key=key + (1, field, level))`` and one per batch for the strategy choice and region
 (``key + (0,)``); ``key`` identifies the batch in its stream (see ``data.sampler``). Masks are thus a
 pure function of (seed, key), independent of worker count, and adding a level or a field leaves the
