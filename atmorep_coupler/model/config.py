@@ -87,12 +87,23 @@ class StrategyConfig(Validated):
     region: tuple[int, int] = (1, 1)
     """spatial_interpolation: size [Y', X'] in tokens of the hidden block (at a random place, all times and
     levels)."""
+    context_noise: float = 0.0
+    """forecast: the largest standard deviation, in normalised units, of the noise put on the visible time
+    slices of predicted fields. Each sample and level draws sigma ~ U(0, context_noise) and every visible token
+    is shifted by sigma * eps, eps ~ N(0, 1) constant over the token's points: a token-scale error like the one
+    an autoregressive rollout feeds back into its own context, so the network learns to weigh that context
+    against the conditioning (the coarse model's state) instead of trusting it alone. 0 keeps the context
+    clean; the targets stay clean either way."""
 
     def validate(self) -> None:
         if self.weight <= 0:
             raise ConfigError(f"weight: {self.weight} must be > 0")
         if self.forecast_slices < 1:
             raise ConfigError(f"forecast_slices: {self.forecast_slices} must be >= 1")
+        if self.context_noise < 0:
+            raise ConfigError(f"context_noise: {self.context_noise} must be >= 0")
+        if self.context_noise and self.kind != "forecast":
+            raise ConfigError(f"context_noise: only the forecast strategy has a context to noise, not {self.kind}")
         if min(self.region) < 1:
             raise ConfigError(f"region: {list(self.region)} must be >= 1 token in each direction")
 
