@@ -24,7 +24,7 @@ import yaml
 
 from atmorep_coupler.errors import ConfigError, UnitError
 
-__all__ = ["from_dict", "load_yaml", "parse_yaml", "read_yaml_file", "check_name", "check_relative_path", "check_grid_side", "clip", "to_dict", "show", "ConfigError"]
+__all__ = ["Validated", "from_dict", "load_yaml", "parse_yaml", "read_yaml_file", "check_name", "check_relative_path", "check_grid_side", "clip", "to_dict", "show", "ConfigError"]
 
 T = TypeVar("T")
 
@@ -45,6 +45,18 @@ MAX_GRID_SIDE = 100_000
 cell corners in memory, so a larger count is a typo that would otherwise end in a memory error."""
 _SHOW = reprlib.Repr()
 _SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxstring, _SHOW.maxother = 3, 6, 6, 80, 80
+
+
+class Validated:
+    """Base of every config dataclass: :meth:`validate` runs when the object is built (``__post_init__``),
+    whatever builds it -- the YAML loader, Python code, ``dataclasses.replace`` -- so no config reaches the
+    code that uses it unchecked. The loader prefixes the messages with the file and key path."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the offending key relative to this object; subclasses extend it."""
 
 
 def show(value: Any) -> str:
@@ -405,16 +417,10 @@ def _build_dataclass(cls: Any, value: Any, path: str, origin: str) -> Any:
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise _fail(origin, _join(path, key), "required key is missing")
     try:
-        obj = cls(**kwargs)
-    except (ValueError, TypeError) as exc:
+        obj = cls(**kwargs)  # a Validated config checks itself here
+    except (ValueError, TypeError) as exc:  # ConfigError and UnitError are ValueErrors
+        # the messages are relative to this object; prefix origin and path.
         raise _fail(origin, path, str(exc)) from None
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        try:
-            validate()
-        except (ConfigError, UnitError) as exc:
-            # validate() raises messages relative to this object; prefix origin and path.
-            raise _fail(origin, path, str(exc)) from None
     return obj
 
 

@@ -18,56 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from atmorep_coupler.config import clip, show
-from atmorep_coupler.errors import AtmoRepError, ConfigError
+from atmorep_coupler.coupling.overrides import load_config
+from atmorep_coupler.errors import AtmoRepError
 
 __all__ = ["build_parser", "load_config", "main"]
-
-
-def load_config(path: str | Path, assignments: Sequence[str] = ()) -> tuple[Any, Path]:
-    """The checked coupling config of ``path`` with ``KEY=VALUE`` assignments applied, and the folder
-    relative input paths of the file resolve against (as :func:`load_coupling_config`)."""
-    from atmorep_coupler.config import to_dict
-    from atmorep_coupler.coupling.schema import load_coupling_config
-
-    config, base = load_coupling_config(path)
-    if not assignments:
-        return config, base
-    mapping = to_dict(config)  # input paths of the file are absolute here
-    for assignment in assignments:
-        _assign(mapping, assignment, f"{path}: --set {clip(assignment)}")
-    config, _ = load_coupling_config(mapping, origin=f"{path} (with --set {' '.join(map(clip, assignments))})")
-    return config, base
-
-
-def _assign(mapping: dict, assignment: str, where: str) -> None:
-    """Set ``KEY=VALUE`` in ``mapping``: every part of KEY but the last must exist (the schema then
-    rejects unknown last keys with their key path)."""
-    from atmorep_coupler.config import parse_yaml
-
-    key, sep, text = assignment.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"{where}: expected KEY=VALUE, e.g. run.end=2000-02-01T00:00:00")
-    parts = key.split(".")
-    node: Any = mapping
-    for depth, part in enumerate(parts):
-        at = ".".join(parts[:depth]) or "the top level"
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"{where}: {at} is a list of {len(node)} items; {show(part)} is not an index")
-            part = int(part)
-        elif not isinstance(node, dict):
-            raise ConfigError(f"{where}: {at} is a value, not a mapping or a list")
-        elif depth < len(parts) - 1 and part not in node:
-            raise ConfigError(f"{where}: {at} has no key {show(part)} (keys: {', '.join(map(str, node))})")
-        if depth == len(parts) - 1:
-            node[part] = parse_yaml(text, f"{where}: VALUE")
-        else:
-            node = node[part]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
                         help="let 'kind: MODULE.sub:Class' import MODULE (a coupling YAML is code: only registered "
                              "kinds and their packages are imported otherwise; repeatable)")
+    parser.add_argument("--print-sequence", action="store_true",
+                        help="print the run sequence the YAML compiles to (put, get, step, output, sync, restart; "
+                             "docs/coupling.md) and exit without running")
     parser.add_argument("--allow-outside-out", action="store_true",
                         help="let absolute outputs[].path and run.restart.dir write outside --out")
     return parser
@@ -93,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config, base = load_config(args.config, args.set)
+        if args.print_sequence:
+            from atmorep_coupler.coupling.sequence import compile_sequence, format_sequence
+
+            print(format_sequence(compile_sequence(config)))
+            return 0
         out = args.out if args.out is not None else Path("runs") / config.run.name
         with CoupledRun(config, base_dir=base, out_dir=out, origin=str(args.config),
                         resume=True if args.resume else None, progress=not args.no_progress,

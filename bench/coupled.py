@@ -91,10 +91,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="trainer checkpoint of the default config (default: untrained)")
     parser.add_argument("--start", type=dt.datetime.fromisoformat, default=None,
                         help="start of the runs (default: the store's first day + 1 day)")
-    parser.add_argument("--days", type=float, default=1.0, help="simulated days per run (default: %(default)s)")
+    parser.add_argument("--days", type=float, default=1.0,
+                        help="simulated days per run, a whole number (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the three runs (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     args = parser.parse_args()
+    if args.days <= 0 or args.days != int(args.days):
+        parser.error(f"--days {args.days}: a whole number of days > 0 (the YAMLs write daily-mean outputs)")
 
     import torch
 

@@ -24,7 +24,7 @@ import json, os, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from atmorep_coupler.data.default import DefaultDataConfig, generate
-from atmorep_coupler.data.normalization import compute_normalization
+from atmorep_coupler.data.statistics import compute_normalization
 from atmorep_coupler.data.store import open_store
 
 resolution, out = sys.argv[1], Path(sys.argv[2])

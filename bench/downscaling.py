@@ -48,7 +48,7 @@ def _rescore(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from atmorep_coupler.checkpoint import WEIGHTS_FORMAT, load_state
+    from atmorep_coupler.model.checkpoint import WEIGHTS_FORMAT, load_state
     from atmorep_coupler.config import from_dict
     from atmorep_coupler.downstream.evaluate import score_downscaling
     from atmorep_coupler.downstream.model import DownscalingConfig, downscaling_model

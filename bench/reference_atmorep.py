@@ -1,17 +1,17 @@
 """Harness that runs the original AtmoRep code (clessig/atmorep, MIT) unchanged, for side-by-side timings.
 
 The reference is *not* part of this repository: point ``--reference`` of ``bench/train_step.py`` at a
-checkout of https://github.com/clessig/atmorep (the notes were taken at commit ``055f858``). This
+checkout of https://github.com/clessig/atmorep (checked against commit ``055f858``). This
 module imports its model classes as they are and works around, from the outside, what keeps them from
 running on a CPU or without their training stack:
 
-- defect D7: ``positional_encoding_harmonic`` calls ``x.get_device()``, which is -1 on CPU, and then
+- a defect: ``positional_encoding_harmonic`` calls ``x.get_device()``, which is -1 on CPU, and then
   ``torch.arange(device=-1)`` raises. While the reference runs, ``Tensor.get_device`` returns the
   string ``"cpu"`` for CPU tensors (:func:`cpu_get_device`); nothing else changes.
 - ``wandb`` and ``torchinfo`` are imported at module level by the reference's utilities and trainer
   but never used by the model, the loss or the optimiser step; if they are not installed, empty
   modules stand in for them.
-- the encoder-to-decoder and decoder-to-tail hooks (D10) and the loss live on the reference's
+- the encoder-to-decoder and decoder-to-tail hooks and the loss live on the reference's
   trainer, which also wants a data store, a run id and folders; they are bound here, unchanged, to a
   small object holding exactly the attributes they read (:class:`ReferenceRun`).
 
@@ -39,7 +39,7 @@ __all__ = ["ReferenceRun", "cpu_get_device", "load_reference"]
 
 @contextlib.contextmanager
 def cpu_get_device():
-    """``Tensor.get_device()`` returns ``"cpu"`` for CPU tensors inside the block (works around D7)."""
+    """``Tensor.get_device()`` returns ``"cpu"`` for CPU tensors inside the block (works around that defect)."""
     original = torch.Tensor.get_device
 
     def get_device(self):
@@ -115,7 +115,7 @@ class ReferenceRun:
 
     def __post_init__(self):
         self.MSELoss = torch.nn.MSELoss()
-        # the trainer's own hooks (D10) and loss, bound to this object
+        # the trainer's own hooks and loss, bound to this object
         self.net.encoder_to_decoder = types.MethodType(self.trainer_class.encoder_to_decoder, self)
         self.net.decoder_to_tail = types.MethodType(self.trainer_class.decoder_to_tail, self)
 

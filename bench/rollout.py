@@ -13,7 +13,7 @@ conditioning, SST, insolation, CO2) are fed from the store's truth, as a driver 
 ``--checkpoint`` an untrained model of that config is used: the timing does not depend on the weights.
 Each tile batch size is timed over ``--days`` simulated days after one warm-up step.
 
-**ERA5 resolutions.** A global step runs the network on every tile of the tiling (``component/tiling.py``),
+**ERA5 resolutions.** A global step runs the network on every tile of the tiling (``model/tiling.py``),
 so its cost is (tiles per step) x (network cost of one tile) + (grid points) x (cutting, normalising
 and blending cost per point). ``resolutions`` lists, for 5.625° (32x64, WeatherBench 2's 64x32), 1.5°
 (121x240 with rows on the poles) and 0.25° (721x1440, ARCO-ERA5), the exact tile counts for the default
@@ -96,7 +96,8 @@ def _feed(component, store, readers) -> None:
 
 
 def time_component(checkpoint: Path, store_path: Path, tile_batch_size: int, days: float, device: str) -> dict:
-    from atmorep_coupler.component.atmorep import AtmoRepComponent, load_checkpoint
+    from atmorep_coupler.component.atmorep import AtmoRepComponent
+    from atmorep_coupler.model.checkpoint import load_checkpoint
     from atmorep_coupler.data import open_store
     from atmorep_coupler.data.sampler import transform_reader
     from atmorep_coupler.data.store import ERA5Store
@@ -144,7 +145,7 @@ def time_component(checkpoint: Path, store_path: Path, tile_batch_size: int, day
 def tiling_costs(model, measured: dict, hours_per_step: float) -> list[dict]:
     """Tiles per step at the ERA5 resolutions (default, quarter and no overlap) and the CPU cost they
     predict with the measured coefficients."""
-    from atmorep_coupler.component.tiling import GlobalTiling
+    from atmorep_coupler.model.tiling import GlobalTiling
 
     _, ny, nx = model.neighbourhood
     overlaps = {"half (default)": (ny // 2, nx // 2), "quarter": (ny // 4, nx // 4), "none": (0, 0)}
@@ -164,7 +165,7 @@ def regridded_store(source: Path, nlat: int, nlon: int, folder: Path, times: int
     import xarray as xr
 
     from atmorep_coupler.data import open_store
-    from atmorep_coupler.data.normalization import compute_normalization
+    from atmorep_coupler.data.statistics import compute_normalization
     from atmorep_coupler.regrid.grids import LatLonGrid
     from atmorep_coupler.regrid.regridder import Regridder
 
@@ -233,7 +234,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(args.checkpoint) if args.checkpoint else _untrained_checkpoint(store, Path(folder))
         component = [time_component(checkpoint, store, b, args.days, args.device) for b in args.tile_batch_sizes]
-        from atmorep_coupler.component.atmorep import load_checkpoint
+        from atmorep_coupler.model.checkpoint import load_checkpoint
 
         model = load_checkpoint(checkpoint)[0]
         nt = model.neighbourhood[0]

@@ -70,13 +70,14 @@ nudging target in model space and the import flags, so a restarted run continues
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from atmorep_coupler.config import Validated
 from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.clock import to_cftime
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
@@ -108,7 +109,7 @@ _SURFACE_HPA = 1000.0
 
 
 @dataclass(frozen=True)
-class NudgingConfig:
+class NudgingConfig(Validated):
     """``tau``: relaxation time scale; ``levels_hPa``: pressure levels of the imported target
     (ascending; default: the model's export levels)."""
 
@@ -136,7 +137,7 @@ def _check_relaxation(tau: _dt.timedelta, levels: tuple[float, ...] | None, reac
 
 
 @dataclass(frozen=True)
-class InitializationConfig:
+class InitializationConfig(Validated):
     """Dynamical initialisation: the last ``days`` of the spin-up relax toward a store's temperature and
     winds (e.g. the truth run's), so the run starts from that store's weather, not from an unrelated one."""
 
@@ -209,7 +210,7 @@ class ClassicalConfig(ComponentConfig):
     def validate(self) -> None:
         super().validate()
         try:
-            self.model_config().validate()
+            self.model_config()  # a Validated config: checked when built
         except ConfigError as exc:  # ModelConfig names its keys "model.<key>"; here they are top-level
             raise ConfigError(str(exc).removeprefix("model.")) from None
         if not (self.spinup_days >= 0 and np.isfinite(self.spinup_days)):
@@ -269,6 +270,7 @@ class ClassicalModel(Component):
         self._arrays = {
             item.name: np.full(self._grid_table[item.grid].shape, np.nan, dtype=item.dtype) for item in self._item_list
         }
+        self._expose(self._grid_table, self._item_list, self._arrays)
         self._target_pending = False
         self._nudging: tuple[dict, dict] | None = None
         self._refresh()
@@ -398,15 +400,6 @@ class ClassicalModel(Component):
         return exports + imports
 
     # ------------------------------------------------------------------------------ hooks
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        return self._grid_table
-
-    def _items(self) -> Sequence[ExchangeItem]:
-        return self._item_list
-
-    def _state(self) -> Mapping[str, np.ndarray]:
-        return self._arrays
-
     def _write(self, name: str, values: np.ndarray, indices: np.ndarray | None = None) -> None:
         super()._write(name, values, indices)
         if name.startswith(TARGET_PREFIX):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.clock import to_cftime
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
 from atmorep_coupler.component.settings import ComponentConfig
-from atmorep_coupler.config import check_grid_side
+from atmorep_coupler.config import Validated, check_grid_side
 from atmorep_coupler.data import forcings
 from atmorep_coupler.errors import ComponentError, ConfigError, DataError, UnitError
 from atmorep_coupler.regrid.grids import GaussianGrid, Grid, LatLonGrid
@@ -207,6 +207,8 @@ class PrescribedField(Component):
         ]
         self._values = np.empty(first.shape, dtype=dtype)
         self._mask_values = self._active.astype(dtype)
+        self._expose({0: self._component_grid}, self._item_list,
+                     lambda: {self._field: self._values, self._mask_field: self._mask_values})
         self._series = _RecordInterpolator(
             _record_seconds(self._source["time"].values, self.start, what=where),
             self._read_record,
@@ -240,15 +242,6 @@ class PrescribedField(Component):
         values = convert(raw.astype(np.float64), self._file_units, self._units, what=self._source_label)
         fill = np.nan if self.config.fill_value is None else self.config.fill_value
         return np.where(self._active, values, fill)
-
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        return {0: self._component_grid}
-
-    def _items(self) -> Sequence[ExchangeItem]:
-        return self._item_list
-
-    def _state(self) -> Mapping[str, np.ndarray]:
-        return {self._field: self._values, self._mask_field: self._mask_values}
 
     def _advance(self, dt: float) -> None:
         self._values[...] = self._series(self.get_current_time() + dt)
@@ -290,7 +283,7 @@ def _active_cells(ds: xr.Dataset, mask_variable: str | None, first: np.ndarray, 
 
 # ---------------------------------------------------------------------------------------- insolation
 @dataclass(frozen=True)
-class GridConfig:
+class GridConfig(Validated):
     """A generated global grid (the keys of the coupling YAML's ``grids`` entries)."""
 
     type: Literal["regular_latlon", "gaussian"]
@@ -359,6 +352,7 @@ class Insolation(Component):
             ),
         ]
         self._values = np.empty(self._component_grid.shape, dtype=np.float64)
+        self._expose({0: self._component_grid}, self._item_list, lambda: {config.field: self._values})
         self._values[...] = self._insolation_at(0.0)
 
     def _insolation_at(self, time: float) -> np.ndarray:
@@ -370,15 +364,6 @@ class Insolation(Component):
             year_length_days=self._scenario.year_length_days,
             solar_constant=self.config.solar_constant,
         )
-
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        return {0: self._component_grid}
-
-    def _items(self) -> Sequence[ExchangeItem]:
-        return self._item_list
-
-    def _state(self) -> Mapping[str, np.ndarray]:
-        return {self.config.field: self._values}
 
     def _advance(self, dt: float) -> None:
         self._values[...] = self._insolation_at(self.get_current_time() + dt)
@@ -472,6 +457,7 @@ class CO2Scenario(Component):
         self._item_list = [
             ExchangeItem(self._field, config.standard_name or standard_name, units, 0, "forcing", intent="out")
         ]
+        self._expose({0: SCALAR_GRID}, self._item_list, lambda: {self._field: self._value})
         self._value[...] = self._evaluate(0.0)
 
     def _ramp(self, ramp: RampConfig, quantity: str) -> Callable[[float], float]:
@@ -511,15 +497,6 @@ class CO2Scenario(Component):
             lambda t: self.datetime_at(t).isoformat(),
             f"component {self.name!r} ({where})",
         )
-
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        return {0: SCALAR_GRID}
-
-    def _items(self) -> Sequence[ExchangeItem]:
-        return self._item_list
-
-    def _state(self) -> Mapping[str, np.ndarray]:
-        return {self._field: self._value}
 
     def _advance(self, dt: float) -> None:
         self._value[...] = self._evaluate(self.get_current_time() + dt)

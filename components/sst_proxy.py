@@ -13,7 +13,6 @@ warming follows ``scenario`` (the training data's ramp); keep its constants equa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +62,7 @@ class SSTProxy(Component):
                          valid_range=(1.0, 1.0e5)),
         ]
         self._arrays = {SST: np.empty(self._grid_table[FIELD_GRID].shape), CO2: np.zeros(())}
+        self._expose(self._grid_table, self._item_list, self._arrays)
         self._refresh(0.0)
 
     def _days(self, time: float) -> float:
@@ -75,15 +75,6 @@ class SSTProxy(Component):
         warming = forcings.warming_from_co2(self._arrays[CO2][()], self._scenario)
         sst = forcings.equilibrium_temperature(self._lat, 1.0, days, self._scenario, warming_K=warming)
         self._arrays[SST][...] = np.broadcast_to(sst, self._arrays[SST].shape)
-
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        return self._grid_table
-
-    def _items(self) -> Sequence[ExchangeItem]:
-        return self._item_list
-
-    def _state(self) -> Mapping[str, np.ndarray]:
-        return self._arrays
 
     def _advance(self, dt: float) -> None:
         self._refresh(self.get_current_time() + dt)

@@ -43,18 +43,14 @@ class SlabOcean(Component):
         self.sst = np.full(self.grid.shape, config.initial_temperature)
         self.t_eq = self.sst.copy()
         self.tau = config.relaxation_time.total_seconds()
-
-    def _grids(self):
-        return {0: ComponentGrid(self.grid)}
-
-    def _items(self):
-        return [
-            ExchangeItem("sst", "sea_surface_temperature", "K", 0, "prognostic", valid_range=(200.0, 350.0)),
-            ExchangeItem("t_eq", "equilibrium_temperature", "K", 0, "forcing", valid_range=(200.0, 350.0)),
-        ]
-
-    def _state(self):
-        return {"sst": self.sst, "t_eq": self.t_eq}
+        self._expose(
+            grids={0: ComponentGrid(self.grid)},
+            items=[
+                ExchangeItem("sst", "sea_surface_temperature", "K", 0, "prognostic", valid_range=(200.0, 350.0)),
+                ExchangeItem("t_eq", "equilibrium_temperature", "K", 0, "forcing", valid_range=(200.0, 350.0)),
+            ],
+            state=lambda: {"sst": self.sst, "t_eq": self.t_eq},  # attributes: looked up live
+        )
 
     def _advance(self, dt):
         self.sst[...] = self.t_eq + (self.sst - self.t_eq) * np.exp(-dt / self.tau)

@@ -6,12 +6,12 @@ the prognostic (predicted) fields once per ensemble member, the input-only field
 ``start`` from ``initial_condition`` (an ERA5-layout store, e.g. the training data), with the same
 readers, transforms and normalisation as the training sampler.
 
-**Step** (``update``; atmorep.md §11.2, D24). One step is one token time slice of the predicted fields
+**Step** (``update``). One step is one token time slice of the predicted fields
 (``t`` data steps of the training data, 3 h for the default data): the checkpoint records the data's time
 step, so ``time_step`` may be left out; a ``time_step`` that differs is refused. The window rolls by one
 slice; the new slice of every input-only field is set from its import (below) and the new slice of
 every predicted field is hidden (the ``forecast`` masking the model was trained with) and predicted on
-a global tiling of overlapping neighbourhoods (:mod:`.tiling`: no point uncovered, columns wrap across
+a global tiling of overlapping neighbourhoods (:mod:`atmorep_coupler.model.tiling`: no point uncovered, columns wrap across
 the dateline, tiles never cross a pole, smooth blending weights, batches of ``tile_batch_size`` tiles,
 on ``device``). ``update_until`` lands exactly on whole steps and refuses other times (the ML step
 cannot be shortened).
@@ -70,25 +70,25 @@ import numpy as np
 import torch
 import xarray as xr
 
+from atmorep_coupler.config import Validated
 from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
 from atmorep_coupler.component.settings import ComponentConfig
-from atmorep_coupler.component.prediction import GlobalPredictor
-from atmorep_coupler.component.tiling import GlobalTiling
 from atmorep_coupler.data.conditioning import physical_variable
 from atmorep_coupler.data.normalization import Normalization, load_normalization, month_position
 from atmorep_coupler.data.sampler import NAN_FILL, transform_reader
 from atmorep_coupler.data.store import ERA5Store, cf_standard_name, open_store
 from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError, DataError
-from atmorep_coupler.model.config import FieldConfig, ModelConfig
+from atmorep_coupler.model.checkpoint import check_statistics, load_checkpoint, trained_data_step
+from atmorep_coupler.model.config import FieldConfig
 from atmorep_coupler.model.multiformer import Multiformer, compile_model, load_weights
+from atmorep_coupler.model.prediction import predict_global
+from atmorep_coupler.model.tiling import GlobalTiling
 from atmorep_coupler.regrid.grids import LatLonGrid
-from atmorep_coupler.training.config import run_config_from_yaml
-from atmorep_coupler.training.trainer import load_trainer_state, normalization_fingerprint
-from atmorep_coupler.timeutil import format_duration, parse_duration
+from atmorep_coupler.timeutil import format_duration
 from atmorep_coupler.units import plausible_range, udunits
 
-__all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "load_checkpoint", "member_item",
+__all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "member_item",
            "predict_steps", "step_together"]
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def member_item(field: str, member: int) -> str:
 
 # ------------------------------------------------------------------------------------------ config
 @dataclass(frozen=True)
-class EnsembleConfig:
+class EnsembleConfig(Validated):
     """``members``: trajectories; ``perturbation``: std of the initial perturbations (normalised units)."""
 
     members: int = 1
@@ -133,7 +133,7 @@ class AtmoRepConfig(ComponentConfig):
 
     ``fields``, ``levels_hPa``, ``grid``: what the run expects of the checkpoint (empty: anything);
     ``tile_overlap``: overlap of neighbouring tiles in grid points (rows, columns); ``tile_stagger``: a
-    second pass of tiles offset by half a tile plus half a token (:mod:`.tiling`);
+    second pass of tiles offset by half a tile plus half a token (:mod:`atmorep_coupler.model.tiling`);
     ``tile_batch_size``: tiles per forward pass; ``device``: torch device; ``compile``: ``torch.compile``
     the network; ``seed``: ensemble randomness.
     """
@@ -156,7 +156,7 @@ class AtmoRepConfig(ComponentConfig):
     """Overlap of neighbouring tiles in grid points (rows, columns); default 0 with ``tile_stagger``, else half a neighbourhood."""
     tile_stagger: bool = True
     """Add a second pass of tiles offset by half a tile plus half a token, so that tile and token edges of one pass
-    lie inside the other's tokens (see component/tiling.py; measured seams in docs/components.md)."""
+    lie inside the other's tokens (see model/tiling.py; measured seams in docs/components.md)."""
     tile_batch_size: int = 16
     """Tiles per forward pass."""
     device: str = "cpu"
@@ -179,16 +179,6 @@ class AtmoRepConfig(ComponentConfig):
             raise ConfigError(f"device: {self.device!r} is not a torch device ({exc})") from None
 
 
-def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
-    """The model config and the state of a trainer checkpoint, read with ``weights_only=True``."""
-    state = load_trainer_state(path)  # format, checksum and keys verified; never unpickles code
-    try:
-        run = run_config_from_yaml(state["config"], origin=f"{path}: config")
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: its run configuration is invalid: {exc}") from None
-    return run.model, state
-
-
 def _datetime64(date: cftime.datetime) -> np.datetime64:
     """A calendar date as ``datetime64`` (day counted from the 1st of its month, so ``360_day``'s
     Feb 30 becomes Mar 2): for token metadata and store look-ups."""
@@ -201,7 +191,7 @@ def _datetime64(date: cftime.datetime) -> np.datetime64:
 @dataclass(frozen=True)
 class _Step:
     """A step between :meth:`AtmoRepComponent._begin_step` and ``_end_step``: its target time and what
-    :meth:`GlobalPredictor.predict` needs (every member's window, the hidden new slice, dates, heads)."""
+    :func:`~atmorep_coupler.model.prediction.predict_global` needs (every member's window, the hidden new slice, dates, heads)."""
 
     target: float
     windows: dict[str, torch.Tensor]
@@ -240,7 +230,7 @@ class AtmoRepComponent(Component):
         self.checkpoint_path = path = self.resolve_path(config.checkpoint)
         self.model_config, self._state = load_checkpoint(path)
         self._store = open_store(self.resolve_path(config.initial_condition))
-        self._data_step = self._trained_data_step(path, self._state, self._store)
+        self._data_step = trained_data_step(path, self._state, self._store.times, str(self._store.path))
         want = _dt.timedelta(seconds=self.model_config.predicted_fields[0].token_size[0] * self._data_step)
         if config.time_step is None:
             return dataclasses.replace(config, time_step=want)
@@ -271,8 +261,6 @@ class AtmoRepComponent(Component):
         self.slice_steps = self.predicted[0].config.token_size[0]
         self._check_slice_imports(path)
         self.tiling = self._tiling(config)
-        self.predictor = GlobalPredictor(self.model_config, self.tiling, self.latitudes, self.longitudes,
-                                         device=self.device, tile_batch_size=config.tile_batch_size)
         self.members = config.ensemble.members
         self._declare(store)
         self._exported: dict[str, np.ndarray] = {}
@@ -306,11 +294,7 @@ class AtmoRepComponent(Component):
     def _check_checkpoint(self, path: Path, state: dict, norm: Normalization, store: ERA5Store) -> None:
         """Refuse a checkpoint that does not fit the statistics, the data or the configuration."""
         config, model = self.config, self.model_config
-        if normalization_fingerprint(norm) != state["normalization"]["fingerprint"]:
-            raise CheckpointError(
-                f"{path}: trained with other normalisation statistics ({state['normalization']['source']}) than "
-                f"{norm.source}; point 'normalization' (or 'initial_condition') to the training statistics"
-            )
+        check_statistics(path, state, norm, store.latitudes, store.longitudes, str(store.path))
         predicted = [f.name for f in model.predicted_fields]
         if config.fields and sorted(config.fields) != sorted(predicted):
             raise CheckpointError(
@@ -323,16 +307,7 @@ class AtmoRepComponent(Component):
                     f"{path}: field {f.name!r} has levels {list(f.levels)} hPa, but the configuration expects "
                     f"{list(config.levels_hPa)}; use the matching checkpoint or change 'levels_hPa'"
                 )
-        stats_grid = (norm.dataset.sizes.get("latitude"), norm.dataset.sizes.get("longitude"))
         store_grid = (store.latitudes.size, store.longitudes.size)
-        if stats_grid != store_grid or not (
-            np.allclose(norm.dataset["latitude"].values, store.latitudes)
-            and np.allclose(norm.dataset["longitude"].values, store.longitudes)
-        ):
-            raise CheckpointError(
-                f"{path}: trained on a {stats_grid[0]}x{stats_grid[1]} grid ({norm.source}), but the initial "
-                f"condition {store.path} is on a different {store_grid[0]}x{store_grid[1]} grid"
-            )
         if config.grid is not None and (config.grid.nlat, config.grid.nlon) != store_grid:
             raise CheckpointError(
                 f"{path}: trained on a {store_grid[0]}x{store_grid[1]} grid, but the configuration expects "
@@ -353,25 +328,6 @@ class AtmoRepComponent(Component):
             raise CheckpointError(f"field {f.name!r}: a predicted field must be gridded, {var!r} is a series")
         level_index = self.norm.level_index(f.levels) if f.levels else None
         return _FieldSpec(f, var, spatial, level_index)
-
-    @staticmethod
-    def _trained_data_step(path: Path, state: dict, store: ERA5Store) -> float:
-        """Seconds per data step of the training data (the checkpoint's record; for checkpoints written
-        before it was kept, the initial condition's), which the initial condition must share."""
-        if store.times.size < 2:
-            raise DataError(f"{store.path}: need at least two times to know the data's time step")
-        have = float((store.times[1] - store.times[0]) / np.timedelta64(1, "s"))
-        recorded = state.get("data", {}).get("time_step")
-        if recorded is None:
-            return have
-        trained = parse_duration(recorded).total_seconds()
-        if abs(trained - have) > 1e-6:
-            raise DataError(
-                f"{store.path}: time step {format_duration(_dt.timedelta(seconds=have))}, but checkpoint {path} "
-                f"was trained on data every {recorded}; the context window must be sampled as in training: use "
-                f"an initial condition every {recorded}"
-            )
-        return trained
 
     # ------------------------------------------------------------------------------ items and grids
     def _declare(self, store: ERA5Store) -> None:
@@ -419,6 +375,7 @@ class AtmoRepComponent(Component):
             self._arrays.update({member_item(spec.name, k): stack[k] for k in range(self.members)})
         for spec in self.inputs:
             self._arrays[spec.name][...] = np.nan  # no data until imported (see was_imported)
+        self._expose(self._grid_table, self._item_list, self._arrays)
 
     # ------------------------------------------------------------------------------ what training did
     def trained_units(self, spec: _FieldSpec) -> str:
@@ -458,15 +415,6 @@ class AtmoRepComponent(Component):
         return (f"{where}; {trained} in {item.units!r}: deliver the field in {item.units!r} (set_value takes the "
                 "component's units; set_field and the coupler convert from declared units) and check the "
                 "producer's values")
-
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        return self._grid_table
-
-    def _items(self) -> Sequence[ExchangeItem]:
-        return self._item_list
-
-    def _state(self) -> Mapping[str, np.ndarray]:
-        return self._arrays
 
     # ------------------------------------------------------------------------------ window
     def window_times(self, elapsed: float | None = None) -> list[cftime.datetime]:
@@ -557,7 +505,7 @@ class AtmoRepComponent(Component):
     # ------------------------------------------------------------------------------ stepping
     def _advance(self, dt: float) -> None:
         step = self._begin_step(dt)
-        predicted, _ = self.predictor.predict(self.network, step.windows, step.hidden, step.hidden, step.times, step.heads)
+        predicted, _ = self._predict(step.windows, step.hidden, step.times, step.heads)
         self._end_step(step, predicted)
 
     def _begin_step(self, dt: float) -> _Step:
@@ -595,6 +543,13 @@ class AtmoRepComponent(Component):
         for spec in self.predicted:
             self._window[spec.name][:, :, -steps:] = predicted[spec.name][:, :, -steps:].to(torch.float32)
         self._refresh_exports(step.target)
+
+    def _predict(self, windows: Mapping[str, torch.Tensor], hidden: torch.Tensor, times: np.ndarray,
+                 heads: Sequence[int | None], *, targets: torch.Tensor | None = None) -> tuple[dict, dict]:
+        """:func:`~atmorep_coupler.model.prediction.predict_global` with this component's network, grid and tiling."""
+        return predict_global(self.network, windows, hidden, self.tiling, config=self.model_config,
+                              latitudes=self.latitudes, longitudes=self.longitudes, times=times, heads=heads,
+                              targets=targets, device=self.device, tile_batch_size=self.config.tile_batch_size)
 
     @property
     def tiling_shape(self) -> tuple[int, int]:
@@ -639,8 +594,8 @@ class AtmoRepComponent(Component):
         self._sync()
         times = self.window_times()
         when = np.array([[_datetime64(d) for d in times]])
-        predicted, _ = self.predictor.predict(self.network, self._member_windows(slice(0, 1)), as_mask(hidden, "hidden"),
-                                              as_mask(targets, "targets"), when, [None])
+        predicted, _ = self._predict(self._member_windows(slice(0, 1)), as_mask(hidden, "hidden"), when, [None],
+                                     targets=as_mask(targets, "targets"))
         months = month_position(times)
         data = {}
         for spec in self.predicted:
@@ -728,7 +683,7 @@ def predict_steps(steps: Sequence[tuple[AtmoRepComponent, _Step]]) -> None:
     hidden = steps[0][1].hidden
     times = np.concatenate([step.times for _, step in steps])
     heads = [h for _, step in steps for h in step.heads]
-    predicted, _ = first.predictor.predict(first.network, windows, hidden, hidden, times, heads)
+    predicted, _ = first._predict(windows, hidden, times, heads)
     offsets = np.cumsum([0, *counts])
     for (c, step), lo, hi in zip(steps, offsets[:-1], offsets[1:]):
         c._end_step(step, {name: values[lo:hi] for name, values in predicted.items()})

@@ -1,53 +1,51 @@
-"""``Component``: the Basic Model Interface (all 41 ``bmipy.Bmi`` methods) plus a native layer.
+"""``Component``: the native component layer, and through :class:`~.bmi.BmiAdapter` the Basic Model Interface.
 
 Every Earth-system component of the project (the AtmoRep multiformer, the dinosaur classical model,
-the forcing data components) derives from :class:`Component` and implements five hooks:
+the forcing data components) derives from :class:`Component` and implements two hooks:
 
 =========================  ============================================================================
 ``_initialize(config)``    build grids, items and the state from the typed config (``config_class``)
-``_grids()``               ``{grid_id: ComponentGrid}``
-``_items()``               the :class:`ExchangeItem` list
-``_state()``               ``{item name: array}``: the live arrays (shape = grid shape, dtype = item dtype)
+                           and hand them over with ``self._expose(grids, items, state)``:
+                           ``{grid_id: ComponentGrid}``, the :class:`ExchangeItem` list and
+                           ``{item name: array}``, the live arrays (shape = grid shape, dtype = item dtype)
 ``_advance(dt)``           advance the state by ``dt`` seconds *in place*; the clock still reads the
                            start of the step while it runs and moves on when it returns
 =========================  ============================================================================
 
 Optional hooks: ``_configure(config)`` (fill in config values, such as a time step, the component
 knows itself, before the clock starts); ``_import_error(item, kind, problem)`` (the message of a
-refused import: say what the component knows of the field and how to fix it); ``_finalize()``; ``_restart_state()`` / ``_load_restart_state(arrays)`` for internal
-state that is not an exchange item (a context window, RNG counters); ``_read(name)`` /
-``_write(name, values, indices)`` for state that does not live in host memory (torch on a GPU).
-``partial_steps = True`` lets ``update_until`` end with a shorter last step (data components can
-evaluate any time exactly); without it an off-step target time is refused.
+refused import: say what the component knows of the field and how to fix it); ``_finalize()``;
+``_restart_state()`` / ``_load_restart_state(arrays)`` for internal state that is not an exchange item
+(a context window, RNG counters); ``_read(name)`` / ``_write(name, values, indices)`` for state that
+does not live in host memory (torch on a GPU). ``partial_steps = True`` lets ``update_until`` end with a
+shorter last step (data components can evaluate any time exactly); without it an off-step target time
+is refused.
 
-Everything else lives here once: BMI plumbing and argument checks, unit conversion (pint, via
-:mod:`atmorep_coupler.units`), NaN and range checks on imported fields, time bookkeeping over a cftime
-calendar, and ``save_state``/``load_state`` (exact, so a restarted run continues bit-identically).
-
-Conventions: BMI time is float seconds since the start (``get_time_units() == "s"``); arrays are
-flattened in C order of ``(level, lat, lon)``, longitude fastest; cell centres are the BMI nodes
-(see :mod:`atmorep_coupler.component.items`). Unknown names, wrong buffers and bad imports raise
-:class:`~atmorep_coupler.errors.ComponentError`; BMI functions that do not apply to a grid type raise
-``NotImplementedError``.
+The native layer lives here once: the lifecycle (``initialize``, ``update``, ``update_until``,
+``finalize``, which are also the BMI's control functions), time bookkeeping over a cftime calendar,
+fields in and out with unit conversion (pint, via :mod:`atmorep_coupler.units`), NaN and range checks
+on imported fields, and ``save_state``/``load_state`` (exact, so a restarted run continues
+bit-identically; the file format is :mod:`.restart_file`). The rest of the BMI is :mod:`.bmi`; the
+coupling driver holds components by :class:`~.native.NativeComponent`. Unknown names, wrong buffers and
+bad imports raise :class:`~atmorep_coupler.errors.ComponentError`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import cftime
 import numpy as np
 import xarray as xr
-from bmipy import Bmi
 
+from atmorep_coupler.component.bmi import BmiAdapter
 from atmorep_coupler.component.clock import Clock
 from atmorep_coupler.component.items import ComponentGrid, ExchangeItem
+from atmorep_coupler.component.restart_file import STATE_FORMAT, RestartState, read_state, write_state
 from atmorep_coupler.component.settings import ComponentConfig
 from atmorep_coupler.config import load_yaml
 from atmorep_coupler.errors import CheckpointError, ComponentError
@@ -55,12 +53,11 @@ from atmorep_coupler.units import convert
 
 __all__ = ["Component"]
 
-_STATE_FORMAT = "atmorep_coupler.component-state/1"
 _DLPACK_CPU = 1  # DLDeviceType kDLCPU
 _TIME_TOLERANCE_S = 1e-6  # dates resolve to microseconds; closer target times are the same time
 
 
-class Component(Bmi):
+class Component(BmiAdapter):
     """Base class of all components: BMI facade over a small set of hooks (module docstring)."""
 
     config_class: ClassVar[type[ComponentConfig]] = ComponentConfig
@@ -77,6 +74,7 @@ class Component(Bmi):
         self._aliases: dict[str, str] = {}
         self._grid_map: dict[int, ComponentGrid] = {}
         self._live: dict[str, Any] = {}
+        self._exposed: tuple[dict[int, ComponentGrid], tuple[ExchangeItem, ...], Mapping[str, Any]] | None = None
         self._imported: set[str] = set()
 
     @classmethod
@@ -103,17 +101,21 @@ class Component(Bmi):
     def _initialize(self, config: ComponentConfig) -> None:
         """Build grids, items and state from the typed config."""
 
-    @abstractmethod
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        """The component's grids by BMI grid id."""
+    def _expose(self, grids: Mapping[int, ComponentGrid], items: Sequence[ExchangeItem],
+                state: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> None:
+        """Declare, inside ``_initialize``, the grids by BMI grid id, the exchange items (inputs and outputs)
+        and the live array of every item (shape = grid shape, dtype = item dtype): a mapping the component
+        keeps (its dict of arrays), or for arrays held in attributes a function returning them
+        (``lambda: {"sst": self.sst}``), so that an attribute bound to a new array is noticed. The arrays stay
+        the component's: it writes into them in place (``arr[...] = new``), so ``get_value_ptr`` views stay live."""
+        self._exposed = (dict(grids), tuple(items), state)
 
-    @abstractmethod
-    def _items(self) -> Sequence[ExchangeItem]:
-        """The exchange items (inputs and outputs)."""
-
-    @abstractmethod
     def _state(self) -> Mapping[str, Any]:
-        """Live arrays by item name. Keep the objects; write into them in place."""
+        """The live arrays by item name, as exposed."""
+        if self._exposed is None:
+            raise ComponentError(f"component {self.name!r}: its state is read before _expose(grids, items, state)")
+        state = self._exposed[2]
+        return state() if callable(state) else state
 
     @abstractmethod
     def _advance(self, dt: float) -> None:
@@ -262,29 +264,12 @@ class Component(Bmi):
 
     # ------------------------------------------------------------------ restarts
     def save_state(self, path: str | Path) -> Path:
-        """Write the clock, every exchange item and the restart hooks' arrays to an ``.npz`` file.
-
-        Written to a temporary file first and renamed, so an interrupted save never leaves a torn file.
-        """
+        """Write the clock, every exchange item and the restart hooks' arrays to an ``.npz`` file
+        (:mod:`~atmorep_coupler.component.restart_file`)."""
         clock = self._require_clock()
-        path = Path(path)
-        arrays = {f"item/{name}": np.array(self._read(name), copy=True) for name in self._item_map}
-        for key, value in self._restart_state().items():
-            arrays[f"extra/{key}"] = np.asarray(value)
-            if arrays[f"extra/{key}"].dtype.hasobject:
-                raise ComponentError(
-                    f"component {self.name!r}: _restart_state()[{key!r}] is not a numeric array; restart files "
-                    "hold plain arrays only (no pickles), so convert it (e.g. json text in a numpy string)"
-                )
-        meta = self._state_signature()
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh, __meta__=np.array(json.dumps(meta)), __elapsed__=np.array(clock.elapsed, dtype=np.float64),
-                __imported__=np.array(sorted(self._imported), dtype=str), **arrays,
-            )
-        os.replace(tmp, path)
-        return path
+        state = RestartState(clock.elapsed, frozenset(self._imported), {name: self._read(name) for name in self._item_map},
+                             self._restart_state())
+        return write_state(path, self._state_signature(), state, component=self.name)
 
     def load_state(self, path: str | Path) -> None:
         """Restore a state written by :meth:`save_state` into this (initialized) component.
@@ -293,32 +278,18 @@ class Component(Bmi):
         anything else raises :class:`CheckpointError` naming the file and the mismatch.
         """
         clock = self._require_clock()
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                data = {key: npz[key] for key in npz.files}
-            meta = json.loads(str(data.pop("__meta__")))
-            elapsed = float(data.pop("__elapsed__"))
-            imported = {str(name) for name in data.pop("__imported__")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: not a component state file written by save_state ({exc})") from None
-        for key, want in self._state_signature().items():
-            if meta.get(key) != want:
-                raise CheckpointError(
-                    f"{path}: state {key} is {meta.get(key)!r} but component {self.name!r} has {want!r}; "
-                    "load it into a component initialized with the same configuration"
-                )
-        for name in self._item_map:
-            self._write(name, data[f"item/{name}"])
-        self._imported = imported
-        self._load_restart_state({k[len("extra/") :]: v for k, v in data.items() if k.startswith("extra/")})
-        clock.elapsed = elapsed
+        state = read_state(path, self._state_signature(), self._item_map, component=self.name)
+        for name, values in state.items.items():
+            self._write(name, values)
+        self._imported = set(state.imported)
+        self._load_restart_state(state.extra)
+        clock.elapsed = state.elapsed
 
     def _state_signature(self) -> dict[str, Any]:
         """What a state file must share with the component it is loaded into."""
         clock = self._require_clock()
         return {
-            "format": _STATE_FORMAT,
+            "format": STATE_FORMAT,
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "name": self.name,
             "start": clock.start.isoformat(),
@@ -329,7 +300,7 @@ class Component(Bmi):
             },
         }
 
-    # ------------------------------------------------------------------ BMI: control
+    # ------------------------------------------------------------------ control (the BMI's and the native layer's)
     def initialize(self, config_file: str | Path | Mapping | ComponentConfig) -> None:
         """Read the YAML config (or take a mapping / config object) and build the component."""
         if isinstance(config_file, self.config_class):
@@ -389,168 +360,6 @@ class Component(Bmi):
             self._finalize()
         self._reset()
 
-    # ------------------------------------------------------------------ BMI: model information
-    def get_component_name(self) -> str:
-        return self.name
-
-    def get_input_item_count(self) -> int:
-        return len(self.get_input_var_names())
-
-    def get_output_item_count(self) -> int:
-        return len(self.get_output_var_names())
-
-    def get_input_var_names(self) -> tuple[str, ...]:
-        self._require_config()
-        return tuple(name for name, item in self._item_map.items() if item.is_input)
-
-    def get_output_var_names(self) -> tuple[str, ...]:
-        self._require_config()
-        return tuple(name for name, item in self._item_map.items() if item.is_output)
-
-    # ------------------------------------------------------------------ BMI: variable information
-    def get_var_grid(self, name: str) -> int:
-        return self._item_named(name).grid
-
-    def get_var_type(self, name: str) -> str:
-        return self._item_named(name).dtype
-
-    def get_var_units(self, name: str) -> str:
-        return self._item_named(name).units
-
-    def get_var_itemsize(self, name: str) -> int:
-        return np.dtype(self._item_named(name).dtype).itemsize
-
-    def get_var_nbytes(self, name: str) -> int:
-        item = self._item_named(name)
-        return np.dtype(item.dtype).itemsize * self._grid_map[item.grid].size
-
-    def get_var_location(self, name: str) -> str:
-        """Always ``"node"``: cell centres are declared as the grid's nodes (module docstring)."""
-        self._item_named(name)
-        return "node"
-
-    # ------------------------------------------------------------------ BMI: time
-    def get_current_time(self) -> float:
-        return float(self._require_clock().elapsed)
-
-    def get_start_time(self) -> float:
-        self._require_clock()
-        return 0.0
-
-    def get_end_time(self) -> float:
-        return float(self._require_clock().end_seconds)
-
-    def get_time_units(self) -> str:
-        return "s"
-
-    def get_time_step(self) -> float:
-        return float(self._require_clock().step_seconds)
-
-    # ------------------------------------------------------------------ BMI: getters and setters
-    def get_value(self, name: str, dest: np.ndarray) -> np.ndarray:
-        """Copy the values into the caller's flat buffer ``dest`` and return it."""
-        item = self._item_named(name)
-        self._check_buffer(item, dest, self._grid_map[item.grid].size, "dest")
-        np.copyto(dest, np.asarray(self._read(item.name)).reshape(-1), casting="same_kind")
-        return dest
-
-    def get_value_ptr(self, name: str) -> np.ndarray:
-        """A flat view of the live state: later updates show in it, writes into it change the model.
-
-        Raises ``NotImplementedError`` for state outside host memory (coupling.md §1.2, pitfall 8).
-        """
-        item = self._item_named(name)
-        view = self._host_view(item.name)
-        flat = view.reshape(-1)
-        if not np.shares_memory(flat, view):
-            raise NotImplementedError(f"{self._var_label(item)}: the state array is not contiguous; no live flat view")
-        return flat
-
-    def get_value_at_indices(self, name: str, dest: np.ndarray, inds: np.ndarray) -> np.ndarray:
-        """Copy the values at flat indices ``inds`` into ``dest`` and return it."""
-        item = self._item_named(name)
-        inds = self._check_indices(item, inds)
-        self._check_buffer(item, dest, inds.size, "dest")
-        np.copyto(dest, np.asarray(self._read(item.name)).reshape(-1)[inds], casting="same_kind")
-        return dest
-
-    def set_value(self, name: str, src: np.ndarray) -> None:
-        """Import values (in the item's units) from a flat array; checked for NaN and range."""
-        item = self._input_item_named(name)
-        grid = self._grid_map[item.grid]
-        src = np.asarray(src)
-        if src.size != grid.size:
-            raise ComponentError(f"{self._var_label(item)}: set_value got {src.size} values, expected {grid.size}")
-        values = src.reshape(grid.shape)
-        self._check_import(item, values)
-        self._write(item.name, values)
-        self._imported.add(item.name)
-
-    def set_value_at_indices(self, name: str, inds: np.ndarray, src: np.ndarray) -> None:
-        """Import values at flat indices ``inds``; checked like :meth:`set_value`."""
-        item = self._input_item_named(name)
-        inds = self._check_indices(item, inds)
-        src = np.asarray(src).reshape(-1)
-        if src.size != inds.size:
-            raise ComponentError(
-                f"{self._var_label(item)}: set_value_at_indices got {src.size} values for {inds.size} indices"
-            )
-        self._check_import(item, src)
-        self._write(item.name, src, inds)
-        self._imported.add(item.name)
-
-    # ------------------------------------------------------------------ BMI: grids
-    def get_grid_rank(self, grid: int) -> int:
-        return self._grid_by_id(grid).rank
-
-    def get_grid_size(self, grid: int) -> int:
-        return self._grid_by_id(grid).size
-
-    def get_grid_type(self, grid: int) -> str:
-        return self._grid_by_id(grid).bmi_type
-
-    def get_grid_shape(self, grid: int, shape: np.ndarray) -> np.ndarray:
-        g = self._grid_by_id(grid)
-        self._check_grid_buffer(grid, shape, g.rank, "shape")
-        shape[:] = g.shape
-        return shape
-
-    def get_grid_spacing(self, grid: int, spacing: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(self._not_uniform(grid, "get_grid_spacing"))
-
-    def get_grid_origin(self, grid: int, origin: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(self._not_uniform(grid, "get_grid_origin"))
-
-    def get_grid_x(self, grid: int, x: np.ndarray) -> np.ndarray:
-        return self._fill_coordinates(grid, "x", x)
-
-    def get_grid_y(self, grid: int, y: np.ndarray) -> np.ndarray:
-        return self._fill_coordinates(grid, "y", y)
-
-    def get_grid_z(self, grid: int, z: np.ndarray) -> np.ndarray:
-        return self._fill_coordinates(grid, "z", z)
-
-    def get_grid_node_count(self, grid: int) -> int:
-        return self._grid_by_id(grid).size
-
-    def get_grid_edge_count(self, grid: int) -> int:
-        raise NotImplementedError(self._not_unstructured(grid, "get_grid_edge_count"))
-
-    def get_grid_face_count(self, grid: int) -> int:
-        raise NotImplementedError(self._not_unstructured(grid, "get_grid_face_count"))
-
-    def get_grid_edge_nodes(self, grid: int, edge_nodes: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(self._not_unstructured(grid, "get_grid_edge_nodes"))
-
-    def get_grid_face_edges(self, grid: int, face_edges: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(self._not_unstructured(grid, "get_grid_face_edges"))
-
-    def get_grid_face_nodes(self, grid: int, face_nodes: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(self._not_unstructured(grid, "get_grid_face_nodes"))
-
-    def get_grid_nodes_per_face(self, grid: int, nodes_per_face: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(self._not_unstructured(grid, "get_grid_nodes_per_face"))
-
     # ------------------------------------------------------------------ internals
     def resolve_path(self, path: str | Path) -> Path:
         """A path from the config, relative to the config file's folder."""
@@ -559,9 +368,11 @@ class Component(Bmi):
 
     def _register(self) -> None:
         """Collect grids and items from the hooks and check the state against them."""
-        grids = dict(self._grids())
+        if self._exposed is None:
+            raise ComponentError(f"component {self.name!r}: _initialize must call self._expose(grids, items, state)")
+        grids, declared, _ = self._exposed
         items: dict[str, ExchangeItem] = {}
-        for item in self._items():
+        for item in declared:
             if item.name in items:
                 raise ComponentError(f"component {self.name!r}: exchange item {item.name!r} is declared twice")
             if item.grid not in grids:
@@ -578,7 +389,7 @@ class Component(Bmi):
         self._live = {name: state.get(name) for name in items}
         for name, item in items.items():
             if state.get(name) is None:
-                raise ComponentError(f"component {self.name!r}: _state() has no array for item {name!r}")
+                raise ComponentError(f"component {self.name!r}: _expose(state=...) has no array for item {name!r}")
             value = self._read(name)
             shape = grids[item.grid].shape
             if tuple(value.shape) != shape or value.dtype != np.dtype(item.dtype):
@@ -674,63 +485,8 @@ class Component(Bmi):
             )
         return item
 
-    def _grid_by_id(self, grid: int) -> ComponentGrid:
-        self._require_config()
-        try:
-            return self._grid_map[int(grid)]
-        except (KeyError, TypeError, ValueError):
-            raise ComponentError(
-                f"component {self.name!r}: unknown grid id {grid!r}; known: {sorted(self._grid_map)}"
-            ) from None
-
     def _var_label(self, item: ExchangeItem) -> str:
         return f"component {self.name!r}, variable {item.name!r}"
-
-    def _check_buffer(self, item: ExchangeItem, buffer: Any, size: int, what: str) -> None:
-        if not isinstance(buffer, np.ndarray) or buffer.ndim != 1 or not buffer.flags.writeable:
-            raise ComponentError(
-                f"{self._var_label(item)}: {what} must be a writeable 1-D numpy array, got {type(buffer).__name__}"
-            )
-        if buffer.size != size:
-            raise ComponentError(f"{self._var_label(item)}: {what} has {buffer.size} elements, expected {size}")
-
-    def _check_indices(self, item: ExchangeItem, inds: Any) -> np.ndarray:
-        inds = np.asarray(inds)
-        size = self._grid_map[item.grid].size
-        if inds.ndim != 1 or (inds.size and inds.dtype.kind not in "iu"):
-            raise ComponentError(
-                f"{self._var_label(item)}: indices must be a 1-D integer array, got {inds.dtype}{inds.shape}"
-            )
-        if inds.size and (inds.min() < 0 or inds.max() >= size):
-            raise ComponentError(
-                f"{self._var_label(item)}: indices span [{inds.min()}, {inds.max()}], outside [0, {size - 1}]"
-            )
-        return inds
-
-    def _check_grid_buffer(self, grid: int, buffer: Any, size: int, what: str) -> None:
-        if not isinstance(buffer, np.ndarray) or buffer.ndim != 1 or buffer.size != size:
-            raise ComponentError(
-                f"component {self.name!r}: grid {grid}: {what} must be a 1-D numpy array of {size} elements, "
-                f"got {getattr(buffer, 'shape', type(buffer).__name__)}"
-            )
-
-    def _fill_coordinates(self, grid: int, axis: str, buffer: np.ndarray) -> np.ndarray:
-        values = self._grid_by_id(grid).node_coordinates(axis)
-        self._check_grid_buffer(grid, buffer, values.size, axis)
-        buffer[:] = values
-        return buffer
-
-    def _not_uniform(self, grid: int, function: str) -> str:
-        return (
-            f"component {self.name!r}: {function} applies to uniform_rectilinear grids; grid {grid} is "
-            f"{self._grid_by_id(grid).bmi_type} (use get_grid_x/get_grid_y)"
-        )
-
-    def _not_unstructured(self, grid: int, function: str) -> str:
-        return (
-            f"component {self.name!r}: {function} applies to unstructured grids; grid {grid} is "
-            f"{self._grid_by_id(grid).bmi_type} (use get_grid_shape and get_grid_x/get_grid_y)"
-        )
 
 
 def _dlpack_device_type(value: Any) -> int | None:

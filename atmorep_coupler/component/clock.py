@@ -1,6 +1,6 @@
 """A component's clock: BMI time (float seconds since the run start) over a cftime calendar.
 
-BMI time is a bare float without a calendar (coupling.md §1.2, pitfall 5). A component keeps it as
+BMI time is a bare float without a calendar. A component keeps it as
 seconds since its start; the calendar (``noleap``, ``360_day``, ...) lives here, in the native layer.
 """
 
@@ -24,7 +24,7 @@ Calendar = Literal[
 CALENDARS: tuple[str, ...] = get_args(Calendar)
 
 UNBOUNDED_END = sys.float_info.max
-"""BMI end time of a component without an end: "a large number if unbounded" (coupling.md §1.1)."""
+"""BMI end time of a component without an end: "a large number if unbounded", as the BMI specification asks."""
 
 _ISO = re.compile(
     r"^\s*(?P<y>-?\d{1,4})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})"
@@ -65,7 +65,7 @@ class Clock:
     """Elapsed seconds since ``start`` plus the calendar to turn them into dates.
 
     ``elapsed`` is set by assignment (never by repeated float sums of fractions), so a clock that was
-    advanced to ``t`` reads exactly ``t`` (coupling.md §1.2, pitfall 6).
+    advanced to ``t`` reads exactly ``t`` (no drift from summed float steps).
     """
 
     def __init__(self, start: cftime.datetime, time_step: _dt.timedelta, end: cftime.datetime | None = None) -> None:

@@ -6,7 +6,7 @@ it onto the BMI grid functions. An :class:`ExchangeItem` is one variable: name, 
 UDUNITS units (ECMWF spellings such as ``m**2 s**-2`` are respelled ``m2 s-2``), grid id, role, direction
 and an optional valid range that guards imports; the standard name is a CF standard name or empty.
 
-Array layout (coupling.md §1.2, pitfalls 2 and 4): values are C-ordered ``(level, lat, lon)`` with
+Array layout (BMI leaves it to the component, so it is fixed here): values are C-ordered ``(level, lat, lon)`` with
 longitude fastest, the order of ESMF/SCRIP weight files. Cell-mean values sit on the cell centres,
 and the centres are declared as the BMI *nodes* (location ``"node"``): ``get_grid_shape`` counts
 centres, ``get_grid_x``/``get_grid_y`` return centre coordinates. Cell bounds and areas, which BMI
@@ -27,7 +27,7 @@ from atmorep_coupler.units import udunits
 __all__ = ["Role", "Intent", "HorizontalGrid", "ComponentGrid", "ExchangeItem", "SCALAR_GRID"]
 
 Role = Literal["prognostic", "forcing", "static", "diagnostic", "conditioning"]
-"""coupling.md §3: prognostic = carried in the state (in and out); forcing = external, time varying;
+"""NUOPC-style roles: prognostic = carried in the state (in and out); forcing = external, time varying;
 static = time invariant; diagnostic = output only; conditioning = attended to, never predicted."""
 
 Intent = Literal["in", "out", "inout"]
@@ -43,7 +43,7 @@ _DEFAULT_INTENT: dict[str, Intent] = {
 
 @runtime_checkable
 class HorizontalGrid(Protocol):
-    """The part of the regrid grid interface a component needs (interfaces.md, regrid/grids.py)."""
+    """The part of the regrid grid interface a component needs (regrid/grids.py)."""
 
     @property
     def shape(self) -> tuple[int, int]: ...  # (ny, nx), C order, x/lon fastest
@@ -149,7 +149,7 @@ class ComponentGrid:
 
 
 SCALAR_GRID = ComponentGrid()
-"""The rank-0 grid of global scalars such as the CO2 concentration (coupling.md §1.2, pitfall 7)."""
+"""The rank-0 grid of global scalars such as the CO2 concentration (BMI rank 0, one value)."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import cftime
 
+from atmorep_coupler.config import Validated
 from atmorep_coupler.component.clock import Calendar, Clock, to_cftime
 from atmorep_coupler.errors import ConfigError
 
@@ -28,7 +29,7 @@ __all__ = ["ComponentConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class ComponentConfig:
+class ComponentConfig(Validated):
     """Name and clock of a component.
 
     ``start``/``end`` are dates of ``calendar``; strings allow dates that Python's ``datetime``

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ def resolve_kind(name: str, kind: str, allow_imports: Sequence[str] = ()):
 
     path = check_trusted_kind(f"components.{name}.kind", kind, allow_imports)
     module_name, _, class_name = path.partition(":")
+    _check_own_components(name, kind, module_name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -118,6 +120,26 @@ def resolve_kind(name: str, kind: str, allow_imports: Sequence[str] = ()):
     if not (isinstance(cls, type) and issubclass(cls, Component)):
         raise ConfigError(f"components.{name}.kind: {path!r} is not a Component subclass")
     return cls
+
+
+#: The project's own top-level ``components`` folder (beside the package): the built-in kinds live there.
+OWN_COMPONENTS = Path(__file__).resolve().parents[2] / "components"
+
+
+def _check_own_components(name: str, kind: str, module_name: str) -> None:
+    """``components`` is a common name: another installed distribution's package of that name, earlier on
+    ``sys.path``, would shadow the project's folder and run its code for a built-in kind. Refuse it before
+    anything of it is imported (``find_spec`` of a top-level package only locates it)."""
+    if module_name.partition(".")[0] != "components":
+        return
+    spec = importlib.util.find_spec("components")
+    found = Path(spec.origin).resolve().parent if spec is not None and spec.origin else None
+    if found != OWN_COMPONENTS:
+        raise ConfigError(
+            f"components.{name}.kind: {kind!r} would import {module_name!r} from {found}, not from this project's "
+            f"{OWN_COMPONENTS}: another package named 'components' shadows it on sys.path; uninstall it or run "
+            "from the project's environment"
+        )
 
 
 def component_config(name: str, config: CoupledRunConfig, base_dir: Path, allow_imports: Sequence[str] = (),

@@ -6,14 +6,15 @@ Time is counted in whole seconds since ``run.start``. Each component steps with 
 
 **Order of operations.** The run advances in synchronisation intervals S (the least common
 multiple of all periods and timesteps: at multiples of S every component is at the same time and
-every coupling window is closed). Within an interval the driver repeatedly walks the components (in
-an order where zero-lag sources come before their destinations) and lets each take as many steps
+every coupling window is closed). The configuration is compiled into the run sequence
+(:mod:`.sequence`), which this driver executes action by action: within an interval the components are
+walked (in an order where zero-lag sources come before their destinations), each taking as many steps
 as it can. Before a component takes a step that starts one of its import windows ``[T, T + P)``, it
-receives every import due at T (``set_field``); a step may only start when those imports exist.
-After every step the driver samples the component's exports for each coupling it feeds (all
-steps for average/accumulate/min/max; only the step ending a window for instant) and for its
-outputs. When a source reaches a window end E, the window ``(E - P, E]`` is reduced, converted
-and regridded: the *put* for E.
+receives every import due at T (``get``: ``set_field``); a step may only start when those imports exist.
+After every step the component's exports are sampled for each coupling it feeds (``put``: all steps for
+average/accumulate/min/max; only the step ending a window for instant) and for its outputs. When a
+source reaches a window end E, the window ``(E - P, E]`` is reduced, converted and regridded: the put
+for E.
 
 **Lag in time units.** The import for the destination window ``[T, T + P)`` is the put for
 ``E = T + P - L``. ``L = 0``: the source's reduction over the same span, so the source runs the
@@ -53,10 +54,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from atmorep_coupler.component.native import NativeComponent
 from atmorep_coupler.coupling.build import (
     RegridderCache,
     build_exchange,
@@ -68,6 +69,7 @@ from atmorep_coupler.coupling.clock import RunClock
 from atmorep_coupler.coupling.exchange import ConservationRecord
 from atmorep_coupler.coupling.output import OutputStream
 from atmorep_coupler.coupling.restart import RestartStore
+from atmorep_coupler.coupling.sequence import compile_sequence
 from atmorep_coupler.coupling.schema import (
     CoupledRunConfig,
     check_exchange_items,
@@ -163,7 +165,7 @@ class CoupledRun:
     def _build(self, base_dir: Path, allow_imports: Sequence[str]) -> None:
         config = self.config
         self.grids = {name: build_grid(name, spec) for name, spec in config.grids.items()}
-        self.components: dict[str, Any] = {}
+        self.components: dict[str, NativeComponent] = {}
         for name, spec in config.components.items():
             class_path, mapping, folder, source = component_config(name, config, base_dir, allow_imports)
             try:
@@ -191,28 +193,21 @@ class CoupledRun:
         self.clock = RunClock(config.run.start, config.run.end, config.run.calendar, config.sync_seconds)
         self.steps = {name: int(spec.timestep.total_seconds()) for name, spec in config.components.items()}
         self.elapsed = {name: 0 for name in config.components}
-        self.order = self._component_order()
+        self.sequence = compile_sequence(config)
         self.outputs: dict[str, list[OutputStream]] = {name: [] for name in config.components}
+        self.streams: list[OutputStream] = []  # in the order of config.outputs (the sequence's output index)
         for spec in config.outputs:
             comp = self.components[spec.component]
             templates = {var: comp.get_field(var) for var in spec.variables}
             stream = OutputStream(spec, self._out_path(spec.path), templates, self.clock,
                                   title=f"{config.run.name}: {spec.component}", run=config.run.name)
             self.outputs[spec.component].append(stream)
+            self.streams.append(stream)
         self.diagnostics_path = self.out_dir / "conservation.csv"
         self.max_conservation_error: dict[str, float] = {}
 
     def _out_path(self, path: Path) -> Path:
         return path if path.is_absolute() else self.out_dir / path
-
-    def _component_order(self) -> list[str]:
-        """YAML order, moved so that every zero-lag source comes before its destinations."""
-        names = list(self.config.components)
-        before = {n: {c.from_ for c in self.config.couplings if c.to == n and c.lag.total_seconds() == 0} for n in names}
-        order: list[str] = []
-        while len(order) < len(names):
-            order.append(next(n for n in names if n not in order and before[n] <= set(order)))
-        return order
 
     def _restart_store(self) -> RestartStore | None:
         restart = self.config.run.restart
@@ -239,15 +234,19 @@ class CoupledRun:
         if self.diagnostics_path.exists():
             raise ConfigError(f"{self.diagnostics_path}: exists from an earlier run; delete it, choose another "
                               "--out folder, or resume (--resume)")
-        for exchange in self.exchanges:
-            if exchange.needs_initial:
-                exchange.set_initial(self._sample(exchange.spec.from_, exchange.source_fields))
-        if self._restarts is not None:
-            if (self._restarts.root / "latest").is_file():
-                warnings.warn(f"{self._restarts.root}: holds restarts of an earlier run named {self.config.run.name!r}; "
-                              "this fresh run replaces them as it passes the same times", stacklevel=2)
-                (self._restarts.root / "latest").unlink()  # from now on 'latest' names this run's restarts only
-            self._save_restart()  # before the first output: a run killed from then on can resume
+        prologue = [a for a in self.sequence if a.time == 0 and a.kind in ("put", "restart")]  # before any step
+        for action in prologue:
+            if action.kind == "put":  # the source's initial state, for the first windows of a lagged coupling
+                exchange = self.exchanges[action.index]
+                exchange.set_initial(self._sample(action.component, exchange.source_fields))
+            else:
+                if (self._restarts.root / "latest").is_file():
+                    warnings.warn(f"{self._restarts.root}: holds restarts of an earlier run named "
+                                  f"{self.config.run.name!r}; this fresh run replaces them as it passes the same times",
+                                  stacklevel=2)
+                    (self._restarts.root / "latest").unlink()  # from now on 'latest' names this run's restarts only
+                self._save_restart()  # before the first output: a run killed from then on can resume
+        self._position = len(prologue)
         return None
 
     def _resume(self, folder: Path) -> None:
@@ -261,28 +260,48 @@ class CoupledRun:
         for stream, out_state in zip(streams, state["outputs"], strict=True):
             stream.load_state_dict(out_state)
         self._truncate_diagnostics(self.clock.elapsed)
+        at = self.clock.elapsed  # continue after the sequence's last action at the restart's time (its sync or restart)
+        done = [i for i, a in enumerate(self.sequence) if a.time == at and a.kind in ("put", "sync", "restart")]
+        if not done:
+            raise CheckpointError(f"{folder}: a restart at {at} s, which is not a synchronisation time of this "
+                                  "configuration; resume with the configuration that wrote it")
+        self._position = done[-1] + 1
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> RunSummary:
-        """Run from the current time to ``run.end``; returns a summary."""
+        """Execute the run sequence from the current time to ``run.end``; returns a summary."""
         from tqdm.auto import tqdm
 
-        restart_every = int(self.config.run.restart.every.total_seconds()) if self.config.run.restart else 0
         written = []
         hours = self.clock.total_seconds / 3600
         with tqdm(total=hours, initial=self.clock.elapsed / 3600, unit="h", unit_scale=False, disable=not self.progress,
                   desc=f"{self.config.run.name} (simulated hours)", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} h "
                   "[{elapsed}<{remaining}{postfix}]") as bar:
-            while not self.clock.done:
-                stop = self.clock.next_stop
-                self._advance_all(stop)
-                self.clock.advance()
-                self._write_diagnostics()
-                if restart_every and (self.clock.elapsed % restart_every == 0 or self.clock.done):
+            values: dict[str, np.ndarray] = {}
+            for i in range(self._position, len(self.sequence)):
+                action = self.sequence[i]
+                if action.kind == "get":
+                    self._get(action)
+                elif action.kind == "step":
+                    values = self._step(action, self._feeds(i))
+                elif action.kind == "put":
+                    with self._timed("exchange"):
+                        self.exchanges[action.index].add_sample(action.time, values)
+                elif action.kind == "output":
+                    with self._timed("output"):
+                        self.streams[action.index].add(action.time, values)
+                elif action.kind == "sync":
+                    self.clock.advance()
+                    if self.clock.elapsed != action.time:
+                        raise ComponentError(f"run sequence: sync at {action.time} s, but the clock is at "
+                                             f"{self.clock.elapsed} s")
+                    self._write_diagnostics()
+                    bar.set_postfix_str(self.clock.now.isoformat(), refresh=False)
+                    bar.update(self.clock.elapsed / 3600 - bar.n)
+                else:  # restart
                     with self._timed("restart"):
                         written.append(self._save_restart())
-                bar.set_postfix_str(self.clock.now.isoformat(), refresh=False)
-                bar.update(self.clock.elapsed / 3600 - bar.n)
+                self._position = i + 1
         return RunSummary(
             elapsed_seconds=self.clock.elapsed,
             resumed_from=self.resumed_from,
@@ -292,48 +311,32 @@ class CoupledRun:
             timings=dict(self.timings),
         )
 
-    def _advance_all(self, stop: int) -> None:
-        """Step every component to ``stop``, each step as soon as its imports exist."""
-        while True:
-            progressed = False
-            for name in self.order:
-                while self.elapsed[name] < stop and self._deliver_imports(name):
-                    self._step(name)
-                    progressed = True
-            if all(t >= stop for t in self.elapsed.values()):
-                return
-            if not progressed:
-                waiting = {n: t for n, t in self.elapsed.items() if t < stop}
-                raise ComponentError(f"no component can advance (stuck at {waiting} s); a coupling put is missing")
+    def _feeds(self, i: int) -> list:
+        """The puts and outputs that take the values of the step ``sequence[i]`` (the actions after it)."""
+        step, feeds = self.sequence[i], []
+        for action in self.sequence[i + 1:]:
+            if action.kind not in ("put", "output") or action.time != step.time or action.component != step.component:
+                break
+            feeds.append(action)
+        return feeds
 
-    def _deliver_imports(self, name: str) -> bool:
-        """Set the imports due at the component's current time; False if one is not available yet."""
-        now = self.elapsed[name]
-        for exchange in self.exchanges:
-            if exchange.spec.to != name or not exchange.import_due(now):
-                continue
-            if not exchange.import_ready():
-                return False
-            with self._timed(f"component:{name}"):
-                for field_name, data in exchange.take_import().items():
-                    self.components[name].set_field(field_name, data)
-        return True
+    def _get(self, action) -> None:
+        """Set the import of coupling ``action.index`` for the destination's window starting now."""
+        exchange = self.exchanges[action.index]
+        if not (exchange.import_due(self.elapsed[action.component]) and exchange.import_ready()):
+            raise ComponentError(f"run sequence: {exchange.name}: no import is due or ready at {action.time} s")
+        with self._timed(f"component:{action.component}"):
+            for field_name, data in exchange.take_import().items():
+                self.components[action.component].set_field(field_name, data)
 
-    def _step(self, name: str) -> None:
-        now = self.elapsed[name] + self.steps[name]
-        sources = [e for e in self.exchanges if e.spec.from_ == name and e.wants_sample(now)]
-        streams = [s for s in self.outputs[name] if s.wants_sample(now)]
-        needed = {f for e in sources for f in e.source_fields} | {v for s in streams for v in s.spec.variables}
-        with self._timed(f"component:{name}"):
-            self.components[name].step(1)
-            self.elapsed[name] = now
-            values = self._sample(name, needed)
-        with self._timed("exchange"):
-            for exchange in sources:
-                exchange.add_sample(now, values)
-        with self._timed("output"):
-            for stream in streams:
-                stream.add(now, values)
+    def _step(self, action, feeds) -> dict[str, np.ndarray]:
+        """One step of ``action.component``; returns the fields that ``feeds`` (its puts and outputs) take."""
+        needed = {f for a in feeds if a.kind == "put" for f in self.exchanges[a.index].source_fields}
+        needed |= {v for a in feeds if a.kind == "output" for v in self.streams[a.index].spec.variables}
+        with self._timed(f"component:{action.component}"):
+            self.components[action.component].step(1)
+            self.elapsed[action.component] = action.time
+            return self._sample(action.component, needed)
 
     def _sample(self, name: str, fields) -> dict[str, np.ndarray]:
         component = self.components[name]

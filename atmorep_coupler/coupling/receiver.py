@@ -8,7 +8,6 @@ until the next import; before the first one they are NaN.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,15 +68,7 @@ class FieldReceiver(Component):
         self._values = {
             item.name: np.full(self._grid_map_local[item.grid].shape, np.nan) for item in self._item_list
         }
-
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        return self._grid_map_local
-
-    def _items(self) -> Sequence[ExchangeItem]:
-        return self._item_list
-
-    def _state(self) -> Mapping[str, np.ndarray]:
-        return self._values
+        self._expose(self._grid_map_local, self._item_list, self._values)
 
     def _advance(self, dt: float) -> None:
         """Nothing evolves: the fields change only when they are imported."""

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from atmorep_coupler.component.native import NativeComponent
 from atmorep_coupler.errors import CheckpointError
 
 __all__ = ["RestartStore", "save_tree", "load_tree"]
@@ -133,7 +134,7 @@ class RestartStore:
             elif stray.name == ".latest.partial" and stray.is_file():
                 stray.unlink()
 
-    def save(self, label: str, coupler_state: Mapping[str, Any], components: Mapping[str, Any]) -> Path:
+    def save(self, label: str, coupler_state: Mapping[str, Any], components: Mapping[str, NativeComponent]) -> Path:
         """Write one restart: ``components[id].save_state(file)`` for each component, then the coupler."""
         self.root.mkdir(parents=True, exist_ok=True)
         partial = self.root / f".{label}.partial"
@@ -170,7 +171,7 @@ class RestartStore:
             raise CheckpointError(f"{final}: exists and is not a restart folder; it is left alone. Move it, or "
                                   "give run.restart.dir another folder")
 
-    def load(self, folder: Path, components: Mapping[str, Any]) -> dict[str, Any]:
+    def load(self, folder: Path, components: Mapping[str, NativeComponent]) -> dict[str, Any]:
         """Load every component's state from ``folder``; return the coupler state."""
         state = load_tree(folder)
         for name, component in components.items():

@@ -1,6 +1,6 @@
 """The coupling YAML: a strict schema (dataclasses loaded by :func:`atmorep_coupler.config.load_yaml`).
 
-Layout (coupling.md §5)::
+Layout (docs/coupling.md explains every key)::
 
     version: 1
     run: {name, start, end, calendar, seed, device, transport, restart: {dir, every, resume}}
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from atmorep_coupler.component.clock import Calendar, to_cftime
-from atmorep_coupler.config import check_grid_side, check_name, check_relative_path, load_yaml, show
+from atmorep_coupler.config import Validated, check_grid_side, check_name, check_relative_path, load_yaml, show
 from atmorep_coupler.coupling.clock import lcm_seconds, whole_seconds
 from atmorep_coupler.errors import ConfigError, UnitError
 from atmorep_coupler.timeutil import format_duration
@@ -73,7 +73,7 @@ _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 # --------------------------------------------------------------------------------------------- run
 @dataclass(frozen=True)
-class RestartSpec:
+class RestartSpec(Validated):
     """Restart files every ``every`` of simulated time under ``dir/<run.name>/``.
 
     ``resume``: ``auto`` continues from the latest restart when one exists, ``never`` always starts
@@ -93,7 +93,7 @@ class RestartSpec:
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(Validated):
     name: str
     """Run name (letters, digits, '_', '-', '.'; starting with a letter or digit; at most 100 characters); names
     the restart folder and the default output folder."""
@@ -132,7 +132,7 @@ class MaskSpec:
 
 
 @dataclass(frozen=True)
-class GridSpec:
+class GridSpec(Validated):
     """``regular_latlon`` (nlat, nlon), ``gaussian`` (nlat, optional nlon) or ``curvilinear`` (a SCRIP grid file).
 
     The ERA5 layouts are regular lat-lon grids with a column centred on 0°: ARCO-ERA5 (0.25°) is
@@ -190,7 +190,7 @@ class GridSpec:
 
 # -------------------------------------------------------------------------------------- components
 @dataclass(frozen=True)
-class EnsembleSpec:
+class EnsembleSpec(Validated):
     members: int
     """Number of ensemble members (at least 1)."""
 
@@ -200,7 +200,7 @@ class EnsembleSpec:
 
 
 @dataclass(frozen=True)
-class ComponentSpec:
+class ComponentSpec(Validated):
     """``kind``: a name of :data:`COMPONENT_KINDS` or ``"pkg.module:Class"`` (imported only when trusted:
     ``--allow-import``, see :func:`check_trusted_kind`); ``grid``: the id of its
     horizontal grid (none for a component of global scalars only); ``config``: the component's own
@@ -233,7 +233,7 @@ class ComponentSpec:
 
 # --------------------------------------------------------------------------------------- couplings
 @dataclass(frozen=True)
-class FieldSpec:
+class FieldSpec(Validated):
     """One exchanged field; ``src``/``dst`` as ``[u, v]`` pairs mark a vector. ``units``: the units the
     destination receives (default: its import units)."""
 
@@ -281,7 +281,7 @@ class FixedFill:
 
 
 @dataclass(frozen=True)
-class RemapSpec:
+class RemapSpec(Validated):
     """``method`` and an optional ESMF/SCRIP ``weights`` file (read instead of computing weights);
     ``src_mask``: honour the source grid's static mask; ``fraction``: a source field used as a
     dynamic fraction (fraction-weighted normalised mapping); ``fallback``: methods or ``{fixed: v}``
@@ -310,7 +310,7 @@ class RemapSpec:
 
 
 @dataclass(frozen=True)
-class ConservationSpec:
+class ConservationSpec(Validated):
     """Diagnose source vs destination area integral per exchange; with ``check`` fail beyond ``rtol``."""
 
     check: bool = False
@@ -347,7 +347,7 @@ class CouplingSpec:
 
 # ----------------------------------------------------------------------------------------- outputs
 @dataclass(frozen=True)
-class OutputSpec:
+class OutputSpec(Validated):
     """Write ``variables`` of ``component`` to the zarr store ``path`` once per ``interval``."""
 
     component: str
@@ -367,7 +367,7 @@ class OutputSpec:
 
 # --------------------------------------------------------------------------------------- the file
 @dataclass(frozen=True)
-class CoupledRunConfig:
+class CoupledRunConfig(Validated):
     version: Literal[1]
     """Version of the file format."""
     run: RunSpec

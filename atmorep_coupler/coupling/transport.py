@@ -1,8 +1,9 @@
 """How the driver reaches its components: in this process, or each in its own Ray actor.
 
-The driver only uses the native Component API (``step``, ``get_field``, ``set_field``,
-``exchange_items``, ``grids``, ``save_state``, ``load_state``, ``finalize``). ``inprocess`` hands it the
-component itself; ``ray`` hands it a :class:`RayComponent` with the same methods, each a blocking
+The driver holds components by the :class:`~atmorep_coupler.component.native.NativeComponent` protocol
+(``name``, ``grids``, ``exchange_items``, ``step``, ``get_field``, ``set_field``, ``save_state``,
+``load_state``, ``finalize``). ``inprocess`` hands it the component itself; ``ray`` hands it a
+:class:`RayComponent`, which satisfies the same protocol, each a blocking
 call to an actor that holds the component, so components can sit on other nodes or GPUs. Ray is
 imported only when the ray transport is used.
 """
@@ -13,6 +14,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from atmorep_coupler.component.native import NativeComponent
 from atmorep_coupler.errors import package_error
 
 __all__ = ["create_component", "RayComponent", "RayCluster"]
@@ -25,7 +27,7 @@ def _instantiate(class_path: str, mapping: dict[str, Any], config_dir: str, sour
 
 
 def create_component(transport: str, class_path: str, mapping: dict[str, Any], config_dir: Path, *, device: str = "cpu",
-                     origin: tuple[str, str] = ("<mapping>", "")):
+                     origin: tuple[str, str] = ("<mapping>", "")) -> NativeComponent:
     """A component handle for ``transport`` (``inprocess`` or ``ray``); ``origin``: (file, key path) that
     errors in ``mapping`` name (:func:`~atmorep_coupler.coupling.build.component_config`)."""
     if transport == "inprocess":
@@ -47,7 +49,7 @@ class _ComponentActor:
 
 
 class RayComponent:
-    """The native Component API of a component living in a Ray actor (blocking calls)."""
+    """The :class:`NativeComponent` protocol over a component living in a Ray actor (blocking calls)."""
 
     def __init__(self, class_path: str, mapping: dict[str, Any], config_dir: str, *, device: str = "cpu",
                  origin: tuple[str, str] = ("<mapping>", "")) -> None:
@@ -58,7 +60,7 @@ class RayComponent:
             options["num_gpus"] = 1
         self._actor = ray.remote(_ComponentActor).options(**options).remote(class_path, mapping, config_dir, origin)
         self._ray = ray
-        self._wait(self._actor.attribute.remote("name"))  # an error in the component's set-up surfaces here
+        self._name = self._wait(self._actor.attribute.remote("name"))  # an error in the set-up surfaces here
 
     def _wait(self, ref):
         """``ray.get``, with the component's own :class:`AtmoRepError` raised as it is (not Ray's wrapper)."""
@@ -77,6 +79,10 @@ class RayComponent:
 
     def _get(self, name: str):
         return self._wait(self._actor.attribute.remote(name))
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     @property
     def grids(self):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from atmorep_coupler.data.normalization import (
     Normalization,
-    compute_normalization,
     load_normalization,
     month_index,
     month_position,
 )
+from atmorep_coupler.data.statistics import compute_normalization
 from atmorep_coupler.data.store import ALIASES, ERA5Store, canonical_name, open_store
 
 __all__ = [

@@ -43,7 +43,7 @@ def _era5_layout(args: argparse.Namespace) -> None:
 
 
 def _stats(args: argparse.Namespace) -> None:
-    from atmorep_coupler.data.normalization import compute_normalization
+    from atmorep_coupler.data.statistics import compute_normalization
     from atmorep_coupler.data.store import open_store
 
     store = open_store(args.store, require_global=False)

@@ -39,7 +39,8 @@ import zarr
 from zarr.codecs import BloscCodec
 from tqdm.auto import tqdm
 
-from atmorep_coupler.config import to_dict
+from atmorep_coupler.config import Validated, to_dict
+from atmorep_coupler.data.cache import cache_dir
 from atmorep_coupler.data import forcings
 from atmorep_coupler.data.forcings import ClimateScenario
 from atmorep_coupler.errors import ConfigError, DataError
@@ -152,7 +153,7 @@ class CoarseRunConfig:
 
 
 @dataclass(frozen=True)
-class DefaultDataConfig:
+class DefaultDataConfig(Validated):
     """Everything that determines the default dataset (its hash names the cached store)."""
 
     resolution: str = "T21"
@@ -216,16 +217,6 @@ class DefaultDataConfig:
 
 def _jsonable(config: DefaultDataConfig) -> dict:
     return json.loads(json.dumps({**to_dict(config), "generator_version": GENERATOR_VERSION}, default=str))
-
-
-def cache_dir() -> Path:
-    """``$ATMOREP_COUPLER_CACHE``, else ``$XDG_CACHE_HOME/atmorep_coupler``, else
-    ``~/.cache/atmorep_coupler``."""
-    if os.environ.get("ATMOREP_COUPLER_CACHE"):
-        return Path(os.environ["ATMOREP_COUPLER_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "atmorep_coupler"
-    return Path.home() / ".cache" / "atmorep_coupler"
 
 
 def default_store_path(config: DefaultDataConfig | None = None) -> Path:
@@ -406,8 +397,7 @@ def generate(
     statistics: bool = True,
 ) -> Path:
     """Generate (or resume, or reuse) the default dataset; returns the store's path."""
-    config = config or DefaultDataConfig()
-    config.validate()
+    config = config or DefaultDataConfig()  # checked when built (Validated)
     path = Path(out).expanduser() if out is not None else default_store_path(config)
     if is_complete(path, config):
         return path
@@ -438,7 +428,7 @@ def generate(
         written = int(saved["written"])
     _run(path, config, pair, written, config_json, progress)
     if statistics:
-        from atmorep_coupler.data.normalization import compute_normalization
+        from atmorep_coupler.data.statistics import compute_normalization
         from atmorep_coupler.data.store import open_store
 
         store = open_store(path)

@@ -39,8 +39,9 @@ from dinosaur import (
     xarray_utils,
 )
 
+from atmorep_coupler.config import Validated
 from atmorep_coupler.data import forcings
-from atmorep_coupler.data.default import cache_dir
+from atmorep_coupler.data.cache import cache_dir
 from atmorep_coupler.data.forcings import ClimateScenario, HeldSuarezParameters
 from atmorep_coupler.data.spectral import gaussian_latitudes, truncation
 from atmorep_coupler.errors import ConfigError, DataError
@@ -83,7 +84,7 @@ _LOG_PRESSURE_INTERPOLATION = vertical_interpolation.vectorize_vertical_interpol
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Validated):
     """Resolution, vertical levels, time step and output pressure levels."""
 
     resolution: str = "T21"
@@ -204,8 +205,7 @@ class HeldSuarezModel:
     """
 
     def __init__(self, config: ModelConfig | None = None, scenario: ClimateScenario | None = None):
-        self.config = config or ModelConfig()
-        self.config.validate()
+        self.config = config or ModelConfig()  # checked when built (Validated)
         self.scenario = scenario or ClimateScenario()
         self.truncation = truncation(self.config.resolution)
         self.dt_seconds = 60.0 * self.config.time_step_minutes

@@ -2,12 +2,8 @@
 
 Two kinds, as in AtmoRep (Lessig et al.): ``global`` (one mean and standard deviation per month and
 level) and ``local`` (per grid point, month and level). Both come from one streaming pass over the
-store whose memory is bounded by one time chunk plus the accumulators. Per-chunk moments are merged
-with Chan et al.'s parallel update (Chan, Golub & LeVeque 1979; the pairwise form of Welford's
-algorithm) in float64, so the result equals the two-pass statistics of the whole array to round-off
-and NaNs (e.g. SST over land) are skipped point by point. Global moments are merged from the
-local ones (law of total variance), unweighted over grid points -- every point counts once, as the
-network sees it.
+store (:func:`atmorep_coupler.data.statistics.compute_normalization`); this module holds, applies, saves
+and loads them, and does not import the store (it is the store's :attr:`ERA5Store.normalization`).
 
 Applied at a time, the statistics are **interpolated linearly in time between mid-month values**
 (:func:`month_position`): a month's mean and standard deviation hold exactly at the middle of the
@@ -28,28 +24,25 @@ from __future__ import annotations
 import errno
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
+from atmorep_coupler.data.layout import canonical_name, quiet_zarr
 from atmorep_coupler.errors import DataError
 
-if TYPE_CHECKING:
-    from atmorep_coupler.data.store import ERA5Store
 
 __all__ = [
     "GROUP",
     "Normalization",
-    "compute_normalization",
     "load_normalization",
     "month_index",
     "month_position",
     "sidecar_path",
+    "StoreLocation",
 ]
 
 Mode = Literal["global", "local"]
@@ -107,54 +100,20 @@ def _position_cftime(date) -> float:
     return float((month - 1) % 12) + (date - mid_lo) / (mid_hi - mid_lo)
 
 
+@runtime_checkable
+class StoreLocation(Protocol):
+    """Where a store lives, as :class:`~atmorep_coupler.data.store.ERA5Store` says it: statistics are
+    saved into it (or beside it) and loaded from there. A protocol, so that this module, which the store
+    uses, need not import the store."""
+
+    path: str | os.PathLike
+    storage_options: Mapping | None
+    zarr_format: int
+
+
 def sidecar_path(store_path: str | os.PathLike) -> str:
     """Where the statistics of a read-only store go: ``<store>.normalization`` beside it."""
     return os.fspath(store_path).rstrip("/") + "." + GROUP
-
-
-@dataclass
-class _Moments:
-    """Running count, mean and sum of squared deviations (M2) per month and point, float64."""
-
-    count: np.ndarray
-    mean: np.ndarray
-    m2: np.ndarray
-
-    @classmethod
-    def zeros(cls, shape: tuple[int, ...]) -> _Moments:
-        return cls(np.zeros(shape), np.zeros(shape), np.zeros(shape))
-
-    def merge(self, month: int, x: np.ndarray) -> None:
-        """Merge the samples ``x[time, ...]`` into month ``month`` (Chan et al. 1979, eq. 2.1)."""
-        valid = ~np.isnan(x)
-        nb = valid.sum(axis=0).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_b = np.where(nb > 0, np.nansum(x, axis=0) / nb, 0.0)
-        m2_b = np.nansum((x - mean_b) ** 2, axis=0)
-        na, mean_a = self.count[month], self.mean[month]
-        n = na + nb
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.where(n > 0, nb / n, 0.0)
-        delta = mean_b - mean_a
-        self.mean[month] = mean_a + delta * frac
-        self.m2[month] = self.m2[month] + m2_b + delta**2 * na * frac
-        self.count[month] = n
-
-
-def _pool(count: np.ndarray, mean: np.ndarray, m2: np.ndarray, axes: tuple[int, ...]):
-    """Exact pooled (count, mean, M2) over ``axes`` of per-group moments (total variance law)."""
-    n = count.sum(axis=axes)
-    mean = np.where(count > 0, mean, 0.0)  # empty groups carry NaN means; they weigh nothing
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled_mean = np.where(n > 0, (count * mean).sum(axis=axes) / n, 0.0)
-    expanded = np.expand_dims(pooled_mean, axes)
-    pooled_m2 = (np.where(count > 0, m2, 0.0) + count * (mean - expanded) ** 2).sum(axis=axes)
-    return n, pooled_mean, pooled_m2
-
-
-def _std(n: np.ndarray, m2: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sqrt(np.where(n > 0, m2 / n, np.nan))
 
 
 class Normalization:
@@ -183,8 +142,6 @@ class Normalization:
         return np.asarray(self.dataset["level"].values) if "level" in self.dataset.coords else np.array([])
 
     def _check(self, var: str) -> str:
-        from atmorep_coupler.data.store import canonical_name
-
         name = canonical_name(var)
         if name not in self.variables:
             raise DataError(
@@ -284,18 +241,16 @@ class Normalization:
         return (np.asarray(x, dtype=np.float64) * std + mean).astype(np.float32)
 
     # --------------------------------------------------------------------------- persistence
-    def save(self, target: ERA5Store | str | os.PathLike, *, storage_options=None) -> str:
+    def save(self, target: StoreLocation | str | os.PathLike, *, storage_options=None) -> str:
         """Write into the store's ``normalization`` group; if the store is read-only, write a
         sidecar store beside it. ``target`` may also be a path for a standalone statistics store.
         Returns where the statistics went."""
-        from atmorep_coupler.data.store import ERA5Store
-
         # Load before writing (the target may be where these statistics were read from) and drop
         # the encodings of the source store, which need not suit the target's zarr format.
         ds = self.dataset.copy(deep=True).load()
         for var in ds.variables.values():
             var.encoding = {}
-        if isinstance(target, ERA5Store):
+        if isinstance(target, StoreLocation):
             fmt = target.zarr_format
             try:
                 _write(ds, os.fspath(target.path), GROUP, fmt, target.storage_options)
@@ -340,8 +295,6 @@ def _indices(sel, size: int) -> np.ndarray:
 def _write(ds: xr.Dataset, path: str, group: str | None, zarr_format: int, storage_options) -> None:
     if path.startswith("file://"):  # fsspec's local filesystem does not create parent folders
         path = path[len("file://") :]
-    from atmorep_coupler.data.store import quiet_zarr
-
     options = dict(storage_options) if storage_options and "://" in path else None
     with quiet_zarr():
         ds.to_zarr(path, group=group, mode="w", zarr_format=zarr_format, consolidated=False,
@@ -365,11 +318,9 @@ def _reconsolidate(path: str, storage_options) -> None:
     zarr.consolidate_metadata(store)
 
 
-def load_normalization(source: ERA5Store | str | os.PathLike, *, storage_options=None) -> Normalization:
+def load_normalization(source: StoreLocation | str | os.PathLike, *, storage_options=None) -> Normalization:
     """Load statistics from a store's ``normalization`` group, its sidecar, or a statistics store."""
-    from atmorep_coupler.data.store import ERA5Store, quiet_zarr
-
-    if isinstance(source, ERA5Store):
+    if isinstance(source, StoreLocation):
         candidates = [(os.fspath(source.path), GROUP), (sidecar_path(source.path), None)]
         storage_options = source.storage_options
     else:
@@ -397,128 +348,3 @@ def load_normalization(source: ERA5Store | str | os.PathLike, *, storage_options
         f"no normalisation statistics found (looked in {tried}); compute them with "
         f"`python -m atmorep_coupler.data stats STORE`"
     )
-
-
-def compute_normalization(
-    store: ERA5Store,
-    variables: Iterable[str] | None = None,
-    *,
-    modes: Mapping[str, Mode] | None = None,
-    max_chunk_bytes: int = 256 * 2**20,
-    progress: bool = True,
-) -> Normalization:
-    """One streaming pass over ``store`` computing global and local monthly statistics (of ``variables``,
-    default every variable with a time axis).
-
-    Memory: one time chunk (at most ``max_chunk_bytes`` as float64) plus the accumulators
-    (3 float64 arrays of ``12 x levels x lat x lon`` per variable). Months without data get the
-    statistics pooled over all months present (listed in the ``filled_months`` attribute), so a
-    short record still normalises every date.
-    """
-    if variables is None:  # static fields (ERA5's land_sea_mask, geopotential_at_surface) have no months
-        variables = [v for v in store.variables if "time" in store.dataset[v].dims]
-    names = [store.resolve(v) for v in variables]
-    modes = dict(modes or {})
-    months = month_index(store.times)
-    plans = []
-    for name in names:
-        if "time" not in store.dataset[name].dims:
-            raise DataError(
-                f"store {str(store.path)!r}: variable {name!r} has no time axis; "
-                "normalisation statistics are per calendar month"
-            )
-        step_bytes = 8 * int(
-            np.prod([store.dataset.sizes[d] for d in store.dataset[name].dims if d != "time"])
-        )
-        chunk = max(1, max_chunk_bytes // step_bytes)
-        plans.append((name, chunk))
-    total = sum(-(-store.times.size // chunk) for _, chunk in plans)
-    data_vars: dict[str, xr.DataArray] = {}
-    filled: dict[str, list[int]] = {}
-    with tqdm(total=total, desc="normalisation statistics", unit="chunk", disable=not progress) as bar:
-        for name, chunk in plans:
-            dims = [d for d in ("level", "latitude", "longitude") if d in store.dataset[name].dims]
-            shape = (12, *[_axis_size(store, d) for d in dims])
-            acc = _Moments.zeros(shape)
-            missing = 0
-            for start in range(0, store.times.size, chunk):
-                stop = min(start + chunk, store.times.size)
-                bar.set_postfix_str(f"{name} {np.datetime_as_string(store.times[start], unit='D')}")
-                x = store.read(name, time=slice(start, stop)).astype(np.float64)
-                missing += int(np.isnan(x).sum())
-                for m in np.unique(months[start:stop]):
-                    acc.merge(int(m), x[months[start:stop] == m])
-                bar.update(1)
-            data_vars.update(_finish(name, dims, acc, store, modes.get(name), filled))
-            data_vars[f"mean_{name}"].attrs["missing_values"] = missing
-    coords = {"month": np.arange(1, 13)}
-    if store.levels.size:
-        coords["level"] = ("level", store.levels, {"units": "hPa", "long_name": "pressure level"})
-    coords["latitude"] = ("latitude", store.latitudes, {"units": "degrees_north"})
-    coords["longitude"] = ("longitude", store.longitudes, {"units": "degrees_east"})
-    ds = xr.Dataset(data_vars, coords=coords)
-    ds.attrs.update(
-        variables=list(names),
-        spatial_variables=[n for n in names if "latitude" in store.dataset[n].dims],
-        source_store=str(store.path),
-        time_start=str(store.times[0]) if store.times.size else "",
-        time_stop=str(store.times[-1]) if store.times.size else "",
-        filled_months={k: v for k, v in filled.items() if v},
-        description=(
-            "Per calendar month statistics: mean_<var>/std_<var> per grid point (local) and "
-            "global_mean_<var>/global_std_<var> over all grid points (unweighted); population "
-            "standard deviation (ddof=0); months without data hold statistics pooled over all months"
-        ),
-    )
-    return Normalization(ds, source=str(store.path))
-
-
-def _axis_size(store: ERA5Store, dim: str) -> int:
-    return {"level": store.levels.size, "latitude": store.latitudes.size, "longitude": store.longitudes.size}[
-        dim
-    ]
-
-
-def _finish(
-    name: str,
-    dims: Sequence[str],
-    acc: _Moments,
-    store: ERA5Store,
-    mode: Mode | None,
-    filled: dict[str, list[int]],
-) -> dict[str, xr.DataArray]:
-    """Local and global mean/std from the accumulated moments; empty months get pooled values."""
-    spatial = tuple(i + 1 for i, d in enumerate(dims) if d in ("latitude", "longitude"))
-    g_n, g_mean, g_m2 = (
-        _pool(acc.count, acc.mean, acc.m2, spatial) if spatial else (acc.count, acc.mean, acc.m2)
-    )
-    empty = np.flatnonzero(g_n.reshape(12, -1).max(axis=1) == 0) if g_n.ndim > 1 else np.flatnonzero(g_n == 0)
-    l_mean, l_std = np.where(acc.count > 0, acc.mean, np.nan), _std(acc.count, acc.m2)
-    g_mean_out, g_std = np.where(g_n > 0, g_mean, np.nan), _std(g_n, g_m2)
-    if empty.size and empty.size < 12:
-        all_n, all_mean, all_m2 = _pool(acc.count, acc.mean, acc.m2, (0,))
-        l_mean[empty], l_std[empty] = all_mean, _std(all_n, all_m2)
-        a_n, a_mean, a_m2 = _pool(g_n, g_mean, g_m2, (0,))
-        g_mean_out[empty], g_std[empty] = a_mean, _std(a_n, a_m2)
-    filled[name] = [int(m) + 1 for m in empty]
-    attrs = {
-        "units": store.units(name),
-        "mode": mode or ("global" if name in GLOBAL_BY_DEFAULT else "local"),
-        "long_name": f"monthly mean of {name}",
-    }
-    gdims = ["month", *[d for d in dims if d == "level"]]
-    return {
-        f"mean_{name}": xr.DataArray(l_mean.astype(np.float32), dims=["month", *dims], attrs=attrs),
-        f"std_{name}": xr.DataArray(
-            l_std.astype(np.float32),
-            dims=["month", *dims],
-            attrs={"units": attrs["units"], "long_name": f"monthly standard deviation of {name}"},
-        ),
-        f"global_mean_{name}": xr.DataArray(g_mean_out, dims=gdims, attrs={"units": attrs["units"]}),
-        f"global_std_{name}": xr.DataArray(g_std, dims=gdims, attrs={"units": attrs["units"]}),
-        f"count_{name}": xr.DataArray(
-            acc.count.reshape(12, -1).max(axis=1).astype(np.int64),
-            dims=["month"],
-            attrs={"long_name": "number of time steps per calendar month"},
-        ),
-    }

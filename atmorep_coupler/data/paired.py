@@ -167,7 +167,7 @@ def coarsen_store(fine: str | os.PathLike, out: str | os.PathLike, shape: tuple[
 def generate_paired(config: PairedDataConfig | None = None, out: str | os.PathLike | None = None, *,
                     progress: bool = True) -> tuple[Path, Path]:
     """Generate (or reuse) the pair; returns the paths of the fine and the coarse store."""
-    from atmorep_coupler.data.normalization import compute_normalization
+    from atmorep_coupler.data.statistics import compute_normalization
     from atmorep_coupler.data.store import open_store
 
     config = config or PairedDataConfig()

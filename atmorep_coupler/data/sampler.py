@@ -7,7 +7,7 @@ which amortises each time-window read over several places. Every batch is a pure
 
 Where the reference went wrong, and what is done here:
 
-- **Latitude (D5)**: a neighbourhood's start row is drawn with probability proportional to the area
+- **Latitude**: a neighbourhood's start row is drawn with probability proportional to the area
   of the grid band at its centre (``sin(north edge) - sin(south edge)``), i.e. centres are uniform on
   the sphere, not in latitude (the v2 sampler over-sampled the poles by ~1/cos(lat)). Works for
   regular and Gaussian grids alike.
@@ -18,9 +18,9 @@ Where the reference went wrong, and what is done here:
 - **Poles**: windows never cross a pole (rows are clamped to the grid), so there is no mirrored or
   invented data; every row, polar rows included, is covered by some window.
 - **Longitude**: uniform start column, periodic (indices wrap across 0°/360°) on global grids.
-- **Record ends (D14)**: only windows whose time steps are consecutive (regular spacing, no gap) and
+- **Record ends**: only windows whose time steps are consecutive (regular spacing, no gap) and
   lie inside both the record and the configured period are drawn; nothing wraps to the other end.
-- **Reproducibility (D9)**: randomness comes from ``SeedSequence(seed, spawn_key=(stream, rank,
+- **Reproducibility**: randomness comes from ``SeedSequence(seed, spawn_key=(stream, rank,
   index))`` -- disjoint for each rank; loader workers take disjoint batch indices of their rank, so
   the stream does not depend on the number of workers. The stream position is one integer.
 - **Memory**: a window is read as a bounded box: when the global slab of a time window is small
@@ -46,8 +46,9 @@ import datetime as dt
 import functools
 import math
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -57,7 +58,6 @@ from atmorep_coupler.data.normalization import month_position
 from atmorep_coupler.data.store import ERA5Store
 from atmorep_coupler.data.tokens import detokenize, token_metadata, tokenize
 from atmorep_coupler.errors import ConfigError, DataError
-from atmorep_coupler.model.config import FieldConfig, ModelConfig
 from atmorep_coupler.timeutil import format_duration
 
 __all__ = [
@@ -69,10 +69,47 @@ __all__ = [
     "register_transform_family",
     "row_areas",
     "transform_reader",
+    "FieldLayout",
+    "NeighbourhoodLayout",
     "NAN_FILL",
     "TRAIN_STREAM",
     "VALIDATION_STREAM",
 ]
+
+
+
+class FieldLayout(Protocol):
+    """What the sampler reads of one field's configuration. :class:`atmorep_coupler.model.config.FieldConfig`
+    is one; a protocol, because the model is built on the data (the model imports this package, not the
+    other way round)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def variable(self) -> str: ...
+    @property
+    def levels(self) -> Sequence[float]: ...
+    @property
+    def num_levels(self) -> int: ...
+    @property
+    def token_size(self) -> tuple[int, int, int]: ...
+    @property
+    def normalization(self) -> Literal["global", "local"]: ...
+    @property
+    def transform(self) -> str | None: ...
+    @property
+    def predicted(self) -> bool: ...
+
+
+class NeighbourhoodLayout(Protocol):
+    """The fields of a neighbourhood and its extent: :class:`atmorep_coupler.model.config.ModelConfig` is one."""
+
+    @property
+    def fields(self) -> Sequence[FieldLayout]: ...
+    @property
+    def neighbourhood(self) -> tuple[int, int, int]: ...
+    def field(self, name: str) -> FieldLayout: ...
+
 
 TRAIN_STREAM, VALIDATION_STREAM = 0, 1
 NAN_FILL = "normalised_mean"
@@ -145,7 +182,7 @@ def row_areas(latitudes: np.ndarray) -> np.ndarray:
 class NeighbourhoodSampler:
     """Draws batches of neighbourhoods of all fields of ``config`` from ``store`` (see module docs)."""
 
-    def __init__(self, store: ERA5Store, config: ModelConfig, *, batch_size: int,
+    def __init__(self, store: ERA5Store, config: NeighbourhoodLayout, *, batch_size: int,
                  start: dt.datetime | None = None, end: dt.datetime | None = None,
                  samples_per_window: int = 4, seed: int = 0, stream: int = TRAIN_STREAM,
                  rank: int = 0, max_slab_bytes: int = 64 * 2**20):
@@ -167,7 +204,7 @@ class NeighbourhoodSampler:
         self.col_starts = nlon if self.periodic else nlon - nx + 1
 
     # ------------------------------------------------------------------------------ set-up checks
-    def _check_field(self, field: FieldConfig) -> None:
+    def _check_field(self, field: FieldLayout) -> None:
         where = f"store {str(self.store.path)!r}: field {field.name!r}"
         if field.transform is not None:
             try:
@@ -184,7 +221,7 @@ class NeighbourhoodSampler:
         self.store.check_units(var, statistics=self.norm)  # the units the statistics (and the model) have
 
     def _valid_time_starts(self, start: dt.datetime | None, end: dt.datetime | None) -> np.ndarray:
-        """First time indices of windows inside [start, end] and the record with no gap (D14)."""
+        """First time indices of windows inside [start, end] and the record with no gap."""
         times, nt = self.store.times, self.extent[0]
         lo = 0 if start is None else int(np.searchsorted(times, np.datetime64(start, "ns"), side="left"))
         hi = times.size if end is None else int(np.searchsorted(times, np.datetime64(end, "ns"), side="right"))
@@ -202,7 +239,7 @@ class NeighbourhoodSampler:
         return candidates
 
     def _row_distribution(self) -> tuple[np.ndarray, np.ndarray]:
-        """Start rows and their probabilities: proportional to the area at the window centre (D5)."""
+        """Start rows and their probabilities: proportional to the area at the window centre."""
         nlat, ny = self.store.latitudes.size, self.extent[1]
         if ny > nlat:
             raise ConfigError(f"neighbourhood of {ny} latitudes exceeds the store's {nlat}")
@@ -272,7 +309,7 @@ class NeighbourhoodSampler:
                      torch.from_numpy(times.astype("datetime64[ns]").astype(np.int64)), torch.from_numpy(origins),
                      torch.from_numpy(self.point_weights[rows].astype(np.float32)))
 
-    def _read_field(self, field: FieldConfig, t0: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    def _read_field(self, field: FieldLayout, t0: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Normalised cube ``[B, L, nt, ny, nx]`` of one field, window by window."""
         nt, ny, nx = self.extent
         B = t0.size
@@ -321,7 +358,7 @@ class NeighbourhoodSampler:
             out[b] = x.transpose(1, 0, 2, 3) if field.levels else x[None]
         return tokenize(out, field.token_size)
 
-    def _normalise(self, field: FieldConfig, var: str, window: np.ndarray, months: np.ndarray,
+    def _normalise(self, field: FieldLayout, var: str, window: np.ndarray, months: np.ndarray,
                    level_idx: np.ndarray | None, rows: np.ndarray, cols: np.ndarray, when: str) -> np.ndarray:
         """``[nt, (L), ny, nx]`` physical -> ``[L, nt, ny, nx]`` normalised; NaN policy per field."""
         x = self.norm.normalize(var, window, months, level_idx, rows, cols, mode=field.normalization)

@@ -25,15 +25,13 @@ the variable, the chunk and its times.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import struct
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numcodecs
 import numpy as np
@@ -43,43 +41,18 @@ import zarr.registry
 from numcodecs.blosc import Blosc as _NumcodecsBlosc
 from zarr.codecs import BloscCodec
 
+from atmorep_coupler.data.layout import ALIASES, canonical_name, quiet_zarr
+from atmorep_coupler.data.normalization import Normalization, load_normalization
 from atmorep_coupler.errors import DataError, UnitError
 from atmorep_coupler.units import check_data_units, convert, find_implausible, parse_units, same_units
 
-if TYPE_CHECKING:
-    from atmorep_coupler.data.normalization import Normalization
 
-__all__ = ["ALIASES", "CF_STANDARD_NAMES", "DIMS", "ERA5Store", "canonical_name", "cf_standard_name", "open_store"]
+__all__ = ["ALIASES", "CF_STANDARD_NAMES", "DIMS", "ERA5Store", "canonical_name", "cf_standard_name", "open_store",
+           "quiet_zarr"]
 
 #: Canonical dimension order of every variable (a variable uses the subset it has).
 DIMS = ("time", "level", "latitude", "longitude")
 
-#: ERA5 short names (and a few common spellings) -> canonical ARCO-ERA5 variable names.
-ALIASES: dict[str, str] = {
-    "vo": "vorticity",
-    "d": "divergence",
-    "t": "temperature",
-    "z": "geopotential",
-    "u": "u_component_of_wind",
-    "v": "v_component_of_wind",
-    "q": "specific_humidity",
-    "w": "vertical_velocity",
-    "r": "relative_humidity",
-    "sst": "sea_surface_temperature",
-    "tisr": "toa_incident_solar_radiation",
-    "sp": "surface_pressure",
-    "msl": "mean_sea_level_pressure",
-    "t2m": "2m_temperature",
-    "2t": "2m_temperature",
-    "u10": "10m_u_component_of_wind",
-    "10u": "10m_u_component_of_wind",
-    "v10": "10m_v_component_of_wind",
-    "10v": "10m_v_component_of_wind",
-    "siconc": "sea_ice_cover",
-    "ci": "sea_ice_cover",
-    "lsm": "land_sea_mask",
-    "co2": "co2_equivalent",
-}
 
 #: CF standard names of the ARCO-ERA5 variables that have one (CF standard name table, version 84). ERA5's
 #: accumulations (J m-2, m) and the default data's ``co2_equivalent`` have none: they get no standard name.
@@ -170,20 +143,6 @@ class CheckedNumcodecsBlosc(_NumcodecsBlosc):
 zarr.registry.register_codec("blosc", CheckedBlosc)
 zarr.config.set({"codecs.blosc": f"{CheckedBlosc.__module__}.{CheckedBlosc.__qualname__}"})
 numcodecs.register_codec(CheckedNumcodecsBlosc, "blosc")
-
-
-def canonical_name(name: str) -> str:
-    """Map an ERA5 short name (``t``, ``vo``, ...) to its ARCO-ERA5 name; other names pass."""
-    return ALIASES.get(name, name)
-
-
-@contextlib.contextmanager
-def quiet_zarr() -> Iterator[None]:
-    """Silence zarr's warning that consolidated metadata is not (yet) part of the v3 spec: harmless
-    for these stores, and repeated on every open it would bury the messages that matter."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        yield
 
 
 def _describe(path: str | os.PathLike) -> str:
@@ -509,8 +468,6 @@ class ERA5Store:
     @cached_property
     def normalization(self) -> Normalization:
         """Normalisation statistics stored with this store (see :mod:`.normalization`)."""
-        from atmorep_coupler.data.normalization import load_normalization
-
         return load_normalization(self)
 
     def __repr__(self) -> str:

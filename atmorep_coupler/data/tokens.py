@@ -3,7 +3,7 @@
 A neighbourhood of one field is a cube ``[B, L, T*t, Y*y, X*x]`` (samples, levels, time steps,
 latitude rows, longitude columns). Tokens are its ``[t, y, x]`` blocks: ``[B, L, T, Y, X, t, y, x]``.
 
-Token metadata (D6 of the reference notes): the reference fed raw ``(year, day of year, hour, level,
+Token metadata: the reference fed raw ``(year, day of year, hour, level,
 lat, lon, ...)`` into a zero-initialised linear layer, so ``lon <= 360`` and ``level <= 137`` swamped
 everything. Here every feature is bounded and periodic quantities are on the circle:
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import yaml
 
-from atmorep_coupler.checkpoint import WEIGHTS_FORMAT, save_state
+from atmorep_coupler.model.checkpoint import WEIGHTS_FORMAT, save_state
 from atmorep_coupler.config import to_dict
 from atmorep_coupler.downstream.evaluate import score_downscaling
 from atmorep_coupler.downstream.finetune import fine_tune, mean_loss

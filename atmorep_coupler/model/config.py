@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from atmorep_coupler.config import Validated
 from atmorep_coupler.errors import ConfigError
 
 __all__ = ["MaskingRates", "StrategyConfig", "FieldConfig", "ModelConfig", "StrategyKind"]
@@ -46,7 +47,7 @@ def identifier_for(variable: str) -> str:
 
 
 @dataclass(frozen=True)
-class MaskingRates:
+class MaskingRates(Validated):
     """BERT rates of one field: ``total`` bounds the fraction of tokens selected per sample and level
     (drawn from ``U(0, total)``); each selected token is independently hidden (``mask``), noised
     (``noise``) and coarsened (``coarsen``) with these probabilities."""
@@ -70,7 +71,7 @@ class MaskingRates:
 
 
 @dataclass(frozen=True)
-class StrategyConfig:
+class StrategyConfig(Validated):
     """One masking strategy. With several strategies, each batch draws one with probability
     proportional to ``weight`` (e.g. BERT for representation learning mixed with forecast)."""
 
@@ -86,18 +87,29 @@ class StrategyConfig:
     region: tuple[int, int] = (1, 1)
     """spatial_interpolation: size [Y', X'] in tokens of the hidden block (at a random place, all times and
     levels)."""
+    context_noise: float = 0.0
+    """forecast: the largest standard deviation, in normalised units, of the noise put on the visible time
+    slices of predicted fields. Each sample and level draws sigma ~ U(0, context_noise) and every visible token
+    is shifted by sigma * eps, eps ~ N(0, 1) constant over the token's points: a token-scale error like the one
+    an autoregressive rollout feeds back into its own context, so the network learns to weigh that context
+    against the conditioning (the coarse model's state) instead of trusting it alone. 0 keeps the context
+    clean; the targets stay clean either way."""
 
     def validate(self) -> None:
         if self.weight <= 0:
             raise ConfigError(f"weight: {self.weight} must be > 0")
         if self.forecast_slices < 1:
             raise ConfigError(f"forecast_slices: {self.forecast_slices} must be >= 1")
+        if self.context_noise < 0:
+            raise ConfigError(f"context_noise: {self.context_noise} must be >= 0")
+        if self.context_noise and self.kind != "forecast":
+            raise ConfigError(f"context_noise: only the forecast strategy has a context to noise, not {self.kind}")
         if min(self.region) < 1:
             raise ConfigError(f"region: {list(self.region)} must be >= 1 token in each direction")
 
 
 @dataclass(frozen=True)
-class FieldConfig:
+class FieldConfig(Validated):
     """One field of the multiformer (see the module docstring)."""
 
     name: str
@@ -211,7 +223,7 @@ class FieldConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Validated):
     """The multiformer: fields plus the hyper-parameters shared by all of them."""
 
     fields: tuple[FieldConfig, ...]
@@ -233,7 +245,7 @@ class ModelConfig:
     tail_hidden_layers: int = 0
     """Hidden layers of each ensemble-tail head (0: one linear map per member)."""
     qk_norm: bool = True
-    """Normalise queries and keys: one switch for self, coupling and decoder heads (D18)."""
+    """Normalise queries and keys: one switch for self, coupling and decoder heads."""
     relative_position_bias: bool = True
     """Learned per-head relative position biases within a field: a sum of per-axis offset tables (level, time, row,
     column) with a locality prior, computed on the fused attention kernels."""
@@ -252,7 +264,7 @@ class ModelConfig:
     after weights, gradients and AdamW state (GPU: free device memory; CPU: available host memory), else off."""
     coarsen_factors: tuple[int, ...] = (2,)
     """Block sizes k (>= 2, dividing the token's y and x) that BERT coarsening draws from: block-average by k,
-    then expand back (D4)."""
+    then expand back."""
     strategies: tuple[StrategyConfig, ...] = (StrategyConfig("BERT"),)
     """Masking strategies, mixed by ``weight``."""
 

@@ -16,20 +16,21 @@ Strategies (``StrategyConfig.kind``):
   without replacement; each selected token is independently hidden (``mask``), noised
   (``x <- (1 - w) x + w eps``, ``w ~ U(0, 1)``, ``eps ~ N(0, 1)`` in normalised units; ``noise``) and
   coarsened (``coarsen``). Selected tokens all stay targets, distorted or not.
-- ``forecast``: the last ``forecast_slices`` time slices (all levels and places) are hidden targets.
+- ``forecast``: the last ``forecast_slices`` time slices (all levels and places) are hidden targets;
+  ``context_noise`` optionally shifts the visible tokens of predicted fields (rollout-like errors).
 - ``temporal_interpolation``: the slices ``interpolation_slices`` (default the middle one).
 - ``spatial_interpolation``: a block of ``region = [Y', X']`` tokens at a random place, all times and
   levels (the same block for every field of a sample).
 - ``identity``: nothing hidden, every token a target (auto-encoding, e.g. for downscaling heads).
 
-Coarsening is real coarsening (D4): the token is block-averaged over ``k x k`` points (``k`` from
+Coarsening is real coarsening: the token is block-averaged over ``k x k`` points (``k`` from
 ``coarsen_factors``, ``k >= 2`` dividing the token) and expanded back piecewise-constant, so the block
 means are kept exactly and all sub-block detail is gone. The reference resized to ``(ts, 2 ts]`` points
 and back, which only smooths slightly.
 
 Input-only fields are never masked: conditioning and forcing (SST, insolation, CO2) are known.
 
-Randomness (D8): one ``numpy`` generator per (field, level) from ``SeedSequence(seed,
+Randomness: one ``numpy`` generator per (field, level) from ``SeedSequence(seed,
 spawn_key=key + (1, field, level))`` and one per batch for the strategy choice and region
 (``key + (0,)``); ``key`` identifies the batch in its stream (see ``data.sampler``). Masks are thus a
 pure function of (seed, key), independent of worker count, and adding a level or a field leaves the
@@ -100,6 +101,8 @@ class Masker:
                 out[field.name] = self._bert(field, x, rngs)
             else:
                 out[field.name] = _structured(strategy, x, region)
+                if strategy.context_noise > 0:
+                    _noise_context(out[field.name], strategy.context_noise, _keyed_rng(seed, key + (2, index)))
         return out
 
     def _region(self, strategy: StrategyConfig, rng: np.random.Generator, batch: int) -> np.ndarray | None:
@@ -144,6 +147,16 @@ class Masker:
 def _unmasked(x: torch.Tensor) -> MaskedField:
     none = torch.zeros(x.shape[:5], dtype=torch.bool)
     return MaskedField(x, none, none, x[none])
+
+
+def _noise_context(masked: MaskedField, amplitude: float, rng: np.random.Generator) -> None:
+    """Shift every visible token by ``sigma * eps`` (``sigma ~ U(0, amplitude)`` per sample and level, ``eps``
+    one normal draw per token), in place; hidden tokens stay zero and the targets clean."""
+    B, L, T, Y, X = masked.hidden.shape
+    sigma = rng.uniform(0.0, amplitude, (B, L, 1, 1, 1)).astype(np.float32)
+    eps = rng.standard_normal((B, L, T, Y, X), dtype=np.float32)
+    shift = torch.from_numpy(sigma * eps).masked_fill_(masked.hidden, 0.0)
+    masked.inputs += shift[(...,) + (None,) * (masked.inputs.ndim - 5)]
 
 
 def _structured(strategy: StrategyConfig, x: torch.Tensor, region: np.ndarray | None) -> MaskedField:

@@ -4,7 +4,7 @@ Every grid point of a target token carries the weight the sampler gives its row
 (``Batch.row_weight``: band area / probability that a window covers the row). The sampler draws
 window centres by area already, so weighting points by ``cos(latitude)`` again would count the
 sphere twice (effectively ``cos²``); with these weights every row counts in proportion to its area,
-once, over the sampling distribution, and scores are area means (D5):
+once, over the sampling distribution, and scores are area means:
 
 - RMSE of the ensemble mean ``sqrt(Σ w (μ − y)² / Σ w)`` (pooled over all points, then the root);
 - CRPS: the fair kernel CRPS of the members (``losses.ensemble_crps``), area-weighted mean;

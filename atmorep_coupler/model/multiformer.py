@@ -6,7 +6,7 @@ One transformer per field; tokens are space-time cubes of one level (``data.toke
    token's points; hidden tokens get a learned mask embedding instead (see ``masking``); plus a
    linear map of the token metadata (time, place, level; ``data.tokens``) and a fixed sinusoidal
    encoding of the token's (level, time, row, column) index inside the neighbourhood, each axis on its
-   own channels (correct for any ``Y != X``; the reference divided the flat index by ``Y``, D3).
+   own channels (correct for any ``Y != X``; the reference code divided the flat index by ``Y``).
 2. **Encoder**: per layer, every field attends with ``heads`` self heads over all its own tokens
    (all levels) and ``coupling_heads`` heads per coupled field (queries from the field, keys and values
    from the other field's layer input, which may have another token count and width). Every field
@@ -16,8 +16,8 @@ One transformer per field; tokens are space-time cubes of one level (``data.toke
    ``attend``); with ``coupling_position_bias`` so do coupling heads between fields on the same token
    grid (a field and its coarse-model conditioning). Symmetric pre-norm residual blocks
    ``x + attention(LN x)``, ``x + MLP(LN x)`` with one dropout per branch, a standard MLP (no GELU
-   after the last linear, D19), one fused QKV projection for self heads, one qk-norm switch for every
-   head (D18); ``scaled_dot_product_attention`` picks its own backend (D20).
+   after the last linear), one fused QKV projection for self heads, one qk-norm switch for every
+   head; ``scaled_dot_product_attention`` picks its own backend.
 3. **Decoder** (predicted fields): ``decoder_layers`` blocks of self heads plus cross heads to the
    encoder, layer k attending to encoder layer ``encoder_layers - 1 - k`` (deepest first, as in
    AtmoRep); no cross-field coupling.
@@ -35,7 +35,7 @@ Each attention sublayer is a sum over its *sources* of per-source heads (``Atten
 its own output projection. That equals one projection of the concatenated heads, but lets a field gain a
 coupling later: :func:`load_fields` zero-initialises the output of coupling heads missing from the
 checkpoint, so a field loaded from a single-field checkpoint computes exactly what it computed before,
-and the new heads learn from there (plug-and-play, section 7 of the reference notes).
+and the new heads learn from there (plug-and-play).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from atmorep_coupler.checkpoint import TRAINER_FORMAT, WEIGHTS_FORMAT, load_state
+from atmorep_coupler.model.checkpoint import TRAINER_FORMAT, WEIGHTS_FORMAT, load_state
 from atmorep_coupler.data.tokens import META_FEATURES
 from atmorep_coupler.errors import CheckpointError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
@@ -189,7 +189,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: RelativePosi
     With a bias, queries and keys get its factors as extra channels and values get zeros, all
     padded to a multiple of 8 channels (the fused CPU and CUDA kernels want one head size for q, k
     and v); the scale stays ``1/√d`` of the real head size. ``scaled_dot_product_attention`` picks its
-    backend (D20).
+    backend.
     """
     if bias is None:
         return F.scaled_dot_product_attention(q, k, v)
@@ -216,7 +216,7 @@ class AttentionHeads(nn.Module):
     Self heads (``source_dim=None``) project queries, keys and values in one matrix; cross heads
     project queries from ``x`` and keys and values from ``source``, which may have another token
     count and width. Queries and keys are LayerNormed per head when ``qk_norm`` (one switch for all
-    heads, D18). Heads whose queries and keys lie on one token grid (``grid``: self heads, decoder
+    heads). Heads whose queries and keys lie on one token grid (``grid``: self heads, decoder
     heads, same-grid coupling heads) add a :class:`RelativePositionBias`. The output is projected
     back to ``x``'s width.
     """
@@ -274,7 +274,7 @@ def _coupling_grid(field: FieldConfig, source: FieldConfig, config: ModelConfig)
 
 
 class MLP(nn.Module):
-    """``W2 GELU(W1 x)``: no activation after the last linear map (D19)."""
+    """``W2 GELU(W1 x)``: no activation after the last linear map."""
 
     def __init__(self, dim: int, ratio: float):
         super().__init__()

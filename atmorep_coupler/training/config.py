@@ -2,7 +2,7 @@
 
 One YAML file describes a run (see ``atmorep_coupler/configs/``); it is loaded strictly
 (``load_run_config``) and stored as YAML text in every checkpoint, so a checkpoint alone is enough to
-resume (D21: no single-line JSON, no tracker-issued run ids).
+resume (no single-line JSON, no tracker-issued run ids).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from atmorep_coupler.config import from_dict, load_yaml, to_dict
+from atmorep_coupler.config import Validated, from_dict, load_yaml, to_dict
 from atmorep_coupler.errors import ConfigError
 from atmorep_coupler.model.config import ModelConfig
 from atmorep_coupler.model.losses import LOSSES
@@ -37,7 +37,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Period:
+class Period(Validated):
     """Time range ``[start, end]`` (inclusive); a missing bound means the start or end of the record."""
 
     start: dt.datetime | None = None
@@ -56,7 +56,7 @@ class Period:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Validated):
     store: str
     """Path or fsspec URL of the ERA5-layout zarr store (with its normalisation statistics); ``--store``
     overrides it."""
@@ -143,7 +143,7 @@ class InitFromConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Validated):
     model: ModelConfig
     """The multiformer (reference: model_config.md)."""
     data: DataConfig

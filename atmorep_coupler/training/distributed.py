@@ -56,11 +56,11 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 
-from atmorep_coupler.checkpoint import RNG_FORMAT, load_state, save_state
-from atmorep_coupler.config import to_dict
+from atmorep_coupler.config import Validated, to_dict
 from atmorep_coupler.errors import AtmoRepError, ConfigError, package_error
+from atmorep_coupler.model.checkpoint import RNG_FORMAT, load_state, load_trainer_state, save_state
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
-from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT, MetricsLogger, Trainer, load_trainer_state
+from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT, MetricsLogger, Trainer
 
 __all__ = [
     "DistributedOptions",
@@ -85,7 +85,7 @@ Strategy = Literal["ddp", "fsdp"]
 
 
 @dataclass(frozen=True)
-class DistributedOptions:
+class DistributedOptions(Validated):
     """How to run: the Ray workers, the run's name and where it lives."""
 
     num_workers: int
@@ -219,7 +219,6 @@ def train_distributed(config: RunConfig | None, options: DistributedOptions, *,
     model and optimiser settings; ``steps`` and the store come from this call. ``init_checkpoint``:
     a ``trainer.pt`` that seeds a *new* run. ``steps``/``store`` override the checkpoint's.
     """
-    options.validate()
     if config is None and init_checkpoint is None:
         raise ConfigError("give a run config or a checkpoint to start from")
     _check_config(config, options)

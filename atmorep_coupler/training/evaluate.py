@@ -91,7 +91,6 @@ def evaluate_forecast(model: Multiformer, sampler: NeighbourhoodSampler, *, slic
     maskers = {}
     for s in leads:
         strategy = StrategyConfig("forecast", forecast_slices=s)
-        strategy.validate()
         ModelConfig._validate_strategy(f"--slices {s}", strategy, config.predicted_fields)
         maskers[s] = Masker(config, strategies=(strategy,))
     M = config.ensemble_size

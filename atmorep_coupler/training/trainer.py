@@ -9,13 +9,13 @@ Distributed training (``training/distributed.py``) passes ``rank``/``world_size`
 (e.g. ``ray.train.torch.prepare_model``) and ``reduce_metrics``, a function that **sums** a
 ``dict[str, float]`` across ranks (validation adds up additive statistics, then computes scores).
 
-Exact resume (D13): a checkpoint holds the model, optimiser and scheduler states, the step (which is
+Exact resume: a checkpoint holds the model, optimiser and scheduler states, the step (which is
 also the position of the batch stream: batch ``k`` is a pure function of (seed, rank, k)), the torch
 RNG state (dropout), the frozen parameter names, the run config as YAML text, a fingerprint of the
 normalisation statistics and what inference must repeat of the data (``data``: the time step, per field the
 units and whether missing values occurred and how they were filled; ``NeighbourhoodSampler.record``). It
 contains only tensors, numbers, strings, lists and dicts, so ``torch.load(path, weights_only=True)`` reads
-it; ``checkpoint.py`` adds its format version and a checksum, verified on load. On CPU a resumed run
+it; ``model/checkpoint.py`` adds its format version and a checksum, verified on load. On CPU a resumed run
 continues bit for bit.
 
 Activation checkpointing ``auto`` is decided here, where device and batch size are known
@@ -29,7 +29,6 @@ GradScaler state is needed); the ensemble tail and the losses run in fp32. No ef
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import time
 
@@ -42,17 +41,17 @@ import torch
 
 from tqdm.auto import tqdm
 
-from atmorep_coupler.checkpoint import TRAINER_FORMAT, load_state, save_state
 from atmorep_coupler.data.sampler import VALIDATION_STREAM, BatchStream, NeighbourhoodSampler, TRAIN_STREAM, batch_loader
 from atmorep_coupler.data.store import open_store
 from atmorep_coupler.errors import CheckpointError, ConfigError
+from atmorep_coupler.model.checkpoint import TRAINER_FORMAT, load_trainer_state, normalization_fingerprint, save_state
 from atmorep_coupler.model.losses import total_loss
 from atmorep_coupler.model.masking import Masker
 from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_rows
 from atmorep_coupler.model.multiformer import Multiformer, checkpointing_needed, compile_model, load_fields, load_weights
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 
-__all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT", "load_trainer_state"]
+__all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = TRAINER_FORMAT
 
@@ -75,28 +74,6 @@ class WarmupDecay:
 
 def _stream_seed(seed: int, *key: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-TRAINER_KEYS = ("config", "step", "model", "optimizer", "scheduler", "rng", "frozen", "normalization")
-
-
-def load_trainer_state(path: str | Path) -> dict:
-    """A trainer checkpoint, verified (format, checksum: :func:`~atmorep_coupler.checkpoint.load_state`)
-    and complete (every key the trainer writes); :class:`CheckpointError` naming the file otherwise."""
-    state = load_state(path, [CHECKPOINT_FORMAT], what="trainer checkpoint")
-    missing = [key for key in TRAINER_KEYS if key not in state]
-    if missing:
-        raise CheckpointError(f"{path}: trainer checkpoint without {missing}; the file is incomplete or not a trainer's")
-    return state
-
-
-def normalization_fingerprint(norm) -> str:
-    """SHA-256 over the normalisation statistics (names and values), to detect a changed store."""
-    digest = hashlib.sha256()
-    for name in sorted(norm.dataset.data_vars):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(norm.dataset[name].values).tobytes())
-    return digest.hexdigest()
 
 
 class Trainer:

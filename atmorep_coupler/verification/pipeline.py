@@ -37,11 +37,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from atmorep_coupler.component.atmorep import AtmoRepComponent, load_checkpoint
+from atmorep_coupler.component.atmorep import AtmoRepComponent
 from atmorep_coupler.coupling.build import component_config
 from atmorep_coupler.coupling.schema import COMPONENT_KINDS
 from atmorep_coupler.data.store import ERA5Store, open_store
 from atmorep_coupler.errors import ConfigError, DataError
+from atmorep_coupler.model.checkpoint import load_checkpoint
 from atmorep_coupler.model.metrics import level_labels
 from atmorep_coupler.training.config import run_config_from_yaml
 from atmorep_coupler.verification.climatology import Climatology
@@ -117,7 +118,7 @@ def _ceil_12h(t: dt.datetime) -> dt.datetime:
 
 def verify(settings: VerifySettings, *, progress: bool = True) -> Scorecard:
     """Run the verification (module docstring) and return the filled scorecard."""
-    from atmorep_coupler.run import load_config
+    from atmorep_coupler.coupling.overrides import load_config
 
     clock = _Timer()
     truth = open_store(settings.store)

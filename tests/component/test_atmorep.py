@@ -11,9 +11,9 @@ import torch
 import yaml
 import zarr
 
-from atmorep_coupler.checkpoint import save_state
+from atmorep_coupler.model.checkpoint import save_state
 from atmorep_coupler.component.atmorep import AtmoRepComponent, step_together
-from atmorep_coupler.component.tiling import seam_ratios
+from atmorep_coupler.model.tiling import seam_ratios
 from atmorep_coupler.coupling.build import resolve_kind
 from atmorep_coupler.data import open_store
 from atmorep_coupler.data.sampler import NeighbourhoodSampler, transform_reader
@@ -346,7 +346,7 @@ def hann_blend(c: AtmoRepComponent) -> AtmoRepComponent:
 
 
 def test_token_and_tile_seams_stay_near_the_truths(checkpoint, tiny_store, store):
-    """Jumps across token and tile edges relative to interior neighbours (component.tiling.seam_ratios), of a
+    """Jumps across token and tile edges relative to interior neighbours (model.tiling.seam_ratios), of a
     global prediction whose tokens carry errors: the default staggered tiling keeps every ratio within 15 %
     of the truth's (measured 9 %); the aligned Hann blend it replaces leaves jumps at token and tile edges
     about twice and a half the truth's."""

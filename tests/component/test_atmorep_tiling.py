@@ -1,4 +1,4 @@
-"""Global tiling of the AtmoRep component: coverage (D15), poles, dateline, exact reconstruction, the
+"""Global tiling of the AtmoRep component: coverage (every point), poles, dateline, exact reconstruction, the
 staggered pass and the blending weights."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from atmorep_coupler.component.tiling import GlobalTiling, edge_ramp, seam_ratios, tile_starts, token_taper
+from atmorep_coupler.model.tiling import GlobalTiling, edge_ramp, seam_ratios, tile_starts, token_taper
 from atmorep_coupler.errors import ConfigError
 
 CASES = [
@@ -24,7 +24,7 @@ CASES = [
 def test_every_point_is_covered_and_tiles_stay_on_the_sphere(nlat, nlon, tile, overlap, stagger):
     tiling = GlobalTiling(nlat, nlon, tile, overlap, (2, 2) if tile[0] % 2 == 0 else (1, 1), stagger=stagger)
     coverage = tiling.coverage()
-    assert coverage.shape == (nlat, nlon) and coverage.min() >= 1  # D15: the reference left [702:721, 1040:1440] empty
+    assert coverage.shape == (nlat, nlon) and coverage.min() >= 1  # the reference code left [702:721, 1040:1440] of 0.25 deg empty
     rows, cols = tiling.rows.numpy(), tiling.cols.numpy()
     assert rows.min() == 0 and rows.max() == nlat - 1  # polar rows included, no tile crosses a pole
     assert np.all(np.diff(rows, axis=1) == 1)

@@ -219,3 +219,15 @@ def test_rebinding_state_arrays_is_caught(doc_example):
     component = Rebinding.from_config({"start": "2000-01-01", "time_step": "P1D"})
     with pytest.raises(ComponentError, match="replaced the array of 'sst'"):
         component.update()
+
+
+def test_components_in_process_and_in_ray_satisfy_the_driver_protocol(sst):
+    """The driver holds components by ``NativeComponent``: a Component is one, and RayComponent has every
+    member of the protocol (checked on the class: no Ray cluster needed)."""
+    from atmorep_coupler.component.native import NativeComponent
+    from atmorep_coupler.coupling.transport import RayComponent
+
+    assert isinstance(sst, NativeComponent)
+    members = [n for n in vars(NativeComponent) if not n.startswith("_")]
+    assert len(members) == 9 and [m for m in members if not hasattr(RayComponent, m)] == []
+    assert not isinstance(object(), NativeComponent)

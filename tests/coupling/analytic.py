@@ -10,7 +10,6 @@ component holds; ``received_sum`` accumulates what it saw at every step (a diagn
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,19 +68,11 @@ class Analytic(Component):
             "v_received": np.zeros(shape),
         }
         self._state_arrays["signal"][...] = self.signal_at(0.0)
+        self._expose({0: self._grid}, self._item_list, self._state_arrays)
 
     def signal_at(self, seconds: float) -> np.ndarray:
         c = self.config
         return c.offset + c.rate * seconds / 3600.0 + self._pattern
-
-    def _grids(self) -> Mapping[int, ComponentGrid]:
-        return {0: self._grid}
-
-    def _items(self) -> Sequence[ExchangeItem]:
-        return self._item_list
-
-    def _state(self) -> Mapping[str, np.ndarray]:
-        return self._state_arrays
 
     def _advance(self, dt: float) -> None:
         c = self.config

@@ -372,3 +372,25 @@ def test_kind_imports_only_what_is_trusted(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"components\.a\.kind: 'tests.coupling.analytic:Analytic' would import "
                                           "module 'tests.coupling.analytic'"):  # ... the test package is not
         CoupledRun.from_file(write_config(tmp_path, config), out_dir=tmp_path / "out", progress=False)
+
+
+def test_a_shadowing_components_package_is_refused(tmp_path, monkeypatch):
+    """Another distribution's ``components`` earlier on sys.path would run its code for a built-in kind:
+    the kind is refused, naming where the module came from."""
+    import sys
+
+    from atmorep_coupler.coupling.build import OWN_COMPONENTS, resolve_kind
+
+    assert resolve_kind("sst", "prescribed").__module__ == "components.forcing"  # the project's own
+    fake = tmp_path / "components"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "forcing.py").write_text("raise SystemExit('the shadowing package was run')\n")
+    for name in [m for m in sys.modules if m == "components" or m.startswith("components.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import re
+
+    with pytest.raises(ConfigError, match=rf"components\.sst\.kind: 'prescribed' would import 'components\.forcing' from "
+                                          rf"{re.escape(str(fake))}, not from this project's {re.escape(str(OWN_COMPONENTS))}"):
+        resolve_kind("sst", "prescribed")

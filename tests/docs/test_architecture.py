@@ -96,5 +96,5 @@ def test_a_missing_module_or_folder_is_caught(tmp_path):
     assert any("no box for ['atmorep_coupler/regrid/']" in p
                for p in problems(text.replace('regrid["atmorep_coupler/regrid/"]', 'regrid["x"]')))
     assert any("stochastic.py" in p for p in problems(text.replace("| | `tail.py` |", "| | `stochastic.py` |")))
-    ghost = text.replace("    run --> coupling", "    run --> ghost")
+    ghost = text.replace("    training --> schema_docs", "    training --> ghost")
     assert any("without a folder label" in p for p in problems(ghost))

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from atmorep_coupler.config import from_dict
-from atmorep_coupler.data.normalization import compute_normalization
+from atmorep_coupler.data.statistics import compute_normalization
 from atmorep_coupler.data.paired import coarsen_store
 from atmorep_coupler.data.store import open_store
 from atmorep_coupler.model.config import ModelConfig

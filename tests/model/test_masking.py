@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from atmorep_coupler.config import from_dict
+from atmorep_coupler.errors import ConfigError
 from atmorep_coupler.model.config import ModelConfig, StrategyConfig
 from atmorep_coupler.model.masking import Masker, coarsen_tokens
 
@@ -170,3 +171,39 @@ def test_masker_with_explicit_strategy_overrides_config():
     m = Masker(config, strategies=(StrategyConfig("forecast", forecast_slices=1),))(clean_tokens(config), 0, (0,))
     assert m["temperature"].target[:, :, -1].all()
     assert np.isclose(m["temperature"].target.float().mean().item(), 1 / 3)
+
+
+def test_forecast_context_noise_shifts_visible_tokens_by_a_token_constant_of_the_stated_size():
+    amplitude = 0.6
+    config = config_with(strategies=[{"kind": "forecast", "context_noise": amplitude}])
+    tokens = clean_tokens(config, batch=64)
+    masked = Masker(config)(tokens, seed=5, key=(0, 0, 3))
+    clean = Masker(config_with(strategies=[{"kind": "forecast"}]))(tokens, seed=5, key=(0, 0, 3))
+    for field in config.fields:
+        x, m, c = tokens[field.name], masked[field.name], clean[field.name]
+        assert torch.equal(m.target, c.target) and torch.equal(m.hidden, c.hidden)
+        assert torch.equal(m.targets, x[m.target])  # the targets stay clean
+        assert (m.inputs[m.hidden] == 0).all()
+        if not field.predicted:  # conditioning and forcing are known exactly
+            assert torch.equal(m.inputs, x)
+            continue
+        shift = (m.inputs - x)[~m.target]  # [n, t, y, x]
+        # one shift per token, the same at all of its points
+        torch.testing.assert_close(shift, shift[:, :1, :1, :1].expand_as(shift), rtol=0, atol=1e-6)
+        per_token = shift[:, 0, 0, 0].double()
+        # sigma ~ U(0, a) times eps ~ N(0, 1): mean 0, variance E[sigma^2] = a^2 / 3 (256 sigma draws: ~6 %)
+        assert abs(per_token.mean().item()) < 0.05
+        assert per_token.var().item() == pytest.approx(amplitude**2 / 3, rel=0.2)
+        assert per_token.abs().max().item() < 6 * amplitude
+
+
+def test_context_noise_is_keyed_and_refused_outside_forecast():
+    config = config_with(strategies=[{"kind": "forecast", "context_noise": 0.3}])
+    tokens = clean_tokens(config)
+    a, b = Masker(config)(tokens, 1, (0, 4)), Masker(config)(tokens, 1, (0, 4))
+    assert all(torch.equal(a[n].inputs, b[n].inputs) for n in a)
+    assert not torch.equal(a["temperature"].inputs, Masker(config)(tokens, 1, (0, 5))["temperature"].inputs)
+    with pytest.raises(ConfigError, match="context_noise: only the forecast strategy"):
+        config_with(strategies=[{"kind": "BERT", "context_noise": 0.3}])
+    with pytest.raises(ConfigError, match="context_noise: -0.1 must be >= 0"):
+        config_with(strategies=[{"kind": "forecast", "context_noise": -0.1}])

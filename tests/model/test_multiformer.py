@@ -1,4 +1,4 @@
-"""The multiformer: shapes, positional encoding (D3), gradients, invariances, overfitting, activation
+"""The multiformer: shapes, positional encoding (non-square token grids), gradients, invariances, overfitting, activation
 checkpointing, compilation and plug-and-play loading (attention itself: ``test_attention.py``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 from torch._dynamo.utils import counters
 
-from atmorep_coupler.checkpoint import WEIGHTS_FORMAT, save_state
+from atmorep_coupler.model.checkpoint import WEIGHTS_FORMAT, save_state
 from atmorep_coupler.config import from_dict
 from atmorep_coupler.data.tokens import token_metadata
 from atmorep_coupler.errors import CheckpointError, ConfigError

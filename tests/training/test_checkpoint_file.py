@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from atmorep_coupler.checkpoint import TRAINER_FORMAT, load_state, save_state, state_digest
-from atmorep_coupler.component.atmorep import load_checkpoint
+from atmorep_coupler.model.checkpoint import TRAINER_FORMAT, load_state, save_state, state_digest
+from atmorep_coupler.model.checkpoint import load_checkpoint
 from atmorep_coupler.errors import CheckpointError
 from atmorep_coupler.model.multiformer import Multiformer, load_fields
 from atmorep_coupler.training.trainer import Trainer

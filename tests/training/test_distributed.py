@@ -42,7 +42,7 @@ def _trainer(config, rank: int, strategy: str, frozen=None) -> Trainer:
 
 def _rank_main(rank: int, port: int, config_yaml: str, out: str) -> None:
     """One rank: DDP run, FSDP run with a gathered checkpoint at SPLIT, FSDP restored from it."""
-    from atmorep_coupler.checkpoint import save_state
+    from atmorep_coupler.model.checkpoint import save_state
     from atmorep_coupler.training.distributed import (
         _rng_state, all_reduce_sum, full_state_dict, restore_state)
     from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT

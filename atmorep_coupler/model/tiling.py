@@ -1,9 +1,9 @@
 """Global tiling of a lat-lon grid by neighbourhoods, and a blend back without seams at tile or token edges.
 
 The multiformer sees one neighbourhood (``ny x nx`` grid points) at a time; a global step runs it on
-tiles that cover the globe and stitches their predictions (atmorep.md §11.2, D24). The reference code
+tiles that cover the globe and stitches their predictions. The reference code
 laid tiles from the North Pole with one extra row flush with the South Pole and left the stitching to
-external code -- and its ``global_forecast`` left a strip uncovered (D15). Here:
+external code -- and its ``global_forecast`` left a strip uncovered. Here:
 
 - **Rows** never cross a pole (the model was trained on windows that stay inside the grid): the first
   tile row starts at the northernmost row, the last one ends at the southernmost, and the rows in
@@ -180,7 +180,7 @@ class GlobalTiling:
         return rows[(rows > 0) & (rows < self.nlat)], cols
 
     def coverage(self) -> np.ndarray:
-        """How many tiles cover each grid point ``[nlat, nlon]`` (D15: must be >= 1 everywhere)."""
+        """How many tiles cover each grid point ``[nlat, nlon]`` (must be >= 1 everywhere)."""
         ones = torch.ones(self.count, *self.tile, dtype=torch.float64)
         count = torch.zeros(self.nlat, self.nlon, dtype=torch.float64)
         count.index_put_(self._scatter_index(count.device), ones, accumulate=True)
