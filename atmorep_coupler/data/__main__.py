@@ -1,7 +1,8 @@
-"""Command line: ``python -m atmorep_coupler.data {make-default,era5-layout,stats} ...``.
+"""Command line: ``python -m atmorep_coupler.data {make-default,make-paired,era5-layout,stats} ...``.
 
 ``make-default`` generates (or resumes, or reuses from the cache) the Held–Suarez default dataset
-and prints the store's path as the last line of standard output. ``era5-layout LAYOUT SOURCE OUT``
+and prints the store's path as the last line of standard output. ``make-paired`` writes a fine
+(T42) run and its conservative coarsening to the default grid (:mod:`.paired`) and prints both paths. ``era5-layout LAYOUT SOURCE OUT``
 writes a store in the exact WeatherBench 2 or ARCO-ERA5 layout (:mod:`.era5_layouts`). ``stats STORE``
 computes a store's normalisation statistics and stores them with it.
 """
@@ -23,6 +24,16 @@ def _make_default(args: argparse.Namespace) -> None:
         config = DefaultDataConfig(resolution=args.resolution, years=args.years, seed=args.seed)
     path = generate(config, args.out, progress=not args.quiet)
     print(path)
+
+
+def _make_paired(args: argparse.Namespace) -> None:
+    from atmorep_coupler.data.paired import PairedDataConfig, generate_paired
+
+    config = PairedDataConfig(resolution=args.resolution, days=args.days, spinup_days=args.spinup_days,
+                              seed=args.seed, pressure_levels_hPa=tuple(args.levels))
+    fine, coarse = generate_paired(config, args.out, progress=not args.quiet)
+    print(fine)
+    print(coarse)
 
 
 def _era5_layout(args: argparse.Namespace) -> None:
@@ -55,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--tiny", action="store_true", help="small store for tests (2-day spin-up, 4 days)")
     make.add_argument("--quiet", action="store_true", help="no progress bars")
     make.set_defaults(func=_make_default)
+    paired = sub.add_parser("make-paired", help="a fine run and its conservative coarsening (downscaling pairs)")
+    paired.add_argument("--out", help="folder for fine.zarr and coarse.zarr (default: in the user cache directory)")
+    paired.add_argument("--resolution", default="T42", help="truncation of the fine run (default T42, a 64x128 grid)")
+    paired.add_argument("--days", type=float, default=40.0, help="days of 3-hourly output (default 40)")
+    paired.add_argument("--spinup-days", type=float, default=40.0, help="days run before the first output")
+    paired.add_argument("--levels", type=float, nargs="+", default=[250.0, 500.0, 700.0, 850.0], help="pressure levels, hPa")
+    paired.add_argument("--seed", type=int, default=0, help="seed of the initial perturbation")
+    paired.add_argument("--quiet", action="store_true", help="no progress bars")
+    paired.set_defaults(func=_make_paired)
     layout = sub.add_parser("era5-layout", help="write a store in the WeatherBench 2 or ARCO-ERA5 layout")
     layout.add_argument("layout", choices=["weatherbench2", "arco-era5"], help="the public layout to write")
     layout.add_argument("source", help="a store with the default data's variables (e.g. make-default's)")

@@ -138,6 +138,18 @@ class FieldConfig(Validated):
     transform: str | None = None
     """A reader registered with ``data.sampler.register_transform`` (or ``family:argument``, e.g.
     ``coarse:T15``) that replaces the plain store read."""
+    grid_refinement: int = 1
+    """How many times finer than the model's grid (the first field's) this field's grid is in latitude and
+    longitude; ``token_size`` counts points of the field's own grid, so ``[1, 8, 8]`` at 2 covers the cube of
+    ``[1, 4, 4]`` at 1 (multi-resolution fields, e.g. a downscaled output)."""
+    embedding: Literal["linear", "transformer"] = "linear"
+    """Embedding of a token's points: one linear map, or a small transformer over the points (each point a
+    sequence element with a learned position) followed by a linear map of the result; fine tokens have many
+    points, and attending among them is cheaper than a wider linear map to learn their structure."""
+    embedding_layers: int = 1
+    """transformer embedding: layers over the points (0: an affine map of the points, like the linear one)."""
+    embedding_width: int = 16
+    """transformer embedding: width per point (a multiple of 4: 4 heads)."""
 
     @property
     def num_levels(self) -> int:
@@ -152,6 +164,12 @@ class FieldConfig(Validated):
     def neighbourhood(self) -> tuple[int, int, int]:
         """Extent ``num_tokens * token_size`` in grid points (time steps, rows, columns)."""
         return tuple(n * s for n, s in zip(self.num_tokens, self.token_size))
+
+    @property
+    def extent(self) -> tuple[int, int, int]:
+        """The neighbourhood in points of the model's grid: what must agree between fields."""
+        t, y, x = self.neighbourhood
+        return t, y // self.grid_refinement, x // self.grid_refinement
 
     @property
     def token_points(self) -> int:
@@ -191,6 +209,17 @@ class FieldConfig(Validated):
             )
         if self.predicted and self.loss_weight <= 0:
             raise ConfigError(f"loss_weight: {self.loss_weight} must be > 0 for a predicted field")
+        r = self.grid_refinement
+        if r < 1 or self.token_size[1] % r or self.token_size[2] % r:
+            raise ConfigError(
+                f"grid_refinement: {r} must be >= 1 and divide the token's {self.token_size[1]}x{self.token_size[2]} "
+                f"points (a token must cover whole cells of the model's grid)"
+            )
+        if self.embedding_layers < 0 or self.embedding_width < 4 or self.embedding_width % 4:
+            raise ConfigError(
+                f"embedding_layers: {self.embedding_layers} must be >= 0 and embedding_width: {self.embedding_width} "
+                "a positive multiple of 4"
+            )
 
 
 @dataclass(frozen=True)
@@ -267,12 +296,17 @@ class ModelConfig(Validated):
         if not self.predicted_fields:
             raise ConfigError("fields: at least one field must have predicted: true")
         ref = self.fields[0]
+        if ref.grid_refinement != 1:
+            raise ConfigError(
+                f"fields[0] ({ref.name}).grid_refinement: {ref.grid_refinement}; the first field defines the model's "
+                "grid, so it must be 1 (list a finer field after it)"
+            )
         for i, f in enumerate(self.fields):
             where = f"fields[{i}] ({f.name})"
-            if f.neighbourhood != ref.neighbourhood:
+            if f.extent != ref.extent:
                 raise ConfigError(
-                    f"{where}: num_tokens x token_size = {list(f.neighbourhood)} grid points, but "
-                    f"{ref.name} spans {list(ref.neighbourhood)}; every field must cover the same "
+                    f"{where}: num_tokens x token_size / grid_refinement = {list(f.extent)} grid points, but "
+                    f"{ref.name} spans {list(ref.extent)}; every field must cover the same "
                     "space-time neighbourhood"
                 )
             for source in f.coupled_fields:

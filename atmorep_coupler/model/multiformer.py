@@ -57,6 +57,7 @@ from atmorep_coupler.model.checkpoint import TRAINER_FORMAT, WEIGHTS_FORMAT, loa
 from atmorep_coupler.data.tokens import META_FEATURES
 from atmorep_coupler.errors import CheckpointError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
+from atmorep_coupler.model.embedding import token_embedding
 from atmorep_coupler.model.masking import MaskedField
 from atmorep_coupler.model.tail import EnsembleOutput, EnsembleTail
 
@@ -84,7 +85,7 @@ class FieldEmbedding(nn.Module):
     def __init__(self, field: FieldConfig):
         super().__init__()
         E = field.embed_dim
-        self.token = nn.Linear(field.token_points, E)
+        self.token = token_embedding(field)  # linear, or a transformer over the points (``embedding``)
         self.meta = nn.Linear(len(META_FEATURES), E)
         # the learned "hidden token" embedding; input-only fields are never masked
         self.mask = nn.Parameter(0.02 * torch.randn(E)) if field.predicted else None

@@ -1,0 +1,179 @@
+"""Downscaling: paired batches read the fine truth, freezing keeps the pretrained network bit for bit, the
+global tiling covers every cell once, and the scores equal numpy computations of their definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from atmorep_coupler.data.tokens import detokenize
+from atmorep_coupler.downstream.evaluate import downscale, global_origins, score_downscaling
+from atmorep_coupler.downstream.finetune import fine_tune
+from atmorep_coupler.downstream.model import DownscalingConfig, downscaling_model, downscaling_model_config
+from atmorep_coupler.downstream.pairs import DownscalingPairs, downscaling_masks
+from atmorep_coupler.downstream.spectrum import power_spectrum
+from atmorep_coupler.errors import ConfigError
+from atmorep_coupler.model.multiformer import Multiformer
+
+from .conftest import base_config
+
+CONFIG = DownscalingConfig(levels=(850.0, 500.0), embed_dim=16, steps=3, batch_size=4, lr=3e-3)
+
+
+def _pretrained():
+    torch.manual_seed(123)
+    base = base_config()
+    return base, Multiformer(base).state_dict()
+
+
+def _pairs(analytic_pair, base, config=CONFIG, **kwargs):
+    field = downscaling_model_config(base, config).fields[-1]
+    return DownscalingPairs(*analytic_pair, base, field, batch_size=config.batch_size, **kwargs)
+
+
+def test_fine_tokens_hold_the_fine_truth_minus_bilinear_interpolation(analytic_pair):
+    base, _ = _pretrained()
+    pairs = _pairs(analytic_pair, base)
+    batch = pairs.batch(0)
+    name = pairs.field.name
+    cube = detokenize(batch.tokens[name].numpy())  # [B, L, nt, ny, nx]
+    times, rows, cols = pairs.fine_window(batch.origins)
+    for b in range(cube.shape[0]):
+        truth = pairs.fine.read("temperature", time=slice(int(times[b, 0]), int(times[b, -1]) + 1),
+                                levels=[850.0, 500.0])[:, :, rows[b][:, None], cols[b][None, :]]
+        base_interp = pairs.baseline[times[b]][:, :, rows[b][:, None], cols[b][None, :]]
+        rebuilt = cube[b].transpose(1, 0, 2, 3) * pairs.std[None, :, None, None] + base_interp
+        np.testing.assert_allclose(rebuilt, truth, rtol=0, atol=1e-4)
+    # the fine window lies over the coarse one: the same latitude band
+    coarse_rows = batch.origins[:, 1:2] + np.arange(8)
+    lat_c, lat_f = pairs.coarse.latitudes[coarse_rows], pairs.fine.latitudes[rows]
+    assert np.all(np.abs(lat_f.mean(1) - lat_c.mean(1)) < 1e-9)
+    # the departure is normalised over the training period
+    np.testing.assert_allclose(pairs.departure.std(axis=(0, 2, 3)), 1.0, rtol=1e-3)
+
+
+def test_freezing_leaves_the_pretrained_network_bitwise_unchanged(analytic_pair):
+    base, weights = _pretrained()
+    model = downscaling_model(base, weights, CONFIG)
+    pairs = _pairs(analytic_pair, base)
+    pretrained = Multiformer(base)
+    pretrained.load_state_dict(weights)
+    batch = pairs.batch(7)
+    # the old fields' own predictions (BERT targets of the pretrained fields) before and after fine-tuning
+    masks = downscaling_masks(batch.tokens, pairs.field.name)
+    for name in ("temperature", "u_component_of_wind"):
+        hidden = torch.zeros_like(masks[name].hidden)
+        hidden[:, :, -1] = True  # forecast the last time slice
+        x = batch.tokens[name]
+        masks[name] = type(masks[name])(torch.where(hidden[..., None, None, None], 0.0, x), hidden, hidden, x[hidden])
+    old_meta = {k: v for k, v in batch.meta.items() if k != pairs.field.name}
+    old_masks = {k: v for k, v in masks.items() if k != pairs.field.name}
+    with torch.no_grad():
+        reference = pretrained(old_masks, old_meta)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    history = fine_tune(model, pairs, CONFIG, progress=False)
+    after = model.state_dict()
+    old = [k for k in before if not k.startswith(f"fields.{pairs.field.name}.")]
+    new = [k for k in before if k.startswith(f"fields.{pairs.field.name}.")]
+    assert old and new and len(history) == 3
+    for key in old:
+        assert torch.equal(before[key], after[key]), key
+        assert torch.equal(after[key], weights[key]), key
+    assert sum(not torch.equal(before[k], after[k]) for k in new) > len(new) // 2
+    with torch.no_grad():
+        out = model(masks, batch.meta)
+    for name, ref in reference.items():
+        assert ref.members.shape[0] > 0 and torch.equal(out[name].members, ref.members), name
+
+
+def test_without_freezing_the_pretrained_network_trains_too(analytic_pair):
+    base, weights = _pretrained()
+    config = DownscalingConfig(levels=(850.0, 500.0), embed_dim=16, steps=2, batch_size=4, freeze=False)
+    model = downscaling_model(base, weights, config)
+    fine_tune(model, _pairs(analytic_pair, base, config), config, progress=False)
+    changed = [k for k, v in model.state_dict().items() if k in weights and not torch.equal(v, weights[k])]
+    assert any(k.startswith("fields.temperature.encoder") for k in changed)
+
+
+def test_global_tiles_cover_every_cell_once(analytic_pair):
+    base, _ = _pretrained()
+    pairs = _pairs(analytic_pair, base)
+    origins = global_origins(pairs, 5)
+    coarse = np.zeros((32, 64), int)
+    for _, r, c in origins:
+        coarse[r:r + 8, c:c + 16] += 1
+    _, rows, cols = pairs.fine_window(origins)
+    fine = np.zeros((64, 128), int)
+    for r, c in zip(rows, cols):
+        fine[np.ix_(r, c)] += 1
+    assert (coarse == 1).all() and (fine == 1).all()
+    with pytest.raises(ConfigError, match="does not tile"):
+        pairs.sampler.extent = (3, 7, 16)
+        global_origins(pairs, 0)
+
+
+def _weights(lat):
+    band = np.abs(np.diff(np.sin(np.deg2rad(90.0 - 180.0 * np.arange(lat.size + 1) / lat.size))))
+    return band / band.mean()
+
+
+def test_scores_equal_numpy_computations_of_their_definitions(analytic_pair):
+    base, weights = _pretrained()
+    model = downscaling_model(base, weights, CONFIG)
+    pairs = _pairs(analytic_pair, base)
+    start = pairs.fine.times[36].astype("datetime64[s]").item()
+    result = score_downscaling({"model": model}, pairs, start)
+    assert result["windows"] == 4 and result["times"] == 12
+    w = _weights(pairs.fine.latitudes)[:, None]
+    truth = pairs.truth[36:48].astype(np.float64)
+    interp = pairs.baseline[36:48].astype(np.float64)
+    rmse = np.sqrt(np.mean((w * (interp - truth) ** 2).mean(axis=(-2, -1)), axis=0))
+    np.testing.assert_allclose(result["systems"]["bilinear"]["rmse"], rmse, rtol=1e-6)
+    members = np.concatenate([downscale(model, pairs, t) for t in (36, 39, 42, 45)]).astype(np.float64)  # [12, M, L, ..]
+    mean = members.mean(1)
+    model_rmse = np.sqrt(np.mean((w * (mean - truth) ** 2).mean(axis=(-2, -1)), axis=0))
+    spread = np.sqrt(np.mean((w * members.var(1, ddof=1)).mean(axis=(-2, -1)), axis=0))
+    M = members.shape[1]
+    s = result["systems"]["model"]
+    np.testing.assert_allclose(s["rmse"], model_rmse, rtol=1e-5)
+    np.testing.assert_allclose(s["spread_skill"], np.sqrt((M + 1) / M) * spread / model_rmse, rtol=1e-5)
+    truth_power = np.asarray(result["truth_spectrum"])  # [L, l]
+    np.testing.assert_allclose(truth_power, power_spectrum(truth, pairs.fine.latitudes).mean(0), rtol=1e-10)
+    ratio = np.asarray(result["systems"]["bilinear"]["spectrum_ratio"])
+    large = truth_power > 1e-3 * truth_power.sum(-1, keepdims=True)  # the analytic fields' large scales
+    np.testing.assert_allclose(ratio[large], 1.0, atol=0.05)  # interpolation keeps the large scales
+
+
+def test_power_spectrum_of_a_spherical_harmonic_and_parseval():
+    from scipy.special import sph_harm_y
+
+    lat = 90.0 - 2.8125 * (np.arange(64) + 0.5)
+    lon = 2.8125 * np.arange(128)
+    theta, lam = np.deg2rad(90.0 - lat)[:, None], np.deg2rad(lon)[None, :]
+    for l, m in ((3, 0), (10, 4), (30, 21)):
+        field = 2.0 * sph_harm_y(l, m, theta, lam).real if m else sph_harm_y(l, m, theta, lam).real
+        power = power_spectrum(field, lat)
+        w = _weights(lat)[:, None]
+        # Fejér's rule on 64 rows is exact for degree < 64: no leakage to wavenumbers l' with l + l' < 64, and
+        # the aliased rest (l' >= 64 - l) is a tiny fraction
+        assert power[l] / power[:64 - l].sum() > 1 - 1e-9, (l, m)
+        assert power[64 - l:].sum() < 1e-5 * power[l], (l, m)
+        np.testing.assert_allclose(power.sum(), (w * field**2).mean(), rtol=0.01)
+        # Re Y_lm (x2 for m > 0) has mean square 1/(4 pi) exactly: the spectrum's scale is the area mean
+        np.testing.assert_allclose(power[l], 1 / (4 * np.pi) * (2.0 if m else 1.0), rtol=1e-9)
+
+
+
+def test_bad_input_ends_in_a_named_error(analytic_pair, tmp_path, capsys):
+    from atmorep_coupler.errors import DataError
+    from atmorep_coupler.finetune import main
+
+    assert main([str(tmp_path / "missing.pt"), "--pair", str(tmp_path), "--quiet"]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    base, _ = _pretrained()
+    field = downscaling_model_config(base, DownscalingConfig(levels=(850.0, 500.0), refinement=4)).fields[-1]
+    with pytest.raises(DataError, match="is not 4 times the coarse 32x64"):
+        DownscalingPairs(*analytic_pair, base, field, batch_size=2)
+    with pytest.raises(ConfigError, match="refinement: 1 must be >= 2"):
+        downscaling_model_config(base, DownscalingConfig(refinement=1))
