@@ -214,6 +214,10 @@ class ComponentSpec(Validated):
     """The component's time step; every coupling period and output interval of it must be a multiple."""
     grid: str | None = None
     """Id of its horizontal grid in ``grids``; null for a component of global scalars only."""
+    extra_grids: tuple[str, ...] = ()
+    """Ids in ``grids`` of its further horizontal grids, for a component with fields on more than one (the AtmoRep
+    component of a fine-tuned checkpoint exports its downscaled fields on a finer grid); each of its grids must be
+    ``grid`` or one of these, and couplings regrid from the one a field lives on."""
     config: Path | dict[str, Any] | None = None
     """The component's own config, inline or a YAML file path; the keys depend on ``kind`` (below), without the
     clock keys."""
@@ -389,6 +393,12 @@ class CoupledRunConfig(Validated):
             check_name(name, "components: a component id")
             if comp.grid is not None and comp.grid not in self.grids:
                 raise ConfigError(f"components.{name}.grid: unknown grid {comp.grid!r} (defined: {_names(self.grids)})")
+            for k, extra in enumerate(comp.extra_grids):
+                if extra not in self.grids:
+                    raise ConfigError(f"components.{name}.extra_grids[{k}]: unknown grid {extra!r} "
+                                      f"(defined: {_names(self.grids)})")
+            if comp.extra_grids and comp.grid is None:
+                raise ConfigError(f"components.{name}.extra_grids: needs 'grid', the component's main grid")
         producers: dict[tuple[str, str], str] = {}
         for i, coupling in enumerate(self.couplings):
             self._validate_coupling(f"couplings[{i}]", coupling, producers)

@@ -162,7 +162,7 @@ def load_trainer_state(path: str | Path) -> dict:
 def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
     """The model config and the state of a trainer or fine-tuned checkpoint, read with ``weights_only=True``:
     the ``model`` section of the run YAML it records, checked as a model config."""
-    state = load_state(path, [TRAINER_FORMAT, FINETUNED_FORMAT], what="checkpoint")  # format and checksum verified
+    state = load_state(path, [TRAINER_FORMAT, FINETUNED_FORMAT], what="trainer checkpoint")  # format, checksum verified
     keys = FINETUNED_KEYS if state.get(FORMAT_KEY) == FINETUNED_FORMAT else TRAINER_KEYS
     missing = [key for key in keys if key not in state]
     if missing:

@@ -4,6 +4,8 @@ called on the non-overlapping tiles of the paired data, bilinear interpolation o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from atmorep_coupler.model.checkpoint import load_checkpoint
 from atmorep_coupler.model.multiformer import Multiformer, load_weights
 
 START = "2000-01-02T00:00:00"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _component(run, tmp_path, members=1, **extra):
@@ -107,3 +110,38 @@ def test_a_fine_field_without_its_downscaling_record_is_refused(finetuned_run, t
                      format=FINETUNED_FORMAT)
     with pytest.raises(CheckpointError, match=r"bad\.pt: field 'temperature_fine' .* no downscaling record"):
         _component(finetuned_run, tmp_path, checkpoint=str(bad))
+
+
+def test_coupled_yaml_writes_and_passes_on_the_downscaled_field(finetuned_run, tmp_path):
+    """coupling_configs/downscaling.yaml on the analytic pair: the fine field written on its 64 x 128 grid
+    every 3 hours, and passed on through the coupler's bilinear regridding from the component's second grid
+    to a receiver's T42 Gaussian grid (its equality with the offline downscaling: the tests above)."""
+    import xarray as xr
+
+    from atmorep_coupler.regrid import GaussianGrid, LatLonGrid, Regridder
+    from atmorep_coupler.run import main as run_main
+
+    pair = finetuned_run["pair"]
+    sets = {"components.atmorep.config.checkpoint": finetuned_run["out"] / "finetuned.pt",
+            "components.atmorep.config.initial_condition": pair / "coarse.zarr",
+            "components.atmorep.config.tile_stagger": "false", "components.atmorep.config.tile_overlap": "[0, 0]",
+            "components.sst.config.path": pair / "coarse.zarr", "run.start": START, "run.end": "2000-01-02T06:00:00",
+            "components.impacts.config.fields":
+                "[{name: air_temperature, units: K, standard_name: air_temperature, levels: [850, 500]}]"}
+    argv = [str(REPO / "coupling_configs" / "downscaling.yaml"), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert run_main(argv + [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]) == 0
+    fine = xr.open_zarr(tmp_path / "out" / "atmorep_fine.zarr").temperature_fine
+    coarse = xr.open_zarr(tmp_path / "out" / "atmorep.zarr").temperature
+    received = xr.open_zarr(tmp_path / "out" / "impacts.zarr").air_temperature
+    assert fine.shape == (2, 2, 64, 128) and coarse.shape == (2, 2, 32, 64) and received.shape == (2, 2, 64, 128)
+    np.testing.assert_allclose(fine.lat, 90 - 2.8125 * (np.arange(64) + 0.5))
+    np.testing.assert_allclose(fine.lon, 2.8125 * np.arange(128))
+    fine_grid = LatLonGrid.from_centers(fine.lat.values, fine.lon.values)
+    to_t42 = Regridder(fine_grid, GaussianGrid(64, 128, lat_order="descending"), "bilinear", progress=False)
+    for t in range(2):  # what the receiver holds after each 3-hour exchange: the fine field, regridded
+        np.testing.assert_allclose(received.values[t], to_t42.apply(fine.values[t].astype(np.float64)),
+                                   rtol=0, atol=1e-4)
+    # the stepped fine field stays the downscaling of the stepped coarse state (within a few departure scales)
+    to_fine = Regridder(LatLonGrid.from_centers(coarse.lat.values, coarse.lon.values), fine_grid, "bilinear",
+                        progress=False)
+    assert np.abs(fine.values[-1] - to_fine.apply(coarse.values[-1].astype(np.float64))).max() < 5.0
