@@ -145,3 +145,19 @@ def test_coupled_yaml_writes_and_passes_on_the_downscaled_field(finetuned_run, t
     to_fine = Regridder(LatLonGrid.from_centers(coarse.lat.values, coarse.lon.values), fine_grid, "bilinear",
                         progress=False)
     assert np.abs(fine.values[-1] - to_fine.apply(coarse.values[-1].astype(np.float64))).max() < 5.0
+
+
+@pytest.mark.slow
+def test_bmi_tester_passes_the_component_with_its_fine_grid(finetuned_run, tmp_path):
+    """The CSDMS bmi-tester on the component of the fine-tuned checkpoint (two members): every variable and
+    grid, the fine grid of ``temperature_fine`` and its member items included (run as in
+    tests/component/test_bmi_tester.py)."""
+    pytest.importorskip("bmi_tester")
+    from tests.component.conftest import write_yaml
+    from tests.component.test_bmi_tester import bmi_tester
+
+    config = {"start": START, "calendar": "proleptic_gregorian", "ensemble": {"members": 2},
+              "checkpoint": str(finetuned_run["out"] / "finetuned.pt"),
+              "initial_condition": str(finetuned_run["pair"] / "coarse.zarr")}
+    output = bmi_tester("tests.component.bmi_prefed:PrefedAtmoRep", config, tmp_path, write_yaml)
+    assert "temperature_fine_member_1" in output  # the fine items were among the variables tested
