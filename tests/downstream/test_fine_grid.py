@@ -43,7 +43,7 @@ def _offline(run):
     end = int(np.searchsorted(pairs.fine.times, np.datetime64(START, "ns")))
     nt = model_config.neighbourhood[0]
     members = downscale(model, pairs, end - nt + 1)  # [nt, M, L, lat, lon]
-    return members[-1], pairs.baseline[end]
+    return members[-1], pairs.baseline_at(np.array([end]))[0]
 
 
 def test_fine_grid_bmi_queries(finetuned_run, tmp_path):
