@@ -215,6 +215,15 @@ def component_grid_names(name: str, spec: Any, grids: Mapping[str, Grid], compon
                 f"components.{name}: its grid {grid_id} ({tuple(grid.horizontal.shape)}) is none of {candidates}: "
                 + "; ".join(errors) + f"; list each grid of the component in components.{name}.grid or .extra_grids"
             )
+    for k, extra in enumerate(getattr(spec, "extra_grids", ())):
+        if extra not in out.values():
+            shapes = sorted({tuple(g.horizontal.shape) for g in component_grids.values() if g.horizontal is not None})
+            raise ConfigError(
+                f"components.{name}.extra_grids[{k}]: component {name!r} has no field on grid {extra!r} "
+                f"{tuple(grids[extra].shape)} (its grids: {shapes}); configure it for fields there (the AtmoRep "
+                "component exports downscaled fields on a finer grid only from a fine-tuned checkpoint, the "
+                "finetuned.pt of python -m atmorep_coupler.finetune) or remove the grid from extra_grids"
+            )
     return out
 
 

@@ -87,13 +87,18 @@ class DownscalingPairs:
         self.field, self.r = field, field.grid_refinement
         if not np.array_equal(self.coarse.times, self.fine.times):
             raise DataError(f"stores {coarse!r} and {fine!r}: time axes differ; a pair needs the same times")
+        try:
+            self._vars = (self.fine.resolve(field.variable), self.coarse.resolve(field.variable))
+        except DataError as exc:
+            raise DataError(f"{exc}; the downscaled variable (finetune --variable) must be in both stores of the "
+                            "pair") from None
         ny, nx = self.coarse.latitudes.size, self.coarse.longitudes.size
         if (self.fine.latitudes.size, self.fine.longitudes.size) != (self.r * ny, self.r * nx):
             raise DataError(f"store {fine!r}: grid {self.fine.latitudes.size}x{self.fine.longitudes.size} is not "
-                            f"{self.r} times the coarse {ny}x{nx}")
+                            f"{self.r} times the coarse {ny}x{nx} of {coarse!r}; a pair is a fine store and its "
+                            f"coarsening (make-paired writes both), {self.r} times finer (finetune --refinement)")
         self.sampler = NeighbourhoodSampler(self.coarse, base, batch_size=batch_size, start=start, end=end,
                                             seed=seed, stream=stream, samples_per_window=samples_per_window)
-        self._vars = (self.fine.resolve(field.variable), self.coarse.resolve(field.variable))
         self._levels = list(field.levels) or None
         self.chunk = time_chunk(self.fine, self._vars[0])
         self._chunks: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from atmorep_coupler.config import to_dict
+from atmorep_coupler.data.store import open_store
 from atmorep_coupler.downstream.evaluate import score_downscaling
 from atmorep_coupler.downstream.finetune import fine_tune, mean_loss
 from atmorep_coupler.downstream.model import DownscalingConfig, downscaling_model
@@ -71,12 +72,14 @@ def run_downscaling(checkpoint: str | Path, coarse: str | Path, fine: str | Path
     """See the module docstring; returns (and writes to ``out/downscaling.json``) the scores and timings."""
     out = Path(out)
     base, state = load_pretrained(checkpoint)
+    # the pretrained fields must be fed as in pretraining: the coarse store's statistics are the checkpoint's
+    store = open_store(str(coarse))
+    check_statistics(checkpoint, state, store.normalization, store.latitudes, store.longitudes, str(coarse),
+                     fix="fine-tune on the pair whose coarse store the checkpoint was pretrained on (make-paired's "
+                         "coarse.zarr, train --store PAIR/coarse.zarr)")
     model = downscaling_model(base, state["model"], config)
     fine_field = model.config.fields[-1]
     probe = DownscalingPairs(str(coarse), str(fine), base, fine_field, batch_size=1)
-    # the pretrained fields must be fed as in pretraining: the coarse store's statistics are the checkpoint's
-    check_statistics(checkpoint, state, probe.coarse.normalization, probe.coarse.latitudes, probe.coarse.longitudes,
-                     str(coarse))
     times = probe.fine.times
     held_out = (times[-1] - np.timedelta64(int(config.held_out_days * 86400), "s")).astype("datetime64[s]").item()
     train_end = held_out - dt.timedelta(seconds=1)

@@ -212,13 +212,14 @@ def normalization_fingerprint(norm: Normalization) -> str:
 
 
 def check_statistics(path: str | Path, state: Mapping, norm: Normalization, latitudes: np.ndarray,
-                     longitudes: np.ndarray, data: str) -> None:
-    """Refuse statistics other than the training's, or ``data`` (named in the message) on a grid
-    ``latitudes x longitudes`` other than the statistics'."""
+                     longitudes: np.ndarray, data: str,
+                     fix: str = "point 'normalization' (or 'initial_condition') to the training statistics") -> None:
+    """Refuse statistics other than the training's (the message ends with ``fix``), or ``data`` (named in
+    the message) on a grid ``latitudes x longitudes`` other than the statistics'."""
     if normalization_fingerprint(norm) != state["normalization"]["fingerprint"]:
         raise CheckpointError(
             f"{path}: trained with other normalisation statistics ({state['normalization']['source']}) than "
-            f"{norm.source}; point 'normalization' (or 'initial_condition') to the training statistics"
+            f"{norm.source}; {fix}"
         )
     stats_grid = (norm.dataset.sizes.get("latitude"), norm.dataset.sizes.get("longitude"))
     data_grid = (latitudes.size, longitudes.size)
