@@ -35,7 +35,9 @@ component, field, time, checkpoint and the fix.
 
 **Exports.** ``<field>`` (role ``prognostic``: the ensemble mean at the current time, units of the
 training data in UDUNITS spelling) and, BMI having no member axis, one item per ensemble member,
-``<field>_member_<k>`` (``diagnostic``, k = 0 .. N-1, on the grid of ``<field>``).
+``<field>_member_<k>`` (``diagnostic``, k = 0 .. N-1, on the grid of ``<field>``). A fine-tuned
+checkpoint's downscaled fields (``<variable>_fine``, and their members) are exported on a second, finer
+grid (:mod:`atmorep_coupler.component.fine_grid`).
 Importing a prognostic field (``set_field``/``set_value``, or a write through ``get_value_ptr``)
 overwrites the current time of every member before the next step. Exports and imports live in host
 memory also when the window and the network are on a GPU, so ``get_value_ptr`` is live either way.
@@ -502,8 +504,8 @@ class AtmoRepComponent(Component):
         for f in self.fine.fields:
             departure = predicted[f.name][:, :, -1].cpu().numpy()  # [member, L, lat, lon] at the current time
             members = self.fine.physical(f, departure, self._members[f.coarse])
-            self.fine.members[f.name][...] = members
-            self._arrays[f.name][...] = members.mean(axis=0)
+            self.fine.members[f.name][...] = members.reshape(self.fine.members[f.name].shape)
+            self._arrays[f.name][...] = self.fine.members[f.name].mean(axis=0)
 
     def _write(self, name: str, values: np.ndarray, indices: np.ndarray | None = None) -> None:
         """An import of a prognostic field sets the current time of every member (see :meth:`_sync`)."""

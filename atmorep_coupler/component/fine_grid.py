@@ -152,7 +152,9 @@ class FineGrid:
     def physical(self, f: FineField, departure: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """Normalised departures ``[B, L, r nlat, r nlon]`` and the coarse field's members ``[B, Lc, nlat,
         nlon]`` (its units) -> the fine field ``[B, L, r nlat, r nlon]``: bilinear baseline plus departure x scale."""
-        baseline = self.bilinear.apply(np.asarray(coarse, dtype=np.float64)[:, f.level_index])
+        coarse = np.asarray(coarse, dtype=np.float64)
+        coarse = coarse if coarse.ndim == 4 else coarse[:, None]  # a surface field: one level
+        baseline = self.bilinear.apply(coarse[:, f.level_index])
         return baseline + np.asarray(departure, dtype=np.float64) * f.std[None, :, None, None]
 
 
