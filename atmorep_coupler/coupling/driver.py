@@ -181,7 +181,7 @@ class CoupledRun:
         component_grids = {name: comp.grids for name, comp in self.components.items()}
         grid_names = {name: component_grid_names(name, spec, self.grids, component_grids[name])
                       for name, spec in config.components.items()}
-        check_exchange_items(config, self.items, self.grids)
+        check_exchange_items(config, self.items, self.grids, grid_names)
         self.exchanges = [
             build_exchange(i, spec, config, self.items, component_grids, self.grids, self.regridders, grid_names)
             for i, spec in enumerate(config.couplings)

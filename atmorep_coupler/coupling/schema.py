@@ -636,10 +636,12 @@ def check_exchange_items(
     config: CoupledRunConfig,
     items: Mapping[str, Mapping[str, Any]],
     grids: Mapping[str, Any],
+    grid_names: Mapping[str, Mapping[int, str]] | None = None,
 ) -> None:
     """Pre-run checks that need the components (``items[component][name]`` → an object with
     ``units``, ``intent``, ``optional``, ``is_input``, ``is_output``, an :class:`ExchangeItem`) and the
-    built grids (``grids[grid id]``).
+    built grids (``grids[grid id]``); ``grid_names[component][item grid]`` names the configured grid a field
+    lives on (default: its component's ``grid``).
 
     Every source field is an export of its component and every destination field an import; every
     import of every component (except optional ones) has exactly one producer; units convert; weight
@@ -677,8 +679,9 @@ def check_exchange_items(
                 except UnitError as exc:
                     raise fail(f"{path}.units", f"{exc}; source units {src_units!r}, destination units {item.units!r}") from None
         if c.remap is not None and c.remap.weights is not None:
-            _check_weight_file(fail, f"couplings[{i}].remap.weights", c.remap.weights,
-                               grids[config.components[c.from_].grid], grids[config.components[c.to].grid])
+            ends = [(grid_names or {}).get(comp, {}).get(items[comp][name].grid, config.components[comp].grid)
+                    for comp, name in ((c.from_, c.fields[0].src_names[0]), (c.to, c.fields[0].dst_names[0]))]
+            _check_weight_file(fail, f"couplings[{i}].remap.weights", c.remap.weights, grids[ends[0]], grids[ends[1]])
     for name, component_items in items.items():
         for item_name, item in component_items.items():
             # An "inout" (prognostic) item is the component's own state: coupling into it is optional;

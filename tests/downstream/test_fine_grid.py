@@ -161,3 +161,16 @@ def test_bmi_tester_passes_the_component_with_its_fine_grid(finetuned_run, tmp_p
               "initial_condition": str(finetuned_run["pair"] / "coarse.zarr")}
     output = bmi_tester("tests.component.bmi_prefed:PrefedAtmoRep", config, tmp_path, write_yaml)
     assert "temperature_fine_member_1" in output  # the fine items were among the variables tested
+
+
+def test_restart_restores_the_downscaled_exports_bit_for_bit(finetuned_run, tmp_path):
+    comp = _component(finetuned_run, tmp_path, members=2)
+    comp.set_value("sea_surface_temperature", np.full(32 * 64, 290.0, dtype=np.float32))
+    comp.update()
+    saved = {k: comp.get_field(k).values for k in ("temperature_fine", "temperature_fine_member_1")}
+    path = comp.save_state(tmp_path / "restart")
+    comp.update()
+    comp.load_state(path)
+    for name, values in saved.items():
+        assert np.array_equal(comp.get_field(name).values, values)
+    comp.finalize()
