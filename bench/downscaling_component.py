@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pretrained", help="trainer checkpoint")
     parser.add_argument("finetuned", help="finetuned.pt of python -m atmorep_coupler.finetune from it")
     parser.add_argument("--store", required=True, help="the pair's coarse store (initial condition)")
-    parser.add_argument("--start", required=True, help="first time (ISO), with the context window before it in the store")
+    parser.add_argument("--start", required=True,
+                        help="first time (ISO), with the context window before it in the store")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per round")
     args = parser.parse_args(argv)

@@ -302,7 +302,9 @@ class AtmoRepComponent(Component):
                 "use the matching checkpoint or change 'fields'"
             )
         for f in model.predicted_fields:
-            if f.grid_refinement == 1 and config.levels_hPa and tuple(float(p) for p in f.levels) != tuple(config.levels_hPa):
+            if f.grid_refinement > 1:  # a downscaled field: component/fine_grid.py checks it
+                continue
+            if config.levels_hPa and tuple(float(p) for p in f.levels) != tuple(config.levels_hPa):
                 raise CheckpointError(
                     f"{path}: field {f.name!r} has levels {list(f.levels)} hPa, but the configuration expects "
                     f"{list(config.levels_hPa)}; use the matching checkpoint or change 'levels_hPa'"
@@ -491,7 +493,8 @@ class AtmoRepComponent(Component):
             self._refresh_fine(elapsed)
 
     def _refresh_fine(self, elapsed: float | None = None) -> None:
-        """The downscaled exports at BMI time ``elapsed`` (default now) from the current window (component/fine_grid.py)."""
+        """The downscaled exports at BMI time ``elapsed`` (default now) from the current window
+        (component/fine_grid.py)."""
         end = self.get_current_time() if elapsed is None else elapsed
         nt = self.model_config.neighbourhood[0]
         windows = {**self._member_windows(), **self.fine.windows(self.members, nt, self.device)}

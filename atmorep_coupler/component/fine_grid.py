@@ -83,8 +83,8 @@ class FineGrid:
             lat, lon = np.asarray(record["latitudes"], np.float64), np.asarray(record["longitudes"], np.float64)
             if (r != f.grid_refinement or lat.size != r * len(latitudes) or lon.size != r * len(longitudes)):
                 raise CheckpointError(
-                    f"{path}: fine field {f.name!r} has a {lat.size}x{lon.size} grid, not {f.grid_refinement} times the "
-                    f"component's {len(latitudes)}x{len(longitudes)}; use the checkpoint fine-tuned on this grid"
+                    f"{path}: fine field {f.name!r} has a {lat.size}x{lon.size} grid, not {f.grid_refinement} times "
+                    f"the component's {len(latitudes)}x{len(longitudes)}; use the checkpoint fine-tuned on this grid"
                 )
             coarse = predicted.get(record["coarse_field"])
             if coarse is None:
@@ -102,7 +102,8 @@ class FineGrid:
             fields.append(FineField(f, coarse.name, index, std))
             grids.add((lat.tobytes(), lon.tobytes()))
         if len(grids) != 1:
-            raise CheckpointError(f"{path}: fine fields {list(records)} live on different grids; one fine grid is supported")
+            raise CheckpointError(f"{path}: fine fields {list(records)} live on different grids; one fine grid is "
+                                  "supported")
         coarse_grid = LatLonGrid.from_centers(np.asarray(latitudes), np.asarray(longitudes))
         return cls(path, fields, lat, lon, coarse_grid)
 
@@ -119,8 +120,8 @@ class FineGrid:
         out, arrays = [], {}
         for f in self.fields:
             levels = tuple(float(p) for p in f.config.levels)
-            grid_id = next((k for k, g in grid_table.items() if g.horizontal is self.horizontal and g.levels == levels),
-                           None)
+            same = [k for k, g in grid_table.items() if g.horizontal is self.horizontal and g.levels == levels]
+            grid_id = same[0] if same else None
             if grid_id is None:
                 grid_id = max(grid_table, default=-1) + 1
                 grid_table[grid_id] = ComponentGrid(self.horizontal, levels=levels)

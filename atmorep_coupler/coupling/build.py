@@ -209,7 +209,8 @@ def component_grid_names(name: str, spec: Any, grids: Mapping[str, Grid], compon
             out[grid_id] = candidate
             break
         else:
-            if len(candidates) == 1 and len({g.horizontal.shape for g in component_grids.values() if g.horizontal}) == 1:
+            shapes = {tuple(g.horizontal.shape) for g in component_grids.values() if g.horizontal is not None}
+            if len(candidates) == 1 and len(shapes) == 1:
                 raise ConfigError(errors[0])
             raise ConfigError(
                 f"components.{name}: its grid {grid_id} ({tuple(grid.horizontal.shape)}) is none of {candidates}: "

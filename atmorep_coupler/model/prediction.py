@@ -36,7 +36,7 @@ Masks = torch.Tensor | Mapping[str, torch.Tensor]
 
 
 @torch.no_grad()
-def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden: torch.Tensor, tiling: GlobalTiling,
+def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden: Masks, tiling: GlobalTiling,
                    *, config: ModelConfig, latitudes: np.ndarray, longitudes: np.ndarray, times: np.ndarray,
                    heads: Sequence[int | None], targets: Masks | None = None, device: torch.device,
                    tile_batch_size: int, grids: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -93,7 +93,8 @@ def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden
         masked, meta = {}, {}
         for f in fields:
             r = f.grid_refinement
-            x = tokenize(_gather(tilings[r], windows[f.name], window_of[chunk], tiles, device), f.token_size)  # [c, L, T, Y, X, t, y, x]
+            cut = _gather(tilings[r], windows[f.name], window_of[chunk], tiles, device)
+            x = tokenize(cut, f.token_size)  # [c, L, T, Y, X, t, y, x]
             meta[f.name] = torch.from_numpy(
                 token_metadata(when[chunk], lat[r][chunk], lon[r][chunk], f.levels, f.token_size)).to(device)
             if f.predicted:

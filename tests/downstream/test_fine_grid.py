@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from atmorep_coupler.component.atmorep import AtmoRepComponent
 from atmorep_coupler.component.fine_grid import fine_heads
