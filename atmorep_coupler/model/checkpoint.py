@@ -163,11 +163,11 @@ def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
     """The model config and the state of a trainer or fine-tuned checkpoint, read with ``weights_only=True``:
     the ``model`` section of the run YAML it records, checked as a model config."""
     state = load_state(path, [TRAINER_FORMAT, FINETUNED_FORMAT], what="trainer checkpoint")  # format, checksum verified
-    keys = FINETUNED_KEYS if state.get(FORMAT_KEY) == FINETUNED_FORMAT else TRAINER_KEYS
-    missing = [key for key in keys if key not in state]
+    finetuned = state.get(FORMAT_KEY) == FINETUNED_FORMAT
+    missing = [key for key in (FINETUNED_KEYS if finetuned else TRAINER_KEYS) if key not in state]
     if missing:
-        raise CheckpointError(f"{path}: checkpoint of format {state.get(FORMAT_KEY)!r} without {missing}; the file is "
-                              "incomplete")
+        what = "fine-tuned checkpoint" if finetuned else "trainer checkpoint"
+        raise CheckpointError(f"{path}: {what} without {missing}; the file is incomplete or not a {what}")
     origin = f"{path}: config"
     try:
         run = yaml.safe_load(state["config"])
