@@ -288,7 +288,7 @@ class FixedFill:
 class RemapSpec(Validated):
     """``method`` and an optional ESMF/SCRIP ``weights`` file (read instead of computing weights);
     ``src_mask``: honour the source grid's static mask; ``fraction``: a source field used as a
-    dynamic fraction (fraction-weighted normalised mapping); ``fallback``: methods or ``{fixed: v}``
+    dynamic fraction (fraction-weighted normalized mapping); ``fallback``: methods or ``{fixed: v}``
     that fill what the previous ones left unmapped; ``vector``: how [u, v] pairs are mapped."""
 
     method: RemapMethod
