@@ -7,7 +7,7 @@
 Every input is optional; the report has a section for each one given:
 
 - ``--run``: a training run folder (``logs/train.csv`` and ``logs/validation.csv`` of
-  ``training/trainer.py``'s ``MetricsLogger`` under a Ray Train run, or the ``--out`` folder of a
+  ``training/loop.py``'s ``MetricsLogger`` under a Ray Train run, or the ``--out`` folder of a
   single-process ``python -m atmorep_coupler.train``): loss curves and the last validation scores;
 - ``--forecast``: the JSON of ``python -m atmorep_coupler.training.evaluate``: RMSE by lead time of the
   model, persistence and climatology, and the ensemble's spread, spread/skill and CRPS;

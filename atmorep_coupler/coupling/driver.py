@@ -28,8 +28,9 @@ steps, whatever the time reduction.
 
 **Determinism.** Every component's inputs are fixed by data times alone (which put serves which
 window), not by the order in which the driver happens to call components, and all reductions run
-in the driver in step order in float64. A run is therefore the same in-process and with Ray, and
-the same after a restart. Seeds come from ``run.seed``.
+in the driver in step order in float64. A run is therefore the same in-process and with Ray, with the
+steps of a stage at the same time or one after another (``run.concurrent``), and the same after a
+restart. Seeds come from ``run.seed``.
 
 **Restarts.** At the start of a fresh run (before any output exists), every ``run.restart.every`` (a
 multiple of S) and at the end, the driver writes each component's ``save_state``, the open
@@ -92,7 +93,8 @@ class RunSummary:
     outputs: list[Path]
     restarts: list[Path] = field(default_factory=list)
     max_conservation_error: dict[str, float] = field(default_factory=dict)
-    #: Wall-clock seconds by part: ``setup``, ``component:<id>`` (steps, get/set field), ``exchange``
+    #: Wall-clock seconds by part: ``setup``, ``component:<id>`` (steps, get/set field, timed where the
+    #: component runs: under ``transport: ray`` the components of a stage overlap), ``exchange``
     #: (reduction, units, regridding), ``output``, ``restart``.
     timings: dict[str, float] = field(default_factory=dict)
 
