@@ -27,7 +27,7 @@ def component(checkpoint: str, store: str, start: str) -> AtmoRepComponent:
     comp = AtmoRepComponent.from_config({"start": start, "calendar": "proleptic_gregorian", "checkpoint": checkpoint,
                                          "initial_condition": store})
     for spec in comp.inputs:  # hold every input at its initial value: the cost does not depend on it
-        comp.set_value(spec.name, np.nan_to_num(comp._denormalise(spec, comp._window[spec.name][:, -1:],
+        comp.set_value(spec.name, np.nan_to_num(comp._denormalize(spec, comp._window[spec.name][:, -1:],
                                                                   np.array([0.0]))).ravel()
                        if spec.spatial else np.zeros(1))
     return comp

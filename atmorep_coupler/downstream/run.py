@@ -58,7 +58,7 @@ def downscaling_record(model: Multiformer, pairs: DownscalingPairs, variable: st
 
 def save_finetuned(path: Path, model: Multiformer, pretrained: str | Path, state: dict, record: dict) -> Path:
     """The fine-tuned checkpoint: the pretrained run config with the fine-tuned model section, the weights,
-    the pretrained checkpoint's normalisation and data records (the coarse fields are normalised as in
+    the pretrained checkpoint's normalization and data records (the coarse fields are normalized as in
     pretraining) and the fine field's downscaling record."""
     run = yaml.safe_load(state["config"])
     run["model"] = to_dict(model.config)

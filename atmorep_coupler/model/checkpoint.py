@@ -18,10 +18,10 @@ file, never a traceback or silently different weights. Files of a format's versi
 configuration is the ``model`` section of the run YAML it records (:func:`load_checkpoint`). **A fine-tuned
 checkpoint** (:data:`FINETUNED_FORMAT`, written by ``python -m atmorep_coupler.finetune``) holds what
 inference needs of it: the pretrained checkpoint's run YAML with the model section of the fine-tuned
-model, the weights, the pretrained checkpoint's normalisation and data records, and per added
+model, the weights, the pretrained checkpoint's normalization and data records, and per added
 fine-grid field its ``downscaling`` record (:func:`downscaling_records`); :func:`load_checkpoint` reads
 both kinds. What inference
-must repeat of training is checked against the data at hand: the normalisation statistics
+must repeat of training is checked against the data at hand: the normalization statistics
 (:func:`normalization_fingerprint`, :func:`check_statistics`) and the data's time step
 (:func:`trained_data_step`).
 """
@@ -60,7 +60,7 @@ TRAINER_KEYS = ("config", "step", "model", "optimizer", "scheduler", "rng", "fro
 WEIGHTS_FORMAT = "atmorep_coupler.weights/1"
 """Multiformer weights alone: ``{"model": state_dict}`` (for :func:`~atmorep_coupler.model.multiformer.load_fields`)."""
 FINETUNED_FORMAT = "atmorep_coupler.finetuned/1"
-"""A fine-tuned model for inference (``downstream/run.py``): config, weights, normalisation, data, downscaling."""
+"""A fine-tuned model for inference (``downstream/run.py``): config, weights, normalization, data, downscaling."""
 FINETUNED_KEYS = ("config", "model", "normalization", "data", "downscaling")
 """The keys every fine-tuned checkpoint has."""
 DOWNSCALING_KEYS = ("field", "variable", "coarse_field", "levels", "refinement", "departure_std", "latitudes",
@@ -203,7 +203,7 @@ def downscaling_records(path: str | Path, state: Mapping, model: ModelConfig) ->
 
 
 def normalization_fingerprint(norm: Normalization) -> str:
-    """SHA-256 over the normalisation statistics (names and values), to detect a changed store."""
+    """SHA-256 over the normalization statistics (names and values), to detect a changed store."""
     digest = hashlib.sha256()
     for name in sorted(norm.dataset.data_vars):
         digest.update(name.encode())
@@ -218,7 +218,7 @@ def check_statistics(path: str | Path, state: Mapping, norm: Normalization, lati
     the message) on a grid ``latitudes x longitudes`` other than the statistics'."""
     if normalization_fingerprint(norm) != state["normalization"]["fingerprint"]:
         raise CheckpointError(
-            f"{path}: trained with other normalisation statistics ({state['normalization']['source']}) than "
+            f"{path}: trained with other normalization statistics ({state['normalization']['source']}) than "
             f"{norm.source}; {fix}"
         )
     stats_grid = (norm.dataset.sizes.get("latitude"), norm.dataset.sizes.get("longitude"))
