@@ -48,7 +48,7 @@ def _rescore(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from atmorep_coupler.model.checkpoint import WEIGHTS_FORMAT, load_state
+    from atmorep_coupler.model.checkpoint import FINETUNED_FORMAT, WEIGHTS_FORMAT, load_state
     from atmorep_coupler.config import from_dict
     from atmorep_coupler.downstream.evaluate import score_downscaling
     from atmorep_coupler.downstream.model import DownscalingConfig, downscaling_model
@@ -58,17 +58,22 @@ def _rescore(args: argparse.Namespace) -> int:
     from atmorep_coupler.model.multiformer import Multiformer
 
     old = json.loads((args.rescore / "downscaling.json").read_text())
-    saved = load_state(args.rescore / "finetuned.pt", [WEIGHTS_FORMAT])
-    tuned = Multiformer(from_dict(ModelConfig, yaml.safe_load(saved["model_config"])))
+    saved = load_state(args.rescore / "finetuned.pt", [FINETUNED_FORMAT, WEIGHTS_FORMAT])
+    if saved["format"] == FINETUNED_FORMAT:  # the fine-tuned checkpoint a coupled run loads
+        model_dict, std = yaml.safe_load(saved["config"])["model"], saved["downscaling"][0]["departure_std"]
+    else:  # weights written before it (model config and departure scale beside them)
+        model_dict, std = yaml.safe_load(saved["model_config"]), saved["downscaling"]["departure_std"]
+    tuned = Multiformer(from_dict(ModelConfig, model_dict))
     tuned.load_state_dict(saved["model"])
     tuned.eval()
-    base, weights = load_pretrained(old["checkpoint"])
+    base, state = load_pretrained(old["checkpoint"])
+    weights = state["model"]
     c = old["config"]
     config = DownscalingConfig(**{**c, "levels": tuple(c["levels"]), "coupled_fields": tuple(c["coupled_fields"])})
     zero_shot = downscaling_model(base, weights, config).eval()
     held_out = dt.datetime.fromisoformat(old["held_out_from"])
     pairs = DownscalingPairs(old["coarse"], old["fine"], base, tuned.config.fields[-1], batch_size=1, start=held_out,
-                             std=np.asarray(saved["downscaling"]["departure_std"]))
+                             std=np.asarray(std))
     old["scores"] = score_downscaling({"fine_tuned": tuned, "zero_shot": zero_shot}, pairs, held_out)
     (args.rescore / "downscaling.json").write_text(json.dumps(old, indent=1))
     report = {"benchmark": "downscaling", "device": "cpu", "fine_tuning": old["fine_tuning"],

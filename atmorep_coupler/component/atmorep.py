@@ -35,7 +35,9 @@ component, field, time, checkpoint and the fix.
 
 **Exports.** ``<field>`` (role ``prognostic``: the ensemble mean at the current time, units of the
 training data in UDUNITS spelling) and, BMI having no member axis, one item per ensemble member,
-``<field>_member_<k>`` (``diagnostic``, k = 0 .. N-1, on the grid of ``<field>``).
+``<field>_member_<k>`` (``diagnostic``, k = 0 .. N-1, on the grid of ``<field>``). A fine-tuned
+checkpoint's downscaled fields (``<variable>_fine``, and their members) are exported on a second, finer
+grid (:mod:`atmorep_coupler.component.fine_grid`).
 Importing a prognostic field (``set_field``/``set_value``, or a write through ``get_value_ptr``)
 overwrites the current time of every member before the next step. Exports and imports live in host
 memory also when the window and the network are on a GPU, so ``get_value_ptr`` is live either way.
@@ -72,7 +74,8 @@ import xarray as xr
 
 from atmorep_coupler.config import Validated
 from atmorep_coupler.component.base import Component
-from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem
+from atmorep_coupler.component.fine_grid import FineGrid, fine_heads
+from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem, member_item
 from atmorep_coupler.component.settings import ComponentConfig
 from atmorep_coupler.data.conditioning import physical_variable
 from atmorep_coupler.data.normalization import Normalization, load_normalization, month_position
@@ -82,7 +85,7 @@ from atmorep_coupler.errors import CheckpointError, ComponentError, ConfigError,
 from atmorep_coupler.model.checkpoint import check_statistics, load_checkpoint, trained_data_step
 from atmorep_coupler.model.config import FieldConfig
 from atmorep_coupler.model.multiformer import Multiformer, compile_model, load_weights
-from atmorep_coupler.model.prediction import predict_global
+from atmorep_coupler.model.prediction import Masks, predict_global
 from atmorep_coupler.model.tiling import GlobalTiling
 from atmorep_coupler.regrid.grids import LatLonGrid
 from atmorep_coupler.timeutil import format_duration
@@ -92,11 +95,6 @@ __all__ = ["AtmoRepComponent", "AtmoRepConfig", "EnsembleConfig", "GridShape", "
            "predict_steps", "step_together"]
 
 log = logging.getLogger(__name__)
-
-
-def member_item(field: str, member: int) -> str:
-    """The BMI name of ensemble member ``member`` (0-based) of ``field``: ``<field>_member_<k>``."""
-    return f"{field}_member_{member}"
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -255,11 +253,13 @@ class AtmoRepComponent(Component):
         self.norm = norm
         self.latitudes, self.longitudes = np.asarray(store.latitudes), np.asarray(store.longitudes)
         self.horizontal = LatLonGrid.from_centers(self.latitudes, self.longitudes)
-        self.specs = {f.name: self._field_spec(f, store) for f in self.model_config.fields}
+        self.specs = {f.name: self._field_spec(f, store) for f in self.model_config.fields if f.grid_refinement == 1}
         self.predicted = [s for s in self.specs.values() if s.config.predicted]
         self.inputs = [s for s in self.specs.values() if not s.config.predicted]
         self.slice_steps = self.predicted[0].config.token_size[0]
         self._check_slice_imports(path)
+        self.fine = FineGrid.of(path, state, self.model_config, {s.name: s.config for s in self.predicted},
+                                self.latitudes, self.longitudes)  # downscaled fields (component/fine_grid.py)
         self.tiling = self._tiling(config)
         self.members = config.ensemble.members
         self._declare(store)
@@ -295,13 +295,15 @@ class AtmoRepComponent(Component):
         """Refuse a checkpoint that does not fit the statistics, the data or the configuration."""
         config, model = self.config, self.model_config
         check_statistics(path, state, norm, store.latitudes, store.longitudes, str(store.path))
-        predicted = [f.name for f in model.predicted_fields]
+        predicted = [f.name for f in model.predicted_fields if f.grid_refinement == 1]
         if config.fields and sorted(config.fields) != sorted(predicted):
             raise CheckpointError(
                 f"{path}: predicts fields {predicted}, but the configuration expects {list(config.fields)}; "
                 "use the matching checkpoint or change 'fields'"
             )
         for f in model.predicted_fields:
+            if f.grid_refinement > 1:  # a downscaled field: component/fine_grid.py checks it
+                continue
             if config.levels_hPa and tuple(float(p) for p in f.levels) != tuple(config.levels_hPa):
                 raise CheckpointError(
                     f"{path}: field {f.name!r} has levels {list(f.levels)} hPa, but the configuration expects "
@@ -375,6 +377,10 @@ class AtmoRepComponent(Component):
             self._arrays.update({member_item(spec.name, k): stack[k] for k in range(self.members)})
         for spec in self.inputs:
             self._arrays[spec.name][...] = np.nan  # no data until imported (see was_imported)
+        if self.fine is not None:
+            fine_items, fine_arrays = self.fine.declare(self._grid_table, {i.name: i for i in items}, self.members)
+            self._item_list += fine_items
+            self._arrays.update(fine_arrays)
         self._expose(self._grid_table, self._item_list, self._arrays)
 
     # ------------------------------------------------------------------------------ what training did
@@ -483,6 +489,26 @@ class AtmoRepComponent(Component):
             self._members[spec.name][...] = members
             self._arrays[spec.name][...] = members.mean(axis=0)
             self._exported[spec.name] = self._arrays[spec.name].copy()
+        if self.fine is not None:
+            self._refresh_fine(elapsed)
+
+    def _refresh_fine(self, elapsed: float | None = None) -> None:
+        """The downscaled exports at BMI time ``elapsed`` (default now) from the current window
+        (component/fine_grid.py)."""
+        end = self.get_current_time() if elapsed is None else elapsed
+        nt = self.model_config.neighbourhood[0]
+        windows = {**self._member_windows(), **self.fine.windows(self.members, nt, self.device)}
+        hidden, targets = self.fine.masks(nt, *self.tiling_shape)
+        times = np.array([_datetime64(d) for d in self.window_times(end)])
+        heads = fine_heads(self.config.seed, round(end / self.get_time_step()), self.members,
+                           self.model_config.ensemble_size)
+        predicted, _ = self._predict(windows, hidden, np.broadcast_to(times, (self.members, nt)), heads,
+                                     targets=targets)
+        for f in self.fine.fields:
+            departure = predicted[f.name][:, :, -1].cpu().numpy()  # [member, L, lat, lon] at the current time
+            members = self.fine.physical(f, departure, self._members[f.coarse])
+            self.fine.members[f.name][...] = members.reshape(self.fine.members[f.name].shape)
+            self._arrays[f.name][...] = self.fine.members[f.name].mean(axis=0)
 
     def _write(self, name: str, values: np.ndarray, indices: np.ndarray | None = None) -> None:
         """An import of a prognostic field sets the current time of every member (see :meth:`_sync`)."""
@@ -544,12 +570,13 @@ class AtmoRepComponent(Component):
             self._window[spec.name][:, :, -steps:] = predicted[spec.name][:, :, -steps:].to(torch.float32)
         self._refresh_exports(step.target)
 
-    def _predict(self, windows: Mapping[str, torch.Tensor], hidden: torch.Tensor, times: np.ndarray,
-                 heads: Sequence[int | None], *, targets: torch.Tensor | None = None) -> tuple[dict, dict]:
-        """:func:`~atmorep_coupler.model.prediction.predict_global` with this component's network, grid and tiling."""
+    def _predict(self, windows: Mapping[str, torch.Tensor], hidden: Masks, times: np.ndarray,
+                 heads: Sequence[int | None], *, targets: Masks | None = None) -> tuple[dict, dict]:
+        """:func:`~atmorep_coupler.model.prediction.predict_global` with this component's network, grids and tiling."""
         return predict_global(self.network, windows, hidden, self.tiling, config=self.model_config,
                               latitudes=self.latitudes, longitudes=self.longitudes, times=times, heads=heads,
-                              targets=targets, device=self.device, tile_batch_size=self.config.tile_batch_size)
+                              targets=targets, device=self.device, tile_batch_size=self.config.tile_batch_size,
+                              grids=self.fine.grids if self.fine is not None else None)
 
     @property
     def tiling_shape(self) -> tuple[int, int]:

@@ -282,8 +282,8 @@ class Component(BmiAdapter):
         for name, values in state.items.items():
             self._write(name, values)
         self._imported = set(state.imported)
+        clock.elapsed = state.elapsed  # first: exports recomputed from the restored state are for its time
         self._load_restart_state(state.extra)
-        clock.elapsed = state.elapsed
 
     def _state_signature(self) -> dict[str, Any]:
         """What a state file must share with the component it is loaded into."""

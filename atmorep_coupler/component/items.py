@@ -24,7 +24,12 @@ import numpy as np
 from atmorep_coupler.errors import ComponentError, UnitError
 from atmorep_coupler.units import udunits
 
-__all__ = ["Role", "Intent", "HorizontalGrid", "ComponentGrid", "ExchangeItem", "SCALAR_GRID"]
+__all__ = ["Role", "Intent", "HorizontalGrid", "ComponentGrid", "ExchangeItem", "SCALAR_GRID", "member_item"]
+
+
+def member_item(field: str, member: int) -> str:
+    """The BMI name of ensemble member ``member`` (0-based) of ``field``: ``<field>_member_<k>``."""
+    return f"{field}_member_{member}"
 
 Role = Literal["prognostic", "forcing", "static", "diagnostic", "conditioning"]
 """NUOPC-style roles: prognostic = carried in the state (in and out); forcing = external, time varying;

@@ -187,6 +187,47 @@ def component_config(name: str, config: CoupledRunConfig, base_dir: Path, allow_
     return f"{cls.__module__}:{cls.__qualname__}", mapping, folder, source
 
 
+def component_grid_names(name: str, spec: Any, grids: Mapping[str, Grid], component_grids: Mapping[int, Any]
+                         ) -> dict[int, str]:
+    """The configured grid of each horizontal grid of component ``name`` (by its grid id): ``spec.grid`` or
+    the first of ``spec.extra_grids`` it matches (:func:`check_component_grid`); a grid none matches is a
+    :class:`ConfigError` naming the candidates."""
+    out = {}
+    for grid_id, grid in component_grids.items():
+        if grid.horizontal is None:
+            continue
+        if spec.grid is None:
+            raise ConfigError(f"components.{name}.grid: component {name!r} has gridded fields; name its grid")
+        candidates = [spec.grid, *spec.extra_grids]
+        errors = []
+        for candidate in candidates:
+            try:
+                check_component_grid(name, candidate, grids[candidate], grid.horizontal)
+            except ConfigError as exc:
+                errors.append(str(exc))
+                continue
+            out[grid_id] = candidate
+            break
+        else:
+            shapes = {tuple(g.horizontal.shape) for g in component_grids.values() if g.horizontal is not None}
+            if len(candidates) == 1 and len(shapes) == 1:
+                raise ConfigError(errors[0])
+            raise ConfigError(
+                f"components.{name}: its grid {grid_id} ({tuple(grid.horizontal.shape)}) is none of {candidates}: "
+                + "; ".join(errors) + f"; list each grid of the component in components.{name}.grid or .extra_grids"
+            )
+    for k, extra in enumerate(getattr(spec, "extra_grids", ())):
+        if extra not in out.values():
+            shapes = sorted({tuple(g.horizontal.shape) for g in component_grids.values() if g.horizontal is not None})
+            raise ConfigError(
+                f"components.{name}.extra_grids[{k}]: component {name!r} has no field on grid {extra!r} "
+                f"{tuple(grids[extra].shape)} (its grids: {shapes}); configure it for fields there (the AtmoRep "
+                "component exports downscaled fields on a finer grid only from a fine-tuned checkpoint, the "
+                "finetuned.pt of python -m atmorep_coupler.finetune) or remove the grid from extra_grids"
+            )
+    return out
+
+
 def check_component_grid(name: str, grid_name: str, grid: Grid, horizontal) -> None:
     """The component's own horizontal grid must be the configured one (same cells, same order)."""
     where = f"components.{name}.grid"
@@ -261,12 +302,14 @@ def build_exchange(
     component_grids: Mapping[str, Mapping[int, Any]],
     grids: Mapping[str, Grid],
     regridders: RegridderCache,
+    grid_names: Mapping[str, Mapping[int, str]] | None = None,
 ) -> Exchange:
     """The :class:`Exchange` of ``couplings[index]``: one route per field, regridders from the cache.
 
     Source grids carry the configured mask and (with ``remap.src_mask``) the mask the component
     publishes with its grid (e.g. the land cells of a prescribed SST); destination grids carry the
-    configured mask only.
+    configured mask only. ``grid_names[component][grid id]`` names the configured grid of each component
+    grid (:func:`component_grid_names`; default: every field on its component's ``grid``).
     """
     src_comp, dst_comp = spec.from_, spec.to
     routes = []
@@ -290,9 +333,13 @@ def build_exchange(
                 "maps horizontally only"
             )
         regridder = integral_weights = None
+        src_name, dst_name = (
+            (grid_names or {}).get(comp, {}).get(item.grid, config.components[comp].grid)
+            for comp, item in ((src_comp, src_items[0]), (dst_comp, dst_items[0])))
+        if src_grid.horizontal is not None and spec.remap is None and src_name != dst_name:
+            raise ConfigError(f"couplings[{index}].remap: required, because {f.src!r} of {src_comp!r} lives on grid "
+                              f"{src_name!r} and {f.dst!r} of {dst_comp!r} on {dst_name!r}")
         if src_grid.horizontal is not None and spec.remap is not None:
-            src_name = config.components[src_comp].grid
-            dst_name = config.components[dst_comp].grid
             src = grids[src_name]
             if spec.remap.src_mask:
                 src = src.with_mask(src.mask & np.asarray(src_grid.horizontal.mask, dtype=bool))

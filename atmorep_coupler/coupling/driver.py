@@ -64,7 +64,7 @@ from atmorep_coupler.coupling.build import (
     RegridderCache,
     build_exchange,
     build_grid,
-    check_component_grid,
+    component_grid_names,
     component_config,
 )
 from atmorep_coupler.coupling.clock import RunClock
@@ -182,15 +182,11 @@ class CoupledRun:
                 raise _located(exc, f"components.{name}") from None
         self.items = {name: {i.name: i for i in comp.exchange_items()} for name, comp in self.components.items()}
         component_grids = {name: comp.grids for name, comp in self.components.items()}
-        for name, spec in config.components.items():
-            for grid in component_grids[name].values():
-                if grid.horizontal is not None:
-                    if spec.grid is None:
-                        raise ConfigError(f"components.{name}.grid: component {name!r} has gridded fields; name its grid")
-                    check_component_grid(name, spec.grid, self.grids[spec.grid], grid.horizontal)
-        check_exchange_items(config, self.items, self.grids)
+        grid_names = {name: component_grid_names(name, spec, self.grids, component_grids[name])
+                      for name, spec in config.components.items()}
+        check_exchange_items(config, self.items, self.grids, grid_names)
         self.exchanges = [
-            build_exchange(i, spec, config, self.items, component_grids, self.grids, self.regridders)
+            build_exchange(i, spec, config, self.items, component_grids, self.grids, self.regridders, grid_names)
             for i, spec in enumerate(config.couplings)
         ]
         self.clock = RunClock(config.run.start, config.run.end, config.run.calendar, config.sync_seconds)

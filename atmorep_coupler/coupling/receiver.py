@@ -33,6 +33,8 @@ class ReceivedField:
     """CF standard name; default none (a field name is not a standard name)."""
     scalar: bool = False
     """A global value on the scalar grid instead of a field on ``grid``."""
+    levels: tuple[float, ...] = ()
+    """Pressure levels (hPa) of a field on ``grid`` with a vertical axis (as its producer's); empty: one level."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,10 +61,16 @@ class FieldReceiver(Component):
 
     def _initialize(self, config: FieldReceiverConfig) -> None:
         self._grid_map_local = {1: SCALAR_GRID}
-        if config.grid is not None:
-            self._grid_map_local[0] = ComponentGrid(config.grid.build())
+        horizontal = config.grid.build() if config.grid is not None else None
+        if horizontal is not None:
+            self._grid_map_local[0] = ComponentGrid(horizontal)
+        level_grids = {}  # a grid id per set of levels, after 0 (no levels) and 1 (scalar)
+        for levels in dict.fromkeys(tuple(f.levels) for f in config.fields if f.levels and not f.scalar):
+            level_grids[levels] = len(self._grid_map_local)
+            self._grid_map_local[level_grids[levels]] = ComponentGrid(horizontal, levels=levels)
         self._item_list = [
-            ExchangeItem(f.name, f.standard_name, f.units, 1 if f.scalar else 0, "forcing", intent="in")
+            ExchangeItem(f.name, f.standard_name, f.units, 1 if f.scalar else level_grids.get(tuple(f.levels), 0),
+                         "forcing", intent="in")
             for f in config.fields
         ]
         self._values = {

@@ -218,6 +218,10 @@ class ComponentSpec(Validated):
     """The component's time step; every coupling period and output interval of it must be a multiple."""
     grid: str | None = None
     """Id of its horizontal grid in ``grids``; null for a component of global scalars only."""
+    extra_grids: tuple[str, ...] = ()
+    """Ids in ``grids`` of its further horizontal grids, for a component with fields on more than one (the AtmoRep
+    component of a fine-tuned checkpoint exports its downscaled fields on a finer grid); each of its grids must be
+    ``grid`` or one of these, and couplings regrid from the one a field lives on."""
     config: Path | dict[str, Any] | None = None
     """The component's own config, inline or a YAML file path; the keys depend on ``kind`` (below), without the
     clock keys."""
@@ -393,6 +397,12 @@ class CoupledRunConfig(Validated):
             check_name(name, "components: a component id")
             if comp.grid is not None and comp.grid not in self.grids:
                 raise ConfigError(f"components.{name}.grid: unknown grid {comp.grid!r} (defined: {_names(self.grids)})")
+            for k, extra in enumerate(comp.extra_grids):
+                if extra not in self.grids:
+                    raise ConfigError(f"components.{name}.extra_grids[{k}]: unknown grid {extra!r} "
+                                      f"(defined: {_names(self.grids)})")
+            if comp.extra_grids and comp.grid is None:
+                raise ConfigError(f"components.{name}.extra_grids: needs 'grid', the component's main grid")
         producers: dict[tuple[str, str], str] = {}
         for i, coupling in enumerate(self.couplings):
             self._validate_coupling(f"couplings[{i}]", coupling, producers)
@@ -630,10 +640,12 @@ def check_exchange_items(
     config: CoupledRunConfig,
     items: Mapping[str, Mapping[str, Any]],
     grids: Mapping[str, Any],
+    grid_names: Mapping[str, Mapping[int, str]] | None = None,
 ) -> None:
     """Pre-run checks that need the components (``items[component][name]`` → an object with
     ``units``, ``intent``, ``optional``, ``is_input``, ``is_output``, an :class:`ExchangeItem`) and the
-    built grids (``grids[grid id]``).
+    built grids (``grids[grid id]``); ``grid_names[component][item grid]`` names the configured grid a field
+    lives on (default: its component's ``grid``).
 
     Every source field is an export of its component and every destination field an import; every
     import of every component (except optional ones) has exactly one producer; units convert; weight
@@ -671,8 +683,9 @@ def check_exchange_items(
                 except UnitError as exc:
                     raise fail(f"{path}.units", f"{exc}; source units {src_units!r}, destination units {item.units!r}") from None
         if c.remap is not None and c.remap.weights is not None:
-            _check_weight_file(fail, f"couplings[{i}].remap.weights", c.remap.weights,
-                               grids[config.components[c.from_].grid], grids[config.components[c.to].grid])
+            ends = [(grid_names or {}).get(comp, {}).get(items[comp][name].grid, config.components[comp].grid)
+                    for comp, name in ((c.from_, c.fields[0].src_names[0]), (c.to, c.fields[0].dst_names[0]))]
+            _check_weight_file(fail, f"couplings[{i}].remap.weights", c.remap.weights, grids[ends[0]], grids[ends[1]])
     for name, component_items in items.items():
         for item_name, item in component_items.items():
             # An "inout" (prognostic) item is the component's own state: coupling into it is optional;

@@ -54,7 +54,7 @@ def downscale(model: Multiformer, pairs: DownscalingPairs, t0: int) -> np.ndarra
     field = np.empty((nt, M, f.num_levels, pairs.fine.latitudes.size, pairs.fine.longitudes.size), np.float32)
     for b in range(B):  # tiles (16 on the default grid), each a block copy
         field[:, :, :, rows[b][:, None], cols[b][None, :]] = cubes[b].transpose(2, 0, 1, 3, 4)
-    return pairs.baseline[times[0]][:, None] + field * pairs.std[None, None, :, None, None]
+    return pairs.baseline_at(times[0])[:, None] + field * pairs.std[None, None, :, None, None]
 
 
 def score_downscaling(models: dict[str, Multiformer], pairs: DownscalingPairs, start: dt.datetime,
@@ -74,14 +74,14 @@ def score_downscaling(models: dict[str, Multiformer], pairs: DownscalingPairs, s
     spectra: dict[str, list] = {name: [] for name in [*scorers, "truth"]}
     for t0 in starts:
         times = t0 + np.arange(nt)
-        truth = pairs.truth[times]
+        truth = pairs.truth_at(times)
         spectra["truth"].append(power_spectrum(truth, lat).mean(0))
         for name, model in models.items():
             members = downscale(model, pairs, int(t0))
             scorers[name].add(0, members, truth)
             spectra[name].append(power_spectrum(members, lat).mean((0, 1)))
         for name, regridder in pairs.maps.items():
-            interp = regridder.apply(pairs.coarse_values[times].astype(np.float64))
+            interp = regridder.apply(pairs.coarse_at(times).astype(np.float64))
             scorers[name].add(0, interp, truth)
             spectra[name].append(power_spectrum(interp, lat).mean(0))
     truth_power = np.mean(spectra["truth"], axis=0)  # [L, l]

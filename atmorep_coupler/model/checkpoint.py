@@ -15,7 +15,12 @@ file, never a traceback or silently different weights. Files of a format's versi
 (``.../1``) load with a warning.
 
 **A trainer checkpoint** (:func:`load_trainer_state`) also has every key the trainer writes; its model
-configuration is the ``model`` section of the run YAML it records (:func:`load_checkpoint`). What inference
+configuration is the ``model`` section of the run YAML it records (:func:`load_checkpoint`). **A fine-tuned
+checkpoint** (:data:`FINETUNED_FORMAT`, written by ``python -m atmorep_coupler.finetune``) holds what
+inference needs of it: the pretrained checkpoint's run YAML with the model section of the fine-tuned
+model, the weights, the pretrained checkpoint's normalization and data records, and per added
+fine-grid field its ``downscaling`` record (:func:`downscaling_records`); :func:`load_checkpoint` reads
+both kinds. What inference
 must repeat of training is checked against the data at hand: the normalization statistics
 (:func:`normalization_fingerprint`, :func:`check_statistics`) and the data's time step
 (:func:`trained_data_step`).
@@ -42,7 +47,8 @@ from atmorep_coupler.model.config import ModelConfig
 from atmorep_coupler.timeutil import format_duration, parse_duration
 
 __all__ = ["save_state", "load_state", "state_digest", "CHECKSUM_KEY", "FORMAT_KEY", "TRAINER_FORMAT", "WEIGHTS_FORMAT",
-           "RNG_FORMAT", "TRAINER_KEYS", "load_trainer_state", "load_checkpoint", "normalization_fingerprint",
+           "RNG_FORMAT", "TRAINER_KEYS", "FINETUNED_FORMAT", "FINETUNED_KEYS", "DOWNSCALING_KEYS",
+           "downscaling_records", "load_trainer_state", "load_checkpoint", "normalization_fingerprint",
            "check_statistics", "trained_data_step"]
 
 FORMAT_KEY = "format"
@@ -53,6 +59,13 @@ TRAINER_KEYS = ("config", "step", "model", "optimizer", "scheduler", "rng", "fro
 """The keys every trainer checkpoint has."""
 WEIGHTS_FORMAT = "atmorep_coupler.weights/1"
 """Multiformer weights alone: ``{"model": state_dict}`` (for :func:`~atmorep_coupler.model.multiformer.load_fields`)."""
+FINETUNED_FORMAT = "atmorep_coupler.finetuned/1"
+"""A fine-tuned model for inference (``downstream/run.py``): config, weights, normalization, data, downscaling."""
+FINETUNED_KEYS = ("config", "model", "normalization", "data", "downscaling")
+"""The keys every fine-tuned checkpoint has."""
+DOWNSCALING_KEYS = ("field", "variable", "coarse_field", "levels", "refinement", "departure_std", "latitudes",
+                    "longitudes", "baseline")
+"""The keys of each fine field's record in a fine-tuned checkpoint's ``downscaling`` list."""
 RNG_FORMAT = "atmorep_coupler.rng/1"
 """One Ray Train rank's RNG state in a distributed checkpoint."""
 
@@ -147,9 +160,14 @@ def load_trainer_state(path: str | Path) -> dict:
 
 
 def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
-    """The model config and the state of a trainer checkpoint, read with ``weights_only=True``: the
-    ``model`` section of the run YAML it records, checked as a model config."""
-    state = load_trainer_state(path)  # format, checksum and keys verified; never unpickles code
+    """The model config and the state of a trainer or fine-tuned checkpoint, read with ``weights_only=True``:
+    the ``model`` section of the run YAML it records, checked as a model config."""
+    state = load_state(path, [TRAINER_FORMAT, FINETUNED_FORMAT], what="trainer checkpoint")  # format, checksum verified
+    finetuned = state.get(FORMAT_KEY) == FINETUNED_FORMAT
+    missing = [key for key in (FINETUNED_KEYS if finetuned else TRAINER_KEYS) if key not in state]
+    if missing:
+        what = "fine-tuned checkpoint" if finetuned else "trainer checkpoint"
+        raise CheckpointError(f"{path}: {what} without {missing}; the file is incomplete or not a {what}")
     origin = f"{path}: config"
     try:
         run = yaml.safe_load(state["config"])
@@ -159,6 +177,29 @@ def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
     except (ConfigError, yaml.YAMLError) as exc:
         raise CheckpointError(f"{path}: its run configuration is invalid: {exc}") from None
     return model, state
+
+
+def downscaling_records(path: str | Path, state: Mapping, model: ModelConfig) -> dict[str, dict]:
+    """The ``downscaling`` record of every field of ``model`` on a finer grid (``grid_refinement`` > 1), by
+    field name; :class:`CheckpointError` naming the file and field when one has none or an incomplete one
+    (a trainer checkpoint has none: its fine fields could not be turned into physical values)."""
+    records = {r.get("field"): r for r in state.get("downscaling", []) if isinstance(r, Mapping)}
+    out = {}
+    for f in model.fields:
+        if f.grid_refinement == 1:
+            continue
+        record = records.get(f.name)
+        if record is None:
+            raise CheckpointError(
+                f"{path}: field {f.name!r} lives on a grid {f.grid_refinement} times finer, but the checkpoint has no "
+                "downscaling record for it (its departure scale, fine grid and coarse field); use the finetuned.pt "
+                "that python -m atmorep_coupler.finetune wrote"
+            )
+        missing = [k for k in DOWNSCALING_KEYS if k not in record]
+        if missing:
+            raise CheckpointError(f"{path}: downscaling record of field {f.name!r} without {missing}")
+        out[f.name] = dict(record)
+    return out
 
 
 def normalization_fingerprint(norm: Normalization) -> str:
@@ -171,13 +212,14 @@ def normalization_fingerprint(norm: Normalization) -> str:
 
 
 def check_statistics(path: str | Path, state: Mapping, norm: Normalization, latitudes: np.ndarray,
-                     longitudes: np.ndarray, data: str) -> None:
-    """Refuse statistics other than the training's, or ``data`` (named in the message) on a grid
-    ``latitudes x longitudes`` other than the statistics'."""
+                     longitudes: np.ndarray, data: str,
+                     fix: str = "point 'normalization' (or 'initial_condition') to the training statistics") -> None:
+    """Refuse statistics other than the training's (the message ends with ``fix``), or ``data`` (named in
+    the message) on a grid ``latitudes x longitudes`` other than the statistics'."""
     if normalization_fingerprint(norm) != state["normalization"]["fingerprint"]:
         raise CheckpointError(
             f"{path}: trained with other normalization statistics ({state['normalization']['source']}) than "
-            f"{norm.source}; point 'normalization' (or 'initial_condition') to the training statistics"
+            f"{norm.source}; {fix}"
         )
     stats_grid = (norm.dataset.sizes.get("latitude"), norm.dataset.sizes.get("longitude"))
     data_grid = (latitudes.size, longitudes.size)

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from atmorep_coupler.model.checkpoint import TRAINER_FORMAT, WEIGHTS_FORMAT, load_state
+from atmorep_coupler.model.checkpoint import FINETUNED_FORMAT, TRAINER_FORMAT, WEIGHTS_FORMAT, load_state
 from atmorep_coupler.data.tokens import META_FEATURES
 from atmorep_coupler.errors import CheckpointError
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
@@ -370,7 +370,8 @@ class Multiformer(nn.Module):
 
     def forward(self, masked: Mapping[str, MaskedField], meta: Mapping[str, torch.Tensor]) -> dict[str, EnsembleOutput]:
         x = {name: self.fields[name].embedding(m.inputs, m.hidden, meta[name]) for name, m in masked.items()}
-        skips: dict[str, list[torch.Tensor]] = {f.name: [] for f in self.config.predicted_fields}
+        # a field left out of ``masked`` (one no given field reads, e.g. a downscaled field) is not run
+        skips: dict[str, list[torch.Tensor]] = {f.name: [] for f in self.config.predicted_fields if f.name in masked}
         for layer in range(self.config.encoder_layers):
             sources = {j: F.layer_norm(x[j], x[j].shape[-1:]) for j in self._coupled}
             x = {name: self._run(self.fields[name].encoder[layer], x[name], sources)
@@ -511,7 +512,7 @@ def _model_state(source: Mapping[str, torch.Tensor] | str | Path) -> Mapping[str
     verified) or of a mapping (a state dict, or a dict with one under ``model``)."""
     where = str(source) if isinstance(source, (str, Path)) else "state dict"
     if isinstance(source, (str, Path)):
-        source = load_state(source, [TRAINER_FORMAT, WEIGHTS_FORMAT], what="checkpoint")
+        source = load_state(source, [TRAINER_FORMAT, WEIGHTS_FORMAT, FINETUNED_FORMAT], what="checkpoint")
     if not isinstance(source, Mapping):
         raise CheckpointError(f"{where}: holds a {type(source).__name__}, not multiformer weights")
     state = source.get("model", source)

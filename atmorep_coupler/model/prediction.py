@@ -7,6 +7,11 @@ independent global windows at once -- the ensemble members of one component, or 
 chunks of ``tile_batch_size`` windows, so one network call carries tiles of several windows. Each
 window has its own dates (token metadata) and its own tail head (or the mean of the heads). A pure
 function of its arguments: no state is kept between calls.
+
+Fields on a finer grid (``FieldConfig.grid_refinement`` r > 1, e.g. a downscaled field) are cut from
+their own grid by the same tiles scaled by r (:meth:`GlobalTiling.refined`) and blended back there.
+Masks may differ per field (the downscaling pass hides the fine field entirely and nothing else), and
+fields left out of ``windows`` are left out of the network call (a field no other field reads).
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ __all__ = ["predict_global"]
 
 #: ``network(masked, meta) -> {field: EnsembleOutput}``, the Multiformer's call signature.
 Network = Callable[..., Mapping]
+#: A point mask ``[nt, nlat, nlon]`` shared by every predicted field, or one per field.
+Masks = torch.Tensor | Mapping[str, torch.Tensor]
 
 
 @torch.no_grad()
-def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden: torch.Tensor, tiling: GlobalTiling,
+def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden: Masks, tiling: GlobalTiling,
                    *, config: ModelConfig, latitudes: np.ndarray, longitudes: np.ndarray, times: np.ndarray,
-                   heads: Sequence[int | None], targets: torch.Tensor | None = None, device: torch.device,
-                   tile_batch_size: int) -> tuple[dict, dict]:
+                   heads: Sequence[int | None], targets: Masks | None = None, device: torch.device,
+                   tile_batch_size: int, grids: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                   ) -> tuple[dict, dict]:
     """Masked prediction of ``B`` global windows on the grid ``latitudes x longitudes`` by ``network``
     (a model of ``config``) over every tile of ``tiling``.
 
@@ -43,25 +51,37 @@ def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden
     Returns per predicted field the blended prediction ``[B, L, nt, nlat, nlon]`` (float64; the window's
     values where no tile predicted) and the weight sum (0 there).
 
+    ``hidden`` and ``targets`` may instead map each predicted field to its own mask (on the model grid's
+    points; a field missing from the mapping has none). Only the fields in ``windows`` run; a field of
+    ``grid_refinement`` r > 1 has its window on the grid ``grids[r] = (latitudes, longitudes)``
+    (``[B, L, nt, r nlat, r nlon]``) and its prediction is returned there.
+
     Cost: tokens and metadata are cut ``tile_batch_size`` tiles at a time, so memory holds one chunk of
     inputs, and predictions are kept and blended only for the token time slices that hold a target (the
     last one in a forecast step).
     """
     targets = hidden if targets is None else targets
-    tile_lat = np.asarray(latitudes)[tiling.rows.numpy()]  # [n_tiles, ny]
-    tile_lon = np.asarray(longitudes)[tiling.cols.numpy()]  # [n_tiles, nx]
     n = tiling.count
     B = len(heads)
+    fields = [f for f in config.fields if f.name in windows]
+    coords = {1: (np.asarray(latitudes), np.asarray(longitudes)), **(grids or {})}
+    tilings, lat, lon = {}, {}, {}
+    for r in {f.grid_refinement for f in fields}:
+        if r not in coords:
+            raise ValueError(f"predict_global: fields of grid_refinement {r} need grids[{r}] (their coordinates)")
+        tilings[r] = tiling.refined(r)
+        lat[r] = np.tile(coords[r][0][tilings[r].rows.numpy()], (B, 1))  # [B * n_tiles, ny]
+        lon[r] = np.tile(coords[r][1][tilings[r].cols.numpy()], (B, 1))  # [B * n_tiles, nx]
     when = np.repeat(np.asarray(times), n, axis=0)  # window-major: window b, tile k -> b * n + k
-    lat, lon = np.tile(tile_lat, (B, 1)), np.tile(tile_lon, (B, 1))
     head = torch.tensor([-1 if h is None else int(h) for h in heads], device=device).repeat_interleave(n)
     window_of = torch.arange(B).repeat_interleave(n)
     tile_of = torch.arange(n).repeat(B)
-    predicted = [f for f in config.fields if f.predicted]
+    predicted = [f for f in fields if f.predicted]
     hide, aim, span, out = {}, {}, {}, {}
+    points = (config.neighbourhood[0], tiling.nlat, tiling.nlon)  # the point masks' shape
     for f in predicted:
-        hide[f.name] = _token_mask(tiling, hidden, f, device)  # [n, 1, T, Y, X]
-        aim[f.name] = hide[f.name] | _token_mask(tiling, targets, f, device)
+        hide[f.name] = _token_mask(tiling, _field_mask(hidden, f, points), f, device)  # [n, 1, T, Y, X]
+        aim[f.name] = hide[f.name] | _token_mask(tiling, _field_mask(targets, f, points), f, device)
         aimed = torch.nonzero(aim[f.name].any(dim=(0, 1, 3, 4))).flatten()  # token time slices with a target
         span[f.name] = slice(int(aimed.min()), int(aimed.max()) + 1) if aimed.numel() else slice(0, 0)
         L, T, Y, X = f.num_levels, span[f.name].stop - span[f.name].start, *f.num_tokens[1:]
@@ -71,10 +91,12 @@ def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden
         chunk = slice(start, start + tile_batch_size)
         tiles = tile_of[chunk]
         masked, meta = {}, {}
-        for f in config.fields:
-            x = tokenize(_gather(tiling, windows[f.name], window_of[chunk], tiles, device), f.token_size)  # [c, L, T, Y, X, t, y, x]
+        for f in fields:
+            r = f.grid_refinement
+            cut = _gather(tilings[r], windows[f.name], window_of[chunk], tiles, device)
+            x = tokenize(cut, f.token_size)  # [c, L, T, Y, X, t, y, x]
             meta[f.name] = torch.from_numpy(
-                token_metadata(when[chunk], lat[chunk], lon[chunk], f.levels, f.token_size)).to(device)
+                token_metadata(when[chunk], lat[r][chunk], lon[r][chunk], f.levels, f.token_size)).to(device)
             if f.predicted:
                 hidden_tokens = hide[f.name][tiles].expand(x.shape[:5])
                 target = aim[f.name][tiles].expand(x.shape[:5])
@@ -99,7 +121,7 @@ def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden
         values = detokenize(out[f.name])  # [B*n, L, steps, ny, nx]
         mask = detokenize(_points(target, 8).expand(out[f.name].shape))
         split = lambda v: v.reshape(B, n, *v.shape[1:]).movedim(1, 0)  # noqa: E731  [n, B, L, steps, ny, nx]
-        value, weight = tiling.blend(split(values), split(mask))
+        value, weight = tilings[f.grid_refinement].blend(split(values), split(mask))
         blended[f.name][:, :, steps] = torch.where(weight > 0, value, base[:, :, steps])
         weights[f.name][:, :, steps] = weight
     return blended, weights
@@ -117,9 +139,19 @@ def _gather(tiling: GlobalTiling, windows: torch.Tensor, window: torch.Tensor, t
     return cut.permute(0, 3, 4, 1, 2)
 
 
+def _field_mask(masks: Masks, f: FieldConfig, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The point mask of field ``f``: the shared one, its own, or none (all False)."""
+    if isinstance(masks, torch.Tensor):
+        return masks
+    return masks[f.name] if f.name in masks else torch.zeros(shape, dtype=torch.bool)
+
+
 def _token_mask(tiling: GlobalTiling, points: torch.Tensor, f: FieldConfig, device: torch.device) -> torch.Tensor:
-    """Point mask ``[nt, nlat, nlon]`` -> per-tile token mask ``[n_tiles, 1, T, Y, X]`` (any point set)."""
-    tiles = tokenize(tiling.gather(points.to(device)), f.token_size)  # [n, T, Y, X, t, y, x]
+    """Point mask ``[nt, nlat, nlon]`` on the model grid -> per-tile token mask ``[n_tiles, 1, T, Y, X]``
+    (any point set); a token of a field ``r`` times finer covers ``y / r x x / r`` points of the model grid."""
+    t, y, x = f.token_size
+    r = f.grid_refinement
+    tiles = tokenize(tiling.gather(points.to(device)), (t, y // r, x // r))  # [n, T, Y, X, t, y, x]
     return tiles.flatten(-3).any(-1)[:, None]
 
 

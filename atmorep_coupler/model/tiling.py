@@ -139,6 +139,24 @@ class GlobalTiling:
         cols = edge_ramp(nx, tx, start=wraps, end=wraps) * token_taper(nx, tx)
         return rows[:, :, None] * cols[None, None, :]
 
+    def refined(self, r: int) -> "GlobalTiling":
+        """The same tiles on a grid ``r`` times finer in latitude and longitude (a field with
+        ``grid_refinement: r``): origins, tile, token and grid scaled by ``r``, blending weights recomputed
+        on the fine points. Tile ``k`` of both covers the same area (the fine grid's rows nest in the
+        model's; see :func:`atmorep_coupler.data.paired.fine_origins` for the columns)."""
+        if r == 1:
+            return self
+        fine = object.__new__(GlobalTiling)
+        fine.nlat, fine.nlon = r * self.nlat, r * self.nlon
+        fine.tile = (r * self.tile[0], r * self.tile[1])
+        fine.overlap = (r * self.overlap[0], r * self.overlap[1])
+        fine.token = (r * self.token[0], r * self.token[1])
+        fine.origins = r * self.origins
+        fine.rows = torch.from_numpy(fine.origins[:, :1] + np.arange(fine.tile[0]))
+        fine.cols = torch.from_numpy((fine.origins[:, 1:] + np.arange(fine.tile[1])) % fine.nlon)
+        fine.weights = torch.from_numpy(fine._weights())
+        return fine
+
     @property
     def count(self) -> int:
         """Number of tiles."""

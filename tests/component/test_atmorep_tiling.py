@@ -125,3 +125,21 @@ def test_starts_and_bad_tilings():
         GlobalTiling(32, 64, (40, 16), (0, 0))
     with pytest.raises(ConfigError, match="do not divide"):
         GlobalTiling(32, 64, (8, 16), (0, 0), (3, 4))
+
+
+def test_a_refined_tiling_covers_the_same_areas_on_the_finer_grid():
+    """The tiles of a field r times finer (a downscaled field): tile k spans the same latitude band and
+    starts at the same first cell centre as on the model grid; every fine point is covered; identical
+    tiles reproduce a fine field."""
+    coarse = GlobalTiling(32, 64, (8, 16), (0, 0), (4, 4), stagger=True)
+    fine = coarse.refined(2)
+    assert fine.count == coarse.count and fine.tile == (16, 32) and fine.token == (8, 8)
+    lat_c, lat_f = 90 - 5.625 * (np.arange(32) + 0.5), 90 - 2.8125 * (np.arange(64) + 0.5)
+    np.testing.assert_allclose(lat_f[fine.rows.numpy()].mean(1), lat_c[coarse.rows.numpy()].mean(1), atol=1e-12)
+    np.testing.assert_array_equal(fine.cols[:, 0].numpy(), 2 * coarse.cols[:, 0].numpy())
+    assert fine.coverage().min() >= 1
+    field = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 64, 128)))
+    blended, weight = fine.blend(fine.gather(field))
+    assert weight.min() > 0
+    np.testing.assert_allclose(blended.numpy(), field.numpy(), rtol=0, atol=1e-12)
+    assert coarse.refined(1) is coarse

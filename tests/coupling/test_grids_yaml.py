@@ -54,3 +54,26 @@ def test_mismatch_says_what_to_write():
                                           r"poles: true, first_lon: 0.0\}$"):
         check_component_grid("atmorep", "atm", yaml_grid, component)
     check_component_grid("atmorep", "atm", build_grid("atm", GridSpec(**grid_spec_of(component))), component)
+
+
+def test_a_component_with_two_grids_names_both():
+    """A component with fields on a model grid and a finer one (the AtmoRep component's downscaled fields):
+    each of its grids is matched to the configured one with its cells; unlisted or unused grids are refused."""
+    from types import SimpleNamespace
+
+    from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid
+    from atmorep_coupler.coupling.build import component_grid_names
+
+    spec = {"coarse": GridSpec("regular_latlon", 32, 64, "descending", first_lon=0.0),
+            "fine": GridSpec("regular_latlon", 64, 128, "descending", first_lon=0.0)}
+    grids = {name: build_grid(name, s) for name, s in spec.items()}
+    component = {0: ComponentGrid(grids["coarse"], levels=(500.0,)), 1: ComponentGrid(grids["coarse"]),
+                 2: SCALAR_GRID, 3: ComponentGrid(grids["fine"], levels=(500.0,))}
+    both = SimpleNamespace(grid="coarse", extra_grids=("fine",))
+    assert component_grid_names("atmorep", both, grids, component) == {0: "coarse", 1: "coarse", 3: "fine"}
+    with pytest.raises(ConfigError, match=r"components.atmorep: its grid 3 \(\(64, 128\)\) is none of \['coarse'\]: "
+                                          r".*list each grid of the component in components.atmorep.grid or .extra_grids"):
+        component_grid_names("atmorep", SimpleNamespace(grid="coarse", extra_grids=()), grids, component)
+    with pytest.raises(ConfigError, match=r"components.atmorep.extra_grids\[0\]: component 'atmorep' has no field on "
+                                          r"grid 'fine'"):
+        component_grid_names("atmorep", both, grids, {k: v for k, v in component.items() if k != 3})

@@ -322,13 +322,51 @@ def verify_climatology_coverage(ctx: Context) -> str:
                 "--out", str(ctx.tmp / "verify"))
 
 
+def _finetune(ctx: Context, coarse: Path, fine: Path, *argv: str) -> str:
+    """What ``python -m atmorep_coupler.finetune CKPT --pair PAIR`` prints for the pair (coarse, fine)."""
+    from atmorep_coupler.finetune import main
+
+    pair = ctx.tmp / "pair"
+    pair.mkdir()
+    (pair / "coarse.zarr").symlink_to(coarse, target_is_directory=True)
+    (pair / "fine.zarr").symlink_to(fine, target_is_directory=True)
+    return _cli(ctx, main, str(ctx.checkpoint()), "--pair", str(pair), "--out", str(ctx.tmp / "ft"), "--quiet", *argv)
+
+
+def finetune_missing_variable(ctx: Context) -> str:
+    return _finetune(ctx, ctx.store, ctx.store, "--variable", "relative_humidity")
+
+
+def finetune_grids(ctx: Context) -> str:
+    return _finetune(ctx, ctx.store, ctx.store)  # the model's store given as the fine one too
+
+
+def finetune_statistics(ctx: Context) -> str:
+    import zarr
+
+    path = ctx.store_copy("restats.zarr")
+    std = zarr.open_group(path / "normalization", mode="r+")["std_temperature"]
+    std[:] = std[:] * 1.01  # a pair whose coarse store is not the one the checkpoint was pretrained on
+    return _finetune(ctx, path, path)
+
+
+def downscaling_without_fine_field(ctx: Context) -> str:
+    # downscaling.yaml given a trainer checkpoint: its component has no field on the fine grid
+    sets = {"components.atmorep.config.checkpoint": ctx.checkpoint(), "components.atmorep.config.initial_condition":
+            ctx.store, "components.sst.config.path": ctx.store, "run.start": "2000-01-02T00:00:00",
+            "run.end": "2000-01-02T03:00:00"}
+    return _run(ctx, "coupling_configs/downscaling.yaml", "--out", "runs/x",
+                *[arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")])
+
+
 TRIGGERS: dict[str, Callable[[Context], str]] = {f.__name__: f for f in (
     cuda_wheels, config_unknown_key, config_wrong_type, config_duplicate_key, config_yaml_limits, store_missing_variable,
     store_missing_level, store_unknown_units, store_damaged_chunk, store_implausible_values, store_missing_time,
     units_not_convertible, nan_in_training, nan_import, checkpoint_other_statistics, checkpoint_levels, checkpoint_damaged,
     coupling_period, coupling_no_producer, coupling_weight_file, coupling_untrusted_kind, coupling_outside_out,
     coupling_no_restart, ray_no_gpu, ray_storage_relative,
-    verify_climatology_coverage)}
+    verify_climatology_coverage, finetune_missing_variable, finetune_grids, finetune_statistics,
+    downscaling_without_fine_field)}
 MARKS = {"ray_no_gpu": [pytest.mark.ray]}
 
 

@@ -3,9 +3,12 @@ its conservative coarsening to the default 32 x 64 grid (``data.paired.coarsen_s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 
 from atmorep_coupler.config import from_dict
 from atmorep_coupler.data.statistics import compute_normalization
@@ -73,3 +76,50 @@ def base_config() -> ModelConfig:
         ],
         "encoder_layers": 2, "decoder_layers": 1, "heads": 4, "ensemble_size": 4,
     })
+
+
+def pretrain(coarse: str, out: Path) -> Path:
+    """A trainer checkpoint of :func:`base_config`, one step on ``coarse`` (what fine-tuning starts from)."""
+    from atmorep_coupler.config import to_dict
+    from atmorep_coupler.train import config_path
+    from atmorep_coupler.training.config import load_run_config
+    from atmorep_coupler.training.trainer import Trainer
+
+    run = load_run_config(config_path("tiny")).with_overrides(store=coarse)
+    d = yaml.safe_load(yaml.safe_dump(to_dict(run)))
+    d["model"] = to_dict(base_config())
+    d["data"]["train"] = {"start": "2000-01-01T00:00:00", "end": "2000-01-04T00:00:00"}
+    d["data"]["validation"] = None
+    trainer = Trainer(load_run_config(d))
+    trainer.train_step()
+    return trainer.save_checkpoint(out)
+
+
+#: The fine-tuning of :func:`finetuned_run`: 2 steps, the last day held out and 2 of its windows scored.
+FINETUNE_ARGS = ["--levels", "850", "500", "--steps", "2", "--batch-size", "2", "--held-out-days", "1",
+                 "--eval-windows", "2", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def finetuned_run(analytic_pair, tmp_path_factory):
+    """``python -m atmorep_coupler.finetune`` on the analytic pair from a one-step pretrained checkpoint: the
+    pair folder, the pretrained checkpoint, the output folder and what the command printed."""
+    import contextlib
+    import io
+    import shutil
+
+    from atmorep_coupler.finetune import main
+
+    folder = tmp_path_factory.mktemp("finetuned")
+    coarse, fine = analytic_pair
+    pair = folder / "pair"
+    pair.mkdir()
+    shutil.copytree(coarse, pair / "coarse.zarr")
+    shutil.copytree(fine, pair / "fine.zarr")
+    ckpt = pretrain(str(pair / "coarse.zarr"), folder / "pre.pt")
+    out = folder / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main([str(ckpt), "--pair", str(pair), "--out", str(out), *FINETUNE_ARGS])
+    assert code == 0
+    return {"pair": pair, "pretrained": ckpt, "out": out, "printed": printed.getvalue()}

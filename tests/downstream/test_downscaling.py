@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from atmorep_coupler.data.tokens import detokenize
+from atmorep_coupler.data.tokens import detokenize, tokenize
 from atmorep_coupler.downstream.evaluate import downscale, global_origins, score_downscaling
 from atmorep_coupler.downstream.finetune import fine_tune
 from atmorep_coupler.downstream.model import DownscalingConfig, downscaling_model, downscaling_model_config
@@ -42,15 +42,17 @@ def test_fine_tokens_hold_the_fine_truth_minus_bilinear_interpolation(analytic_p
     for b in range(cube.shape[0]):
         truth = pairs.fine.read("temperature", time=slice(int(times[b, 0]), int(times[b, -1]) + 1),
                                 levels=[850.0, 500.0])[:, :, rows[b][:, None], cols[b][None, :]]
-        base_interp = pairs.baseline[times[b]][:, :, rows[b][:, None], cols[b][None, :]]
+        coarse = pairs.coarse.read("temperature", time=times[b], levels=[850.0, 500.0]).astype(np.float64)
+        base_interp = pairs.maps["bilinear"].apply(coarse)[:, :, rows[b][:, None], cols[b][None, :]]
         rebuilt = cube[b].transpose(1, 0, 2, 3) * pairs.std[None, :, None, None] + base_interp
         np.testing.assert_allclose(rebuilt, truth, rtol=0, atol=1e-4)
     # the fine window lies over the coarse one: the same latitude band
     coarse_rows = batch.origins[:, 1:2] + np.arange(8)
     lat_c, lat_f = pairs.coarse.latitudes[coarse_rows], pairs.fine.latitudes[rows]
     assert np.all(np.abs(lat_f.mean(1) - lat_c.mean(1)) < 1e-9)
-    # the departure is normalized over the training period
-    np.testing.assert_allclose(pairs.departure.std(axis=(0, 2, 3)), 1.0, rtol=1e-3)
+    # the departure is normalized over the training period (all 48 times here)
+    np.testing.assert_allclose(pairs.departure_at(np.arange(48)).astype(np.float64).std(axis=(0, 2, 3)), 1.0,
+                               rtol=1e-6)
 
 
 def test_freezing_leaves_the_pretrained_network_bitwise_unchanged(analytic_pair):
@@ -126,8 +128,9 @@ def test_scores_equal_numpy_computations_of_their_definitions(analytic_pair):
     result = score_downscaling({"model": model}, pairs, start)
     assert result["windows"] == 4 and result["times"] == 12
     w = _weights(pairs.fine.latitudes)[:, None]
-    truth = pairs.truth[36:48].astype(np.float64)
-    interp = pairs.baseline[36:48].astype(np.float64)
+    truth = pairs.fine.read("temperature", time=slice(36, 48), levels=[850.0, 500.0]).astype(np.float64)
+    interp = pairs.maps["bilinear"].apply(
+        pairs.coarse.read("temperature", time=slice(36, 48), levels=[850.0, 500.0]).astype(np.float64))
     rmse = np.sqrt(np.mean((w * (interp - truth) ** 2).mean(axis=(-2, -1)), axis=0))
     np.testing.assert_allclose(result["systems"]["bilinear"]["rmse"], rmse, rtol=1e-6)
     members = np.concatenate([downscale(model, pairs, t) for t in (36, 39, 42, 45)]).astype(np.float64)  # [12, M, L, ..]
@@ -177,3 +180,30 @@ def test_bad_input_ends_in_a_named_error(analytic_pair, tmp_path, capsys):
         DownscalingPairs(*analytic_pair, base, field, batch_size=2)
     with pytest.raises(ConfigError, match="refinement: 1 must be >= 2"):
         downscaling_model_config(base, DownscalingConfig(refinement=1))
+
+
+def test_the_record_is_read_lazily_and_the_sampled_values_stay_bitwise_those_of_the_whole_record(analytic_pair):
+    """Paired batches read a few time chunks, never the record: the tokens equal, bit for bit, those cut from
+    the whole record held in memory (the earlier implementation's arrays, rebuilt here), and the departure
+    scale streamed chunk by chunk equals numpy's over the whole training period."""
+    from atmorep_coupler.downstream import pairs as pairs_module
+
+    base, _ = _pretrained()
+    pairs = _pairs(analytic_pair, base, end=pairs_module.dt.datetime(2000, 1, 5))
+    assert pairs.chunk < pairs.fine.times.size  # the analytic store is chunked in time
+    truth = pairs.fine.read("temperature", levels=[850.0, 500.0])
+    coarse = pairs.coarse.read("temperature", levels=[850.0, 500.0])
+    baseline = pairs.maps["bilinear"].apply(coarse.astype(np.float64)).astype(np.float32)
+    used = np.unique(pairs.sampler.time_starts[:, None] + np.arange(pairs.sampler.extent[0]))
+    reference_std = (truth - baseline)[used].astype(np.float64).std(axis=(0, 2, 3))
+    np.testing.assert_allclose(pairs.std, reference_std, rtol=1e-6)
+    departure = (truth - baseline) / pairs.std[None, :, None, None]  # the whole record, as before
+    for step in range(3):
+        batch = pairs.batch(step)
+        times, rows, cols = pairs.fine_window(batch.origins)
+        cube = departure[times[:, :, None, None], :, rows[:, None, :, None], cols[:, None, None, :]]
+        expect = tokenize(np.ascontiguousarray(np.moveaxis(cube, -1, 1)), pairs.field.token_size)
+        assert np.array_equal(batch.tokens[pairs.field.name].numpy(), expect)
+        assert len(pairs._chunks) <= pairs_module.CACHED_CHUNKS
+    assert np.array_equal(pairs.truth_at(np.arange(48)), truth)
+    assert np.array_equal(pairs.baseline_at(np.arange(48)), baseline)
