@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "kinds and their packages are imported otherwise; repeatable)")
     parser.add_argument("--print-sequence", action="store_true",
                         help="print the run sequence the YAML compiles to (put, get, step, output, sync, restart; "
-                             "docs/coupling.md) and exit without running")
+                             "in stages of components that may step together; docs/coupling.md) and exit without running")
     parser.add_argument("--allow-outside-out", action="store_true",
                         help="let absolute outputs[].path and run.restart.dir write outside --out")
     return parser
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, base = load_config(args.config, args.set)
         if args.print_sequence:
-            from atmorep_coupler.coupling.sequence import compile_sequence, format_sequence
+            from atmorep_coupler.coupling.sequence import compile_stages, format_sequence
 
-            print(format_sequence(compile_sequence(config)))
+            print(format_sequence(compile_stages(config)))
             return 0
         out = args.out if args.out is not None else Path("runs") / config.run.name
         with CoupledRun(config, base_dir=base, out_dir=out, origin=str(args.config),

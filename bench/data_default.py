@@ -4,7 +4,7 @@ For T21 and T42, each in a fresh subprocess with an empty JAX compilation cache:
 - ``cold``: generating 1 simulated day (import, model build, XLA compilation, writing);
 - ``days_30``: generating 30 simulated days of 3-hourly output afterwards (compiled programs come
   from the persistent cache, as on any second run), wall time, s per simulated day and store size;
-- ``statistics``: one normalisation pass over that 30-day store (MB of float32 read per second);
+- ``statistics``: one normalization pass over that 30-day store (MB of float32 read per second);
 - ``peak_rss_mb``: the subprocess's peak resident memory.
 
 Spin-up is set to 0 here so the numbers are per written day; the default run adds 100 spin-up days

@@ -14,7 +14,7 @@ conditioning, SST, insolation, CO2) are fed from the store's truth, as a driver 
 Each tile batch size is timed over ``--days`` simulated days after one warm-up step.
 
 **ERA5 resolutions.** A global step runs the network on every tile of the tiling (``model/tiling.py``),
-so its cost is (tiles per step) x (network cost of one tile) + (grid points) x (cutting, normalising
+so its cost is (tiles per step) x (network cost of one tile) + (grid points) x (cutting, normalizing
 and blending cost per point). ``resolutions`` lists, for 5.625° (32x64, WeatherBench 2's 64x32), 1.5°
 (121x240 with rows on the poles) and 0.25° (721x1440, ARCO-ERA5), the exact tile counts for the default
 overlap (half a neighbourhood), a quarter and none, and the CPU cost per step and per simulated day

@@ -3,7 +3,7 @@
 ``one_torch_thread`` (every test): torch on one thread.
 
 ``tiny_store``: the ``--tiny`` default dataset (dinosaur Held–Suarez, T21, 4 days of 3-hourly
-output on 7 pressure levels, 32x64 grid, normalisation statistics included), generated once per
+output on 7 pressure levels, 32x64 grid, normalization statistics included), generated once per
 test session into a temporary folder by the real command line in a subprocess (so JAX never loads
 into the test process just for this). Open it with ``atmorep_coupler.data.open_store(tiny_store)``.
 """

@@ -17,7 +17,7 @@ against the truth over the same times and on the same grid:
 - **global-mean trend** of temperature (least squares, per year).
 
 Area weights are cell areas (``sin`` of the upper minus ``sin`` of the lower cell edge, edges midway
-between latitudes and at the poles) normalised to mean 1, applied once. The functions take numpy
+between latitudes and at the poles) normalized to mean 1, applied once. The functions take numpy
 arrays ``[time, (level,) lat, lon]``; :func:`compare` and the command line read coupled-run outputs and
 the truth store and write ``climate.json`` and PNG figures.
 """

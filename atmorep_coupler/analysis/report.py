@@ -7,7 +7,7 @@
 Every input is optional; the report has a section for each one given:
 
 - ``--run``: a training run folder (``logs/train.csv`` and ``logs/validation.csv`` of
-  ``training/trainer.py``'s ``MetricsLogger`` under a Ray Train run, or the ``--out`` folder of a
+  ``training/loop.py``'s ``MetricsLogger`` under a Ray Train run, or the ``--out`` folder of a
   single-process ``python -m atmorep_coupler.train``): loss curves and the last validation scores;
 - ``--forecast``: the JSON of ``python -m atmorep_coupler.training.evaluate``: RMSE by lead time of the
   model, persistence and climatology, and the ensemble's spread, spread/skill and CRPS;
@@ -120,7 +120,7 @@ def training_section(run_dir: Path, out: Path) -> list[str]:
         for name in fields:
             axes[0, 1].plot(validation["step"], validation[f"{name}/rmse"], "o-", label=name)
         axes[0, 1].set_xlabel("step")
-        axes[0, 1].set_ylabel("validation RMSE (normalised units)")
+        axes[0, 1].set_ylabel("validation RMSE (normalized units)")
         axes[0, 1].legend(fontsize=8)
     path = _save(fig, out / "training_curves.png")
     lines = ["## Training", "",
@@ -129,12 +129,12 @@ def training_section(run_dir: Path, out: Path) -> list[str]:
     caption = ("Left: the training loss (the configured losses' weighted mean, on the logged steps) and the loss "
                "on the fixed validation batches; both falling means the network learns and does not overfit yet.")
     if fields:
-        caption += (" Right: the validation RMSE of each predicted field on its masked tokens, in normalised units "
+        caption += (" Right: the validation RMSE of each predicted field on its masked tokens, in normalized units "
                     "(1 = the field's monthly standard deviation at that grid point).")
     _figure(lines, path, "training and validation loss", caption)
     if validation:
         rows = [["loss", fmt(train["loss"][-1]), fmt(validation["loss"][-1])],
-                *[[f"{name} RMSE (normalised)", "", fmt(validation[f"{name}/rmse"][-1])] for name in fields]]
+                *[[f"{name} RMSE (normalized)", "", fmt(validation[f"{name}/rmse"][-1])] for name in fields]]
         lines += _table(["at the last step", "training", "validation"], rows)
     return lines
 

@@ -1,10 +1,10 @@
 """``AtmoRepComponent``: a trained multiformer as a step-able Earth-system model component.
 
 **State.** The component keeps the context window of the neighbourhood's ``nt = T·t`` time steps
-(ending at the current time) on its global grid, in normalised units, for every field of the model:
+(ending at the current time) on its global grid, in normalized units, for every field of the model:
 the prognostic (predicted) fields once per ensemble member, the input-only fields once. It is read at
 ``start`` from ``initial_condition`` (an ERA5-layout store, e.g. the training data), with the same
-readers, transforms and normalisation as the training sampler.
+readers, transforms and normalization as the training sampler.
 
 **Step** (``update``). One step is one token time slice of the predicted fields
 (``t`` data steps of the training data, 3 h for the default data): the checkpoint records the data's time
@@ -27,7 +27,7 @@ step (couple with period = time step and lag 0, so the source has run to the tar
 
 An import holds until the next one; stepping before every import was set once raises. Imports are
 treated as training treated the field (the checkpoint's ``data`` record, :meth:`NeighbourhoodSampler.record`):
-a field whose training data held NaN (ERA5's SST over land) accepts NaN and fills it with the normalised
+a field whose training data held NaN (ERA5's SST over land) accepts NaN and fills it with the normalized
 mean, as training did; NaN in any other field is refused. Values outside a plausible range converted to
 the field's units (:func:`atmorep_coupler.units.plausible_range`: accumulations such as ERA5's J m-2
 insolation included; fields without one are logged and not checked) are refused. Messages name the
@@ -43,7 +43,7 @@ memory also when the window and the network are on a GPU, so ``get_value_ptr`` i
 **Ensembles** (``ensemble: {members: N, perturbation: σ}``). With one member the step takes the mean
 of the ensemble tail (the best single forecast). With N > 1 each member is its own trajectory and, at
 each step, takes one head of the tail: head ``perm[n mod M]`` of a permutation of the M heads drawn
-from ``SeedSequence(seed, spawn_key=(1, step))``; ``perturbation`` adds ``σ·N(0, 1)`` (normalised
+from ``SeedSequence(seed, spawn_key=(1, step))``; ``perturbation`` adds ``σ·N(0, 1)`` (normalized
 units, ``SeedSequence(seed, spawn_key=(0, n))``) to member n's initial window. Everything is a pure
 function of (seed, step), so ``save_state``/``load_state`` continue bit-identically.
 
@@ -51,7 +51,7 @@ function of (seed, step), so ``save_state``/``load_state`` continue bit-identica
 (hide time slices between visible ones), :meth:`AtmoRepComponent.fill_region` (hide the tokens that
 touch a region), and the general :meth:`AtmoRepComponent.predict`.
 
-**Checkpoints** load with ``torch.load(weights_only=True)``; one whose normalisation statistics,
+**Checkpoints** load with ``torch.load(weights_only=True)``; one whose normalization statistics,
 fields, levels or grid differ from the configuration (``fields``, ``levels_hPa``, ``grid``) is
 refused with :class:`~atmorep_coupler.errors.CheckpointError`.
 """
@@ -103,12 +103,12 @@ def member_item(field: str, member: int) -> str:
 # ------------------------------------------------------------------------------------------ config
 @dataclass(frozen=True)
 class EnsembleConfig(Validated):
-    """``members``: trajectories; ``perturbation``: std of the initial perturbations (normalised units)."""
+    """``members``: trajectories; ``perturbation``: std of the initial perturbations (normalized units)."""
 
     members: int = 1
     """Trajectories; with 1 the step takes the mean of the ensemble tail."""
     perturbation: float = 0.0
-    """Standard deviation of the initial perturbations of the members (normalised units)."""
+    """Standard deviation of the initial perturbations of the members (normalized units)."""
 
     def validate(self) -> None:
         if self.members < 1:
@@ -146,7 +146,7 @@ class AtmoRepConfig(ComponentConfig):
     initial_condition: Path
     """ERA5-layout store holding the context window that ends at ``start``."""
     normalization: Path | None = None
-    """Normalisation statistics; default the initial-condition store's (they must be the training statistics)."""
+    """Normalization statistics; default the initial-condition store's (they must be the training statistics)."""
     fields: tuple[str, ...] = ()
     """Predicted fields the run expects of the checkpoint; empty: anything."""
     levels_hPa: tuple[float, ...] = ()
@@ -411,7 +411,7 @@ class AtmoRepComponent(Component):
 
     def fills_missing(self, spec: _FieldSpec) -> bool:
         """Whether NaN in this input is filled as in training: the training data held NaN there and the
-        sampler filled it with the normalised mean (for older checkpoints: the statistics say so)."""
+        sampler filled it with the normalized mean (for older checkpoints: the statistics say so)."""
         if spec.config.predicted:
             return False
         record = self._trained.get(spec.name)
@@ -451,7 +451,7 @@ class AtmoRepComponent(Component):
         return [self.datetime_at(end - k * self._data_step) for k in range(nt - 1, -1, -1)]
 
     def _read_window(self, store: ERA5Store) -> dict[str, torch.Tensor]:
-        """Normalised window ``[(member,) L, nt, nlat, nlon]`` of every field, ending at ``start``."""
+        """Normalized window ``[(member,) L, nt, nlat, nlon]`` of every field, ending at ``start``."""
         nt = self.model_config.neighbourhood[0]
         times = np.array([_datetime64(d) for d in self.window_times(0.0)])
         end = store.time_index(times[-1])
@@ -465,13 +465,13 @@ class AtmoRepComponent(Component):
             reader = transform_reader(spec.config.transform) if spec.config.transform else ERA5Store.read
             values = reader(store, spec.variable, time=slice(end - nt + 1, end + 1),
                             levels=list(spec.config.levels) or None)
-            x = self._normalise(spec, values, month_position(self.window_times(0.0)), where=str(store.path))
+            x = self._normalize(spec, values, month_position(self.window_times(0.0)), where=str(store.path))
             window[spec.name] = x.expand(self.members, *x.shape).clone() if spec.config.predicted else x
         return window
 
-    def _normalise(self, spec: _FieldSpec, values: np.ndarray, months: np.ndarray, where: str) -> torch.Tensor:
-        """Physical ``[time, (level), (lat, lon)]`` -> normalised ``[L, time, nlat, nlon]`` on the device;
-        NaN is an error in predicted fields and the normalised mean (0) in input-only ones (as in training)."""
+    def _normalize(self, spec: _FieldSpec, values: np.ndarray, months: np.ndarray, where: str) -> torch.Tensor:
+        """Physical ``[time, (level), (lat, lon)]`` -> normalized ``[L, time, nlat, nlon]`` on the device;
+        NaN is an error in predicted fields and the normalized mean (0) in input-only ones (as in training)."""
         x = self.norm.normalize(spec.variable, values, np.asarray(months), spec.level_index,
                                 mode=spec.config.normalization)
         if not spec.spatial:
@@ -483,8 +483,8 @@ class AtmoRepComponent(Component):
             x = np.nan_to_num(x, nan=0.0)
         return torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2, 3))).to(self.device)
 
-    def _denormalise(self, spec: _FieldSpec, x: torch.Tensor, months: np.ndarray) -> np.ndarray:
-        """Normalised ``[L, time, nlat, nlon]`` -> physical ``[time, (level), lat, lon]`` float32."""
+    def _denormalize(self, spec: _FieldSpec, x: torch.Tensor, months: np.ndarray) -> np.ndarray:
+        """Normalized ``[L, time, nlat, nlon]`` -> physical ``[time, (level), lat, lon]`` float32."""
         values = x.detach().cpu().numpy().transpose(1, 0, 2, 3)
         values = values if spec.config.levels else values[:, 0]
         return self.norm.denormalize(spec.variable, values, np.asarray(months), spec.level_index,
@@ -502,11 +502,11 @@ class AtmoRepComponent(Component):
 
     def _refresh_exports(self, elapsed: float | None = None) -> None:
         """Exports = the last time step of the window (at BMI time ``elapsed``, default now),
-        de-normalised; the prognostic export is the mean over members."""
+        de-normalized; the prognostic export is the mean over members."""
         month = month_position([self.datetime_at(self.get_current_time() if elapsed is None else elapsed)])
         for spec in self.predicted:
             window = self._window[spec.name]
-            members = np.stack([self._denormalise(spec, window[n, :, -1:], month)[0] for n in range(self.members)])
+            members = np.stack([self._denormalize(spec, window[n, :, -1:], month)[0] for n in range(self.members)])
             self._members[spec.name][...] = members
             self._arrays[spec.name][...] = members.mean(axis=0)
             self._exported[spec.name] = self._arrays[spec.name].copy()
@@ -524,7 +524,7 @@ class AtmoRepComponent(Component):
         for spec in self.predicted:
             current = self._arrays[spec.name]
             if not np.array_equal(current, self._exported[spec.name]):
-                x = self._normalise(spec, current[None], month_position([self.current_datetime]),
+                x = self._normalize(spec, current[None], month_position([self.current_datetime]),
                                     where=f"component {self.name!r}: import {spec.name!r}")
                 self._window[spec.name][:, :, -1:] = x
                 self._exported[spec.name] = current.copy()
@@ -536,11 +536,11 @@ class AtmoRepComponent(Component):
         self._end_step(step, predicted)
 
     def _begin_step(self, dt: float) -> _Step:
-        """Everything of a step before the network: imports checked and normalised, the window rolled
+        """Everything of a step before the network: imports checked and normalized, the window rolled
         by one slice; returns what to predict (the new slice of every member's predicted fields)."""
         self._sync()
         # NaN inside an import is legitimate (ERA5's SST is NaN over land; input-only fields read NaN as
-        # their normalised mean, as in training), so "never set" is asked of was_imported, not of the values.
+        # their normalized mean, as in training), so "never set" is asked of was_imported, not of the values.
         missing = [s.name for s in self.inputs if not self.was_imported(s.name)]
         if missing:
             raise ComponentError(
@@ -550,7 +550,7 @@ class AtmoRepComponent(Component):
         target = self.get_current_time() + dt
         steps, month = self.slice_steps, month_position([self.datetime_at(target)])
         for spec in self.inputs:  # conditioning and forcing at the target time
-            new = self._normalise(spec, self._arrays[spec.name][None], month,
+            new = self._normalize(spec, self._arrays[spec.name][None], month,
                                   where=f"component {self.name!r}: import {spec.name!r}")
             window = self._window[spec.name]
             window.copy_(torch.roll(window, -steps, dims=1))
@@ -645,7 +645,7 @@ class AtmoRepComponent(Component):
         months = month_position(times)
         data = {}
         for spec in self.predicted:
-            values = self._denormalise(spec, predicted[spec.name][0].float(), months)
+            values = self._denormalize(spec, predicted[spec.name][0].float(), months)
             item = self._item_named(spec.name)
             dims = ("time", "level", "lat", "lon") if spec.config.levels else ("time", "lat", "lon")
             attrs = {"units": item.units, "standard_name": item.standard_name} if item.standard_name else {"units": item.units}

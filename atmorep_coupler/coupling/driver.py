@@ -7,7 +7,7 @@ Time is counted in whole seconds since ``run.start``. Each component steps with 
 **Order of operations.** The run advances in synchronisation intervals S (the least common
 multiple of all periods and timesteps: at multiples of S every component is at the same time and
 every coupling window is closed). The configuration is compiled into the run sequence
-(:mod:`.sequence`), which this driver executes action by action: within an interval the components are
+(:mod:`.sequence`), which this driver executes stage by stage: within an interval the components are
 walked (in an order where zero-lag sources come before their destinations), each taking as many steps
 as it can. Before a component takes a step that starts one of its import windows ``[T, T + P)``, it
 receives every import due at T (``get``: ``set_field``); a step may only start when those imports exist.
@@ -28,8 +28,9 @@ steps, whatever the time reduction.
 
 **Determinism.** Every component's inputs are fixed by data times alone (which put serves which
 window), not by the order in which the driver happens to call components, and all reductions run
-in the driver in step order in float64. A run is therefore the same in-process and with Ray, and
-the same after a restart. Seeds come from ``run.seed``.
+in the driver in step order in float64. A run is therefore the same in-process and with Ray, with the
+steps of a stage at the same time or one after another (``run.concurrent``), and the same after a
+restart. Seeds come from ``run.seed``.
 
 **Restarts.** At the start of a fresh run (before any output exists), every ``run.restart.every`` (a
 multiple of S) and at the end, the driver writes each component's ``save_state``, the open
@@ -46,6 +47,7 @@ outputs and restarts stay inside ``out_dir`` unless ``allow_outside_out``.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import time
 import warnings
@@ -69,14 +71,14 @@ from atmorep_coupler.coupling.clock import RunClock
 from atmorep_coupler.coupling.exchange import ConservationRecord
 from atmorep_coupler.coupling.output import OutputStream
 from atmorep_coupler.coupling.restart import RestartStore
-from atmorep_coupler.coupling.sequence import compile_sequence
+from atmorep_coupler.coupling.sequence import Block, compile_stages
 from atmorep_coupler.coupling.schema import (
     CoupledRunConfig,
     check_exchange_items,
     check_trusted_kinds,
     load_coupling_config,
 )
-from atmorep_coupler.coupling.transport import RayCluster, create_component
+from atmorep_coupler.coupling.transport import Call, RayCluster, call_batches, create_component
 from atmorep_coupler.errors import AtmoRepError, CheckpointError, ComponentError, ConfigError
 
 __all__ = ["CoupledRun", "RunSummary"]
@@ -91,7 +93,8 @@ class RunSummary:
     outputs: list[Path]
     restarts: list[Path] = field(default_factory=list)
     max_conservation_error: dict[str, float] = field(default_factory=dict)
-    #: Wall-clock seconds by part: ``setup``, ``component:<id>`` (steps, get/set field), ``exchange``
+    #: Wall-clock seconds by part: ``setup``, ``component:<id>`` (steps, get/set field, timed where the
+    #: component runs: under ``transport: ray`` the components of a stage overlap), ``exchange``
     #: (reduction, units, regridding), ``output``, ``restart``.
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -193,7 +196,7 @@ class CoupledRun:
         self.clock = RunClock(config.run.start, config.run.end, config.run.calendar, config.sync_seconds)
         self.steps = {name: int(spec.timestep.total_seconds()) for name, spec in config.components.items()}
         self.elapsed = {name: 0 for name in config.components}
-        self.sequence = compile_sequence(config)
+        self.stages = compile_stages(config)
         self.outputs: dict[str, list[OutputStream]] = {name: [] for name in config.components}
         self.streams: list[OutputStream] = []  # in the order of config.outputs (the sequence's output index)
         for spec in config.outputs:
@@ -234,8 +237,8 @@ class CoupledRun:
         if self.diagnostics_path.exists():
             raise ConfigError(f"{self.diagnostics_path}: exists from an earlier run; delete it, choose another "
                               "--out folder, or resume (--resume)")
-        prologue = [a for a in self.sequence if a.time == 0 and a.kind in ("put", "restart")]  # before any step
-        for action in prologue:
+        prologue = list(itertools.takewhile(lambda stage: stage.barrier is not None, self.stages))  # before any step
+        for action in (stage.barrier for stage in prologue):
             if action.kind == "put":  # the source's initial state, for the first windows of a lagged coupling
                 exchange = self.exchanges[action.index]
                 exchange.set_initial(self._sample(action.component, exchange.source_fields))
@@ -260,8 +263,8 @@ class CoupledRun:
         for stream, out_state in zip(streams, state["outputs"], strict=True):
             stream.load_state_dict(out_state)
         self._truncate_diagnostics(self.clock.elapsed)
-        at = self.clock.elapsed  # continue after the sequence's last action at the restart's time (its sync or restart)
-        done = [i for i, a in enumerate(self.sequence) if a.time == at and a.kind in ("put", "sync", "restart")]
+        at = self.clock.elapsed  # continue after the sequence's last barrier at the restart's time (its sync or restart)
+        done = [i for i, stage in enumerate(self.stages) if stage.barrier is not None and stage.barrier.time == at]
         if not done:
             raise CheckpointError(f"{folder}: a restart at {at} s, which is not a synchronisation time of this "
                                   "configuration; resume with the configuration that wrote it")
@@ -269,7 +272,7 @@ class CoupledRun:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> RunSummary:
-        """Execute the run sequence from the current time to ``run.end``; returns a summary."""
+        """Execute the run sequence, stage by stage, from the current time to ``run.end``; returns a summary."""
         from tqdm.auto import tqdm
 
         written = []
@@ -277,28 +280,19 @@ class CoupledRun:
         with tqdm(total=hours, initial=self.clock.elapsed / 3600, unit="h", unit_scale=False, disable=not self.progress,
                   desc=f"{self.config.run.name} (simulated hours)", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} h "
                   "[{elapsed}<{remaining}{postfix}]") as bar:
-            values: dict[str, np.ndarray] = {}
-            for i in range(self._position, len(self.sequence)):
-                action = self.sequence[i]
-                if action.kind == "get":
-                    self._get(action)
-                elif action.kind == "step":
-                    values = self._step(action, self._feeds(i))
-                elif action.kind == "put":
-                    with self._timed("exchange"):
-                        self.exchanges[action.index].add_sample(action.time, values)
-                elif action.kind == "output":
-                    with self._timed("output"):
-                        self.streams[action.index].add(action.time, values)
-                elif action.kind == "sync":
+            for i in range(self._position, len(self.stages)):
+                stage = self.stages[i]
+                if stage.barrier is None:
+                    self._run_blocks(stage.blocks)
+                elif stage.barrier.kind == "sync":
                     self.clock.advance()
-                    if self.clock.elapsed != action.time:
-                        raise ComponentError(f"run sequence: sync at {action.time} s, but the clock is at "
+                    if self.clock.elapsed != stage.barrier.time:
+                        raise ComponentError(f"run sequence: sync at {stage.barrier.time} s, but the clock is at "
                                              f"{self.clock.elapsed} s")
                     self._write_diagnostics()
                     bar.set_postfix_str(self.clock.now.isoformat(), refresh=False)
                     bar.update(self.clock.elapsed / 3600 - bar.n)
-                else:  # restart
+                else:  # restart (initial puts only precede the first step: _start)
                     with self._timed("restart"):
                         written.append(self._save_restart())
                 self._position = i + 1
@@ -311,32 +305,35 @@ class CoupledRun:
             timings=dict(self.timings),
         )
 
-    def _feeds(self, i: int) -> list:
-        """The puts and outputs that take the values of the step ``sequence[i]`` (the actions after it)."""
-        step, feeds = self.sequence[i], []
-        for action in self.sequence[i + 1:]:
-            if action.kind not in ("put", "output") or action.time != step.time or action.component != step.component:
-                break
-            feeds.append(action)
-        return feeds
+    def _run_blocks(self, blocks: Sequence[Block]) -> None:
+        """One stage: every block's imports, then their steps (at once in Ray actors), then the puts and
+        outputs of each step, in sequence order (``sequence.py`` says why the order is free)."""
+        batches, wanted = [], []
+        for block in blocks:
+            calls = [Call("set_field", (name, data)) for get in block.gets for name, data in self._take(get).items()]
+            fields = sorted({f for a in block.feeds if a.kind == "put" for f in self.exchanges[a.index].source_fields}
+                            | {v for a in block.feeds if a.kind == "output" for v in self.streams[a.index].spec.variables})
+            batches.append((self.components[block.component], [*calls, Call("step", (1,)),
+                                                               *(Call("get_field", (f,)) for f in fields)]))
+            wanted.append(fields)
+        for block, fields, (results, seconds) in zip(blocks, wanted, call_batches(batches), strict=True):
+            self.timings[f"component:{block.component}"] += seconds
+            self.elapsed[block.component] = block.step.time
+            values = {f: np.asarray(r.values) for f, r in zip(fields, results[len(results) - len(fields):], strict=True)}
+            for action in block.feeds:
+                if action.kind == "put":
+                    with self._timed("exchange"):
+                        self.exchanges[action.index].add_sample(action.time, values)
+                else:
+                    with self._timed("output"):
+                        self.streams[action.index].add(action.time, values)
 
-    def _get(self, action) -> None:
-        """Set the import of coupling ``action.index`` for the destination's window starting now."""
+    def _take(self, action) -> dict:
+        """The import of coupling ``action.index`` for the destination's window starting now."""
         exchange = self.exchanges[action.index]
         if not (exchange.import_due(self.elapsed[action.component]) and exchange.import_ready()):
             raise ComponentError(f"run sequence: {exchange.name}: no import is due or ready at {action.time} s")
-        with self._timed(f"component:{action.component}"):
-            for field_name, data in exchange.take_import().items():
-                self.components[action.component].set_field(field_name, data)
-
-    def _step(self, action, feeds) -> dict[str, np.ndarray]:
-        """One step of ``action.component``; returns the fields that ``feeds`` (its puts and outputs) take."""
-        needed = {f for a in feeds if a.kind == "put" for f in self.exchanges[a.index].source_fields}
-        needed |= {v for a in feeds if a.kind == "output" for v in self.streams[a.index].spec.variables}
-        with self._timed(f"component:{action.component}"):
-            self.components[action.component].step(1)
-            self.elapsed[action.component] = action.time
-            return self._sample(action.component, needed)
+        return exchange.take_import()
 
     def _sample(self, name: str, fields) -> dict[str, np.ndarray]:
         component = self.components[name]

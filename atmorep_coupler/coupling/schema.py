@@ -3,7 +3,7 @@
 Layout (docs/coupling.md explains every key)::
 
     version: 1
-    run: {name, start, end, calendar, seed, device, transport, restart: {dir, every, resume}}
+    run: {name, start, end, calendar, seed, device, transport, concurrent, restart: {dir, every, resume}}
     grids:      {<id>: {type: regular_latlon | gaussian | curvilinear, nlat, nlon, lat_order, poles, first_lon,
                         mask, file}}
     components: {<id>: {kind, config, grid, timestep, ensemble, device}}
@@ -109,6 +109,10 @@ class RunSpec(Validated):
     """Default torch device for components whose config has a ``device`` key."""
     transport: Literal["inprocess", "ray"] = "inprocess"
     """inprocess: every component in this process; ray: each component in its own Ray actor."""
+    concurrent: bool = True
+    """With ``transport: ray``, the steps of components that share no data in a stage of the run sequence
+    (``--print-sequence``) run at the same time; false: one step after another in the sequence's order. The
+    results are the same bit for bit either way (and in-process, where steps always run one at a time)."""
     restart: RestartSpec | None = None
     """Restart files; null: none."""
 
@@ -284,7 +288,7 @@ class FixedFill:
 class RemapSpec(Validated):
     """``method`` and an optional ESMF/SCRIP ``weights`` file (read instead of computing weights);
     ``src_mask``: honour the source grid's static mask; ``fraction``: a source field used as a
-    dynamic fraction (fraction-weighted normalised mapping); ``fallback``: methods or ``{fixed: v}``
+    dynamic fraction (fraction-weighted normalized mapping); ``fallback``: methods or ``{fixed: v}``
     that fill what the previous ones left unmapped; ``vector``: how [u, v] pairs are mapped."""
 
     method: RemapMethod

@@ -22,6 +22,18 @@ depends on the configuration alone (times, periods, lags, reductions, outputs), 
 compiled before the run, printed by ``python -m atmorep_coupler.run CONFIG --print-sequence``, and
 checked by tests against hand-written sequences; a configuration in which no component can advance is
 refused here, before anything runs.
+
+**Stages: what may run together.** :func:`schedule` cuts the sequence into stages, the unit the driver
+executes. ``initial`` puts, ``sync`` and ``restart`` are barriers, a stage each. Between two barriers the
+actions fall into *blocks*: a component's gets, its step and the puts and outputs of that step. A block
+depends on the component's previous block and on every block holding a put that closes a window one of
+its gets takes (the put for ``E = T + P - L``, when it falls in the same interval). Each block goes to the
+stage after the latest one it depends on, so blocks of different components in one stage share no data:
+with lag = period the two sides of a coupling land together. Moving blocks this way never changes what
+any component receives: an exchange's puts and gets touch distinct windows unless one depends on the
+other, and each component's blocks keep their order. The driver runs a stage's gets, then every block's
+step (at once under ``transport: ray``), then its puts and outputs, in sequence order; with
+``run.concurrent: false`` every block is its own stage, in sequence order.
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ from typing import Literal
 from atmorep_coupler.coupling.schema import CoupledRunConfig
 from atmorep_coupler.errors import ComponentError
 
-__all__ = ["Action", "compile_sequence", "component_order", "format_sequence"]
+__all__ = ["Action", "Block", "Stage", "compile_sequence", "compile_stages", "component_order", "format_sequence", "schedule"]
 
 Kind = Literal["put", "get", "step", "output", "sync", "restart"]
 
@@ -80,9 +92,105 @@ def compile_sequence(config: CoupledRunConfig) -> list[Action]:
     return list(_Compiler(config).actions())
 
 
-def format_sequence(actions: Sequence[Action]) -> str:
-    """One line per action, as ``--print-sequence`` prints it."""
-    return "\n".join(map(str, actions))
+def compile_stages(config: CoupledRunConfig) -> list[Stage]:
+    """The stages the driver executes: the sequence cut as ``run.concurrent`` says (:func:`schedule`)."""
+    return schedule(compile_sequence(config), config, concurrent=config.run.concurrent)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One step of one component with what goes with it: the gets before it, the puts and outputs after it."""
+
+    component: str
+    actions: tuple[Action, ...]
+
+    @property
+    def gets(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind == "get")
+
+    @property
+    def step(self) -> Action:
+        return next(a for a in self.actions if a.kind == "step")
+
+    @property
+    def feeds(self) -> tuple[Action, ...]:
+        """The puts and outputs that take the step's values."""
+        return tuple(a for a in self.actions if a.kind in ("put", "output"))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What the driver executes in one go: a barrier (``initial`` put, ``sync``, ``restart``), or blocks of
+    distinct components that share no data and may step at the same time (module docstring)."""
+
+    blocks: tuple[Block, ...] = ()
+    barrier: Action | None = None
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return (self.barrier,) if self.barrier is not None else tuple(a for b in self.blocks for a in b.actions)
+
+
+def schedule(actions: Sequence[Action], config: CoupledRunConfig, *, concurrent: bool = True) -> list[Stage]:
+    """The sequence ``actions`` cut into stages (module docstring); ``concurrent=False``: one block per stage,
+    in sequence order (the sequence itself)."""
+    periods = [_seconds(c.period) for c in config.couplings]
+    lags = [_seconds(c.lag) for c in config.couplings]
+    stages: list[Stage] = []
+    levels: list[tuple[int, Block]] = []  # the blocks since the last barrier, each with its stage number
+    last: dict[str, int] = {}  # per component, the stage of its latest block
+    closed: dict[tuple[int, int], int] = {}  # (coupling, window end) -> the stage of the put that closes it
+    gets: dict[str, list[Action]] = {}
+
+    def flush() -> None:
+        for level in sorted({n for n, _ in levels}):
+            stages.append(Stage(blocks=tuple(b for n, b in levels if n == level)))
+        levels.clear(), last.clear(), closed.clear()
+
+    i = 0
+    while i < len(actions):
+        action = actions[i]
+        if action.kind == "get":
+            gets.setdefault(action.component, []).append(action)
+            i += 1
+        elif action.kind == "step":
+            feeds = []
+            for after in actions[i + 1:]:
+                if after.kind not in ("put", "output") or after.time != action.time or after.component != action.component:
+                    break
+                feeds.append(after)
+            own = gets.pop(action.component, [])
+            block = Block(action.component, (*own, action, *feeds))
+            if concurrent:
+                level = max([last.get(action.component, -1)]
+                            + [closed.get((g.index, g.time + periods[g.index] - lags[g.index]), -1) for g in own]) + 1
+            else:
+                level = len(levels)
+            last[action.component] = level
+            closed.update({(a.index, a.time): level for a in feeds if a.kind == "put" and a.closes})
+            levels.append((level, block))
+            i += 1 + len(feeds)
+        else:
+            if gets:
+                raise ComponentError(f"run sequence: gets of {sorted(gets)} without a step before {action}")
+            flush()
+            stages.append(Stage(barrier=action))
+            i += 1
+    flush()
+    return stages
+
+
+def format_sequence(stages: Sequence[Stage]) -> str:
+    """One line per action, as ``--print-sequence`` prints it: a barrier on its own line, the blocks of a
+    stage indented under a header naming the components that may step together."""
+    lines = []
+    for stage in stages:
+        if stage.barrier is not None:
+            lines.append(str(stage.barrier))
+        else:
+            lines.append("stage: " + " | ".join(b.component for b in stage.blocks))
+            lines.extend(f"  {action}" for action in stage.actions)
+    return "\n".join(lines)
 
 
 def _seconds(delta) -> int:

@@ -6,18 +6,26 @@ The driver holds components by the :class:`~atmorep_coupler.component.native.Nat
 :class:`RayComponent`, which satisfies the same protocol, each a blocking
 call to an actor that holds the component, so components can sit on other nodes or GPUs. Ray is
 imported only when the ray transport is used.
+
+:func:`call_batches` runs one batch of calls per component (a stage of the run sequence: imports, a
+step, the fields its puts and outputs take): each batch is one remote call, and the batches of Ray
+components are all submitted before any is awaited, so the components step at the same time.
+In-process batches run one after another.
 """
 
 from __future__ import annotations
 
 import importlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from atmorep_coupler.component.native import NativeComponent
 from atmorep_coupler.errors import package_error
 
-__all__ = ["create_component", "RayComponent", "RayCluster"]
+__all__ = ["Call", "call_batches", "create_component", "RayComponent", "RayCluster"]
 
 
 def _instantiate(class_path: str, mapping: dict[str, Any], config_dir: str, source: tuple[str, str]):
@@ -35,6 +43,30 @@ def create_component(transport: str, class_path: str, mapping: dict[str, Any], c
     return RayComponent(class_path, mapping, str(config_dir), device=device, origin=origin)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One call of a method of the :class:`NativeComponent` protocol, made as part of a batch."""
+
+    method: str
+    args: tuple = ()
+
+
+def _run_calls(component, calls: Sequence[Call]) -> tuple[list, float]:
+    """The calls in order on ``component``; their results and the seconds they took."""
+    start = time.perf_counter()
+    results = [getattr(component, call.method)(*call.args) for call in calls]
+    return results, time.perf_counter() - start
+
+
+def call_batches(batches: Sequence[tuple[NativeComponent, Sequence[Call]]]) -> list[tuple[list, float]]:
+    """Each batch's calls in order on its component (distinct components); per batch, the results and the
+    seconds the component spent. Batches of :class:`RayComponent` s are all submitted first, then awaited."""
+    pending = [component.submit(calls) if isinstance(component, RayComponent) else None
+               for component, calls in batches]
+    return [component.gather(ref) if ref is not None else _run_calls(component, calls)
+            for (component, calls), ref in zip(batches, pending, strict=True)]
+
+
 class _ComponentActor:
     """Runs inside a Ray worker: owns one component and forwards calls to it."""
 
@@ -46,6 +78,9 @@ class _ComponentActor:
 
     def attribute(self, name: str):
         return getattr(self.component, name)
+
+    def batch(self, calls: Sequence[Call]) -> tuple[list, float]:
+        return _run_calls(self.component, calls)
 
 
 class RayComponent:
@@ -79,6 +114,13 @@ class RayComponent:
 
     def _get(self, name: str):
         return self._wait(self._actor.attribute.remote(name))
+
+    def submit(self, calls: Sequence[Call]):
+        """Start ``calls`` in the actor without waiting (:func:`call_batches`); a reference for :meth:`gather`."""
+        return self._actor.batch.remote(list(calls))
+
+    def gather(self, ref) -> tuple[list, float]:
+        return self._wait(ref)
 
     @property
     def name(self) -> str:

@@ -1,4 +1,4 @@
-"""ERA5-layout data: open stores, normalisation statistics, and the embedded default dataset.
+"""ERA5-layout data: open stores, normalization statistics, and the embedded default dataset.
 
 ``store`` and ``normalization`` need only numpy/xarray/zarr. The default-data generator
 (``default``, ``held_suarez``) imports JAX and dinosaur, so it is imported only when used:

@@ -4,7 +4,7 @@
 and prints the store's path as the last line of standard output. ``make-paired`` writes a fine
 (T42) run and its conservative coarsening to the default grid (:mod:`.paired`) and prints both paths. ``era5-layout LAYOUT SOURCE OUT``
 writes a store in the exact WeatherBench 2 or ARCO-ERA5 layout (:mod:`.era5_layouts`). ``stats STORE``
-computes a store's normalisation statistics and stores them with it.
+computes a store's normalization statistics and stores them with it.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     layout.add_argument("out", help="the store to write (must not exist)")
     layout.add_argument("--quiet", action="store_true", help="no progress bar")
     layout.set_defaults(func=_era5_layout)
-    stats = sub.add_parser("stats", help="compute and store normalisation statistics of a store")
+    stats = sub.add_parser("stats", help="compute and store normalization statistics of a store")
     stats.add_argument("store", help="store path or fsspec URL")
     stats.add_argument("--variables", nargs="*", help="variables (default: all with a time axis)")
     stats.add_argument("--chunk-mb", type=int, default=256, help="memory bound of one time chunk")

@@ -16,7 +16,7 @@ so the target slice of a forecast sees the coarse truth *at the target time*.
 Fields use it through the sampler's transform hook (:func:`atmorep_coupler.data.sampler.register_transform`)::
 
     - name: coarse_temperature
-      source: temperature          # normalised with temperature's statistics
+      source: temperature          # normalized with temperature's statistics
       transform: coarse:T15        # Gaussian grid of spectral truncation T15 (24 x 48)
       predicted: false
 

@@ -3,7 +3,7 @@
 ``python -m atmorep_coupler.data make-default`` spins the model up (>= 100 days, not written),
 then writes two years of 3-hourly vorticity, divergence, temperature, geopotential, u and v on
 pressure levels, surface pressure, and the slow forcings (SST proxy, insolation, CO2-equivalent) to a
-zarr v3 store with CF metadata, and computes its normalisation statistics. The first year is the
+zarr v3 store with CF metadata, and computes its normalization statistics. The first year is the
 default training period, the second is held out (verification, climate runs).
 
 Beside the truth it runs the coarse classical model (T15, :mod:`.coarse_run`) relaxed toward the

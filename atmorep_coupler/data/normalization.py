@@ -1,4 +1,4 @@
-"""Normalisation statistics per field, level and calendar month: compute once, store, reload.
+"""Normalization statistics per field, level and calendar month: compute once, store, reload.
 
 Two kinds, as in AtmoRep (Lessig et al.): ``global`` (one mean and standard deviation per month and
 level) and ``local`` (per grid point, month and level). Both come from one streaming pass over the
@@ -7,9 +7,9 @@ and loads them, and does not import the store (it is the store's :attr:`ERA5Stor
 
 Applied at a time, the statistics are **interpolated linearly in time between mid-month values**
 (:func:`month_position`): a month's mean and standard deviation hold exactly at the middle of the
-month, and between two middles they move linearly, so normalised data has no step at month
+month, and between two middles they move linearly, so normalized data has no step at month
 boundaries. The sampler (training) and the component (inference) both pass times through
-:func:`month_position`, so they normalise alike.
+:func:`month_position`, so they normalize alike.
 
 The statistics live in a ``normalization`` group inside the store, or beside it
 (``<store>.normalization``) when the store is read-only. A store with consolidated metadata (as
@@ -47,7 +47,7 @@ __all__ = [
 
 Mode = Literal["global", "local"]
 GROUP = "normalization"
-#: Fields AtmoRep normalises globally by default: their local statistics are dominated by noise.
+#: Fields AtmoRep normalizes globally by default: their local statistics are dominated by noise.
 GLOBAL_BY_DEFAULT = frozenset({"vorticity", "divergence"})
 
 
@@ -117,11 +117,11 @@ def sidecar_path(store_path: str | os.PathLike) -> str:
 
 
 class Normalization:
-    """Per-month statistics of every field of a store; normalises and de-normalises windows.
+    """Per-month statistics of every field of a store; normalizes and de-normalizes windows.
 
     ``months`` arguments are month positions (:func:`month_position`): an integer ``k`` selects the
     statistics of month ``k`` (0-based), a fraction interpolates linearly between month ``floor`` and the
-    next (modulo 12); pass ``month_position(times)`` to normalise data at its times. ``level_idx`` index
+    next (modulo 12); pass ``month_position(times)`` to normalize data at its times. ``level_idx`` index
     :attr:`levels`; ``lat_idx``/``lon_idx`` index the store's canonical latitude/longitude axes.
     A zero standard deviation (a field constant over a month) is treated as 1.
     """
@@ -145,13 +145,13 @@ class Normalization:
         name = canonical_name(var)
         if name not in self.variables:
             raise DataError(
-                f"normalisation statistics {self.source!r}: no variable {var!r}; available: "
+                f"normalization statistics {self.source!r}: no variable {var!r}; available: "
                 f"{sorted(self.variables)}. Recompute with `python -m atmorep_coupler.data stats STORE`"
             )
         return name
 
     def mode(self, var: str) -> Mode:
-        """Default normalisation mode of ``var`` (``global`` or ``local``)."""
+        """Default normalization mode of ``var`` (``global`` or ``local``)."""
         return self.dataset[f"mean_{self._check(var)}"].attrs["mode"]
 
     def units(self, var: str) -> str:
@@ -176,7 +176,7 @@ class Normalization:
         if not match.any(axis=1).all():
             missing = wanted[~match.any(axis=1)][0]
             raise DataError(
-                f"normalisation statistics {self.source!r}: no level {missing:g} hPa; available: "
+                f"normalization statistics {self.source!r}: no level {missing:g} hPa; available: "
                 f"{[float(x) for x in self.levels]}"
             )
         return match.argmax(axis=1)
@@ -191,7 +191,7 @@ class Normalization:
         name = self._check(var)
         mode = mode or self.mode(name)
         if mode not in ("global", "local"):
-            raise DataError(f"normalisation mode for {name!r} must be 'global' or 'local', got {mode!r}")
+            raise DataError(f"normalization mode for {name!r} must be 'global' or 'local', got {mode!r}")
         key = f"{kind}_{name}" if mode == "local" else f"global_{kind}_{name}"
         return self._array(key), mode
 
@@ -261,7 +261,7 @@ class Normalization:
                 beside = sidecar_path(target.path)
                 warnings.warn(
                     f"store {os.fspath(target.path)!r} is read-only ({type(exc).__name__}); "
-                    f"writing normalisation statistics beside it to {beside!r}",
+                    f"writing normalization statistics beside it to {beside!r}",
                     stacklevel=2,
                 )
                 _write(ds, beside, None, fmt, target.storage_options)
@@ -345,6 +345,6 @@ def load_normalization(source: StoreLocation | str | os.PathLike, *, storage_opt
             return Normalization(ds, source=path + (f"#{group}" if group else ""))
     tried = ", ".join(p + (f"#{g}" if g else "") for p, g in candidates)
     raise DataError(
-        f"no normalisation statistics found (looked in {tried}); compute them with "
+        f"no normalization statistics found (looked in {tried}); compute them with "
         f"`python -m atmorep_coupler.data stats STORE`"
     )

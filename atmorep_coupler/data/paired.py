@@ -7,7 +7,7 @@ Held–Suarez with the seasonal, warming forcing, :mod:`.default`) at a higher t
 It then writes ``coarse.zarr``: every gridded variable of the fine store conservatively regridded
 (:class:`atmorep_coupler.regrid.Regridder`, latitude-band cells, so each coarse value is the exact
 area-weighted mean of the fine cells it covers) to the default dataset's 5.625° grid (32 x 64, cell
-centres at 0°, 5.625°, ...), the global series copied, with its own normalisation statistics. The two
+centres at 0°, 5.625°, ...), the global series copied, with its own normalization statistics. The two
 stores describe the same weather; the coarse one is what a model trained on the default data sees.
 
 The pair is cached in the default dataset's cache folder under its own key

@@ -27,14 +27,14 @@ Where the reference went wrong, and what is done here:
   (``max_slab_bytes``, e.g. a 5.625° grid) it is read once and cropped; otherwise each neighbourhood
   is read on its own. Never more than one window's data per field (0.25° stores included).
 
-Fields are normalised with the store's statistics (``Normalization``; global or local per field) at
+Fields are normalized with the store's statistics (``Normalization``; global or local per field) at
 each time step, interpolated linearly in time between mid-month values (``month_position``).
 Input-only fields may contain NaN (e.g. SST over land): they become 0, the
-normalised mean (:data:`NAN_FILL`); NaN in a predicted field is a ``DataError``. :meth:`NeighbourhoodSampler.record`
+normalized mean (:data:`NAN_FILL`); NaN in a predicted field is a ``DataError``. :meth:`NeighbourhoodSampler.record`
 says what inference must repeat (units, missing values and their fill, the time step); checkpoints keep it.
 
 Derived fields: ``FieldConfig.transform`` names a reader registered with :func:`register_transform`
-that replaces ``store.read`` for that field (same signature); it is normalised with the statistics of
+that replaces ``store.read`` for that field (same signature); it is normalized with the statistics of
 ``FieldConfig.variable``. A parametrised transform ``family:argument`` calls the factory registered with
 :func:`register_transform_family` with the argument. Built in: ``coarse:T<N>``, the truth conservatively
 coarsened to the classical model's Gaussian grid and back (:mod:`atmorep_coupler.data.conditioning`).
@@ -113,7 +113,9 @@ class NeighbourhoodLayout(Protocol):
 
 TRAIN_STREAM, VALIDATION_STREAM = 0, 1
 NAN_FILL = "normalised_mean"
-"""How missing values (NaN) of input-only fields enter the model: as 0, the normalised mean."""
+"""How missing values (NaN) of input-only fields enter the model: as 0, the normalized mean. Checkpoint files
+record this value (:meth:`NeighbourhoodSampler.record`), so it keeps the spelling it was first written with,
+which checkpoints trained before the package settled on US spelling hold."""
 
 #: ``reader(store, variable, *, time, levels, lat, lon) -> array`` like ``ERA5Store.read``.
 Reader = Callable[..., np.ndarray]
@@ -153,7 +155,7 @@ register_transform_family("coarse", coarse_reader)
 
 @dataclass
 class Batch:
-    """One batch of neighbourhoods: clean normalised tokens and metadata per field, plus coordinates."""
+    """One batch of neighbourhoods: clean normalized tokens and metadata per field, plus coordinates."""
 
     tokens: dict[str, torch.Tensor]  # [B, L, T, Y, X, t, y, x]
     meta: dict[str, torch.Tensor]  # [B, L, T, Y, X, len(META_FEATURES)]
@@ -172,7 +174,7 @@ class Batch:
 def row_areas(latitudes: np.ndarray) -> np.ndarray:
     """Area of each latitude row's band on the unit sphere per unit longitude: bounds midway between
     neighbouring latitudes and at the poles, ``|sin(north bound) - sin(south bound)|`` (WeatherBench 2's
-    latitude weights before normalisation)."""
+    latitude weights before normalization)."""
     lat = np.deg2rad(latitudes)
     mid = 0.5 * (lat[1:] + lat[:-1])
     edges = np.concatenate([[np.sign(lat[0]) * np.pi / 2], mid, [np.sign(lat[-1]) * np.pi / 2]])
@@ -250,7 +252,7 @@ class NeighbourhoodSampler:
 
     def _point_weights(self) -> np.ndarray:
         """Score weight of a point in each row ``[nlat]``: its band area divided by the probability that a
-        drawn window covers the row, normalised to mean 1. The expected weight of a row over the
+        drawn window covers the row, normalized to mean 1. The expected weight of a row over the
         sampling distribution is then proportional to its area: area weighting applied once."""
         ny = self.extent[1]
         cover = np.zeros(self.store.latitudes.size)
@@ -291,7 +293,7 @@ class NeighbourhoodSampler:
         return self.read(self.draw(index))
 
     def read(self, origins: np.ndarray) -> Batch:
-        """Read, normalise and tokenise the neighbourhoods starting at ``origins [B, 3]``."""
+        """Read, normalize and tokenise the neighbourhoods starting at ``origins [B, 3]``."""
         nt, ny, nx = self.extent
         store = self.store
         times = store.times[origins[:, :1] + np.arange(nt)]  # [B, nt]
@@ -310,7 +312,7 @@ class NeighbourhoodSampler:
                      torch.from_numpy(self.point_weights[rows].astype(np.float32)))
 
     def _read_field(self, field: FieldLayout, t0: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Normalised cube ``[B, L, nt, ny, nx]`` of one field, window by window."""
+        """Normalized cube ``[B, L, nt, ny, nx]`` of one field, window by window."""
         nt, ny, nx = self.extent
         B = t0.size
         store, var = self.store, self.store.resolve(field.variable)
@@ -336,14 +338,14 @@ class NeighbourhoodSampler:
                                   lon=cols[b])
                 else:
                     window = slab[..., rows[b][:, None], cols[b][None, :]]
-                out[b] = self._normalise(field, var, window, months, level_idx, rows[b], cols[b],
+                out[b] = self._normalize(field, var, window, months, level_idx, rows[b], cols[b],
                                          when=str(store.times[int(start)]))
         return out
 
     def denormalize(self, name: str, tokens: torch.Tensor, origins: np.ndarray, *,
                     mode: str | None = None) -> np.ndarray:
         """Tokens ``[B, L, T, Y, X, t, y, x]`` of field ``name`` at ``origins`` back in store units
-        (with the field's normalisation, or ``mode`` 'global'/'local')."""
+        (with the field's normalization, or ``mode`` 'global'/'local')."""
         field = self.config.field(name)
         var = self.store.resolve(field.variable)
         cube = detokenize(tokens.detach().cpu().numpy())  # [B, L, nt, ny, nx]
@@ -358,9 +360,9 @@ class NeighbourhoodSampler:
             out[b] = x.transpose(1, 0, 2, 3) if field.levels else x[None]
         return tokenize(out, field.token_size)
 
-    def _normalise(self, field: FieldLayout, var: str, window: np.ndarray, months: np.ndarray,
+    def _normalize(self, field: FieldLayout, var: str, window: np.ndarray, months: np.ndarray,
                    level_idx: np.ndarray | None, rows: np.ndarray, cols: np.ndarray, when: str) -> np.ndarray:
-        """``[nt, (L), ny, nx]`` physical -> ``[L, nt, ny, nx]`` normalised; NaN policy per field."""
+        """``[nt, (L), ny, nx]`` physical -> ``[L, nt, ny, nx]`` normalized; NaN policy per field."""
         x = self.norm.normalize(var, window, months, level_idx, rows, cols, mode=field.normalization)
         x = x if field.levels else x[:, None]
         if np.isnan(x).any():

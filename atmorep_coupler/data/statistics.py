@@ -1,4 +1,4 @@
-"""One streaming pass over a store: its normalisation statistics (:class:`.normalization.Normalization`).
+"""One streaming pass over a store: its normalization statistics (:class:`.normalization.Normalization`).
 
 Memory is bounded by one time chunk plus the accumulators. Per-chunk moments are merged with Chan et
 al.'s parallel update (Chan, Golub & LeVeque 1979; the pairwise form of Welford's algorithm) in
@@ -83,7 +83,7 @@ def compute_normalization(
     Memory: one time chunk (at most ``max_chunk_bytes`` as float64) plus the accumulators
     (3 float64 arrays of ``12 x levels x lat x lon`` per variable). Months without data get the
     statistics pooled over all months present (listed in the ``filled_months`` attribute), so a
-    short record still normalises every date.
+    short record still normalizes every date.
     """
     if variables is None:  # static fields (ERA5's land_sea_mask, geopotential_at_surface) have no months
         variables = [v for v in store.variables if "time" in store.dataset[v].dims]
@@ -95,7 +95,7 @@ def compute_normalization(
         if "time" not in store.dataset[name].dims:
             raise DataError(
                 f"store {str(store.path)!r}: variable {name!r} has no time axis; "
-                "normalisation statistics are per calendar month"
+                "normalization statistics are per calendar month"
             )
         step_bytes = 8 * int(
             np.prod([store.dataset.sizes[d] for d in store.dataset[name].dims if d != "time"])
@@ -105,7 +105,7 @@ def compute_normalization(
     total = sum(-(-store.times.size // chunk) for _, chunk in plans)
     data_vars: dict[str, xr.DataArray] = {}
     filled: dict[str, list[int]] = {}
-    with tqdm(total=total, desc="normalisation statistics", unit="chunk", disable=not progress) as bar:
+    with tqdm(total=total, desc="normalization statistics", unit="chunk", disable=not progress) as bar:
         for name, chunk in plans:
             dims = [d for d in ("level", "latitude", "longitude") if d in store.dataset[name].dims]
             shape = (12, *[_axis_size(store, d) for d in dims])

@@ -303,7 +303,7 @@ class ERA5Store:
     def check_units(self, var: str, *, statistics: Normalization | None = None) -> str:
         """The units of ``var``, checked where data enter training or a component: a CF ``units``
         attribute that parses, fits the variable's CF ``standard_name``, and equals the units of the
-        normalisation ``statistics`` (the model learnt those). :class:`DataError` naming the variable and
+        normalization ``statistics`` (the model learnt those). :class:`DataError` naming the variable and
         the fix otherwise. Implausible values are caught by :meth:`read`."""
         name = self.resolve(var)
         attrs = self.dataset[name].attrs
@@ -316,7 +316,7 @@ class ERA5Store:
             trained = statistics.units(name)
             if not same_units(text, trained):
                 raise DataError(
-                    f"{what}: units {text!r}, but its normalisation statistics ({statistics.source}) are in "
+                    f"{what}: units {text!r}, but its normalization statistics ({statistics.source}) are in "
                     f"{trained!r}; correct the 'units' attribute if the data are in {trained!r}, else recompute the "
                     "statistics (python -m atmorep_coupler.data stats STORE) and train on them"
                 )
@@ -467,7 +467,7 @@ class ERA5Store:
     # ----------------------------------------------------------------------------- statistics
     @cached_property
     def normalization(self) -> Normalization:
-        """Normalisation statistics stored with this store (see :mod:`.normalization`)."""
+        """Normalization statistics stored with this store (see :mod:`.normalization`)."""
         return load_normalization(self)
 
     def __repr__(self) -> str:

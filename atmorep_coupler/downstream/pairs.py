@@ -2,7 +2,7 @@
 field's tokens over the same cube.
 
 The coarse fields come from the coarse store through the training sampler (``NeighbourhoodSampler``: the
-same area-proportional draws, normalisation and metadata as pretraining). The fine field's window is the
+same area-proportional draws, normalization and metadata as pretraining). The fine field's window is the
 one :func:`atmorep_coupler.data.paired.fine_origins` maps the coarse window to. Its values are the fine
 truth minus bilinear interpolation (the project's :class:`~atmorep_coupler.regrid.Regridder`) of the
 coarse store's field, divided per level by that departure's standard deviation over the training period
@@ -114,7 +114,7 @@ class DownscalingPairs:
         return self.read(self.sampler.draw(index))
 
     def physical(self, departure: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Normalised departures ``[..., L, lat, lon]`` on the whole fine grid at time indices ``times``
+        """Normalized departures ``[..., L, lat, lon]`` on the whole fine grid at time indices ``times``
         (leading axis) -> the fine field in store units: bilinear baseline plus departure times std."""
         return self.baseline[times] + departure * self.std[:, None, None]
 

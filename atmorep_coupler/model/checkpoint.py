@@ -16,7 +16,7 @@ file, never a traceback or silently different weights. Files of a format's versi
 
 **A trainer checkpoint** (:func:`load_trainer_state`) also has every key the trainer writes; its model
 configuration is the ``model`` section of the run YAML it records (:func:`load_checkpoint`). What inference
-must repeat of training is checked against the data at hand: the normalisation statistics
+must repeat of training is checked against the data at hand: the normalization statistics
 (:func:`normalization_fingerprint`, :func:`check_statistics`) and the data's time step
 (:func:`trained_data_step`).
 """
@@ -162,7 +162,7 @@ def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
 
 
 def normalization_fingerprint(norm: Normalization) -> str:
-    """SHA-256 over the normalisation statistics (names and values), to detect a changed store."""
+    """SHA-256 over the normalization statistics (names and values), to detect a changed store."""
     digest = hashlib.sha256()
     for name in sorted(norm.dataset.data_vars):
         digest.update(name.encode())
@@ -176,7 +176,7 @@ def check_statistics(path: str | Path, state: Mapping, norm: Normalization, lati
     ``latitudes x longitudes`` other than the statistics'."""
     if normalization_fingerprint(norm) != state["normalization"]["fingerprint"]:
         raise CheckpointError(
-            f"{path}: trained with other normalisation statistics ({state['normalization']['source']}) than "
+            f"{path}: trained with other normalization statistics ({state['normalization']['source']}) than "
             f"{norm.source}; point 'normalization' (or 'initial_condition') to the training statistics"
         )
     stats_grid = (norm.dataset.sizes.get("latitude"), norm.dataset.sizes.get("longitude"))

@@ -88,7 +88,7 @@ class StrategyConfig(Validated):
     """spatial_interpolation: size [Y', X'] in tokens of the hidden block (at a random place, all times and
     levels)."""
     context_noise: float = 0.0
-    """forecast: the largest standard deviation, in normalised units, of the noise put on the visible time
+    """forecast: the largest standard deviation, in normalized units, of the noise put on the visible time
     slices of predicted fields. Each sample and level draws sigma ~ U(0, context_noise) and every visible token
     is shifted by sigma * eps, eps ~ N(0, 1) constant over the token's points: a token-scale error like the one
     an autoregressive rollout feeds back into its own context, so the network learns to weigh that context
@@ -128,7 +128,7 @@ class FieldConfig(Validated):
     masking: MaskingRates = field(default_factory=MaskingRates)
     """BERT masking rates of this field."""
     normalization: Literal["global", "local"] = "global"
-    """Statistics used to normalise: one mean/std per level and month (global) or per grid point (local)."""
+    """Statistics used to normalize: one mean/std per level and month (global) or per grid point (local)."""
     loss_weight: float = 1.0
     """Weight of this field in the total loss (predicted fields)."""
     predicted: bool = True
@@ -245,7 +245,7 @@ class ModelConfig(Validated):
     tail_hidden_layers: int = 0
     """Hidden layers of each ensemble-tail head (0: one linear map per member)."""
     qk_norm: bool = True
-    """Normalise queries and keys: one switch for self, coupling and decoder heads."""
+    """Normalize queries and keys: one switch for self, coupling and decoder heads."""
     relative_position_bias: bool = True
     """Learned per-head relative position biases within a field: a sum of per-axis offset tables (level, time, row,
     column) with a locality prior, computed on the fused attention kernels."""

@@ -6,14 +6,14 @@ reference code (github.com/clessig/atmorep):
 
 - ``gaussian_crps`` is the closed form of Gneiting et al. (2005), eq. 5:
   ``σ [z (2Φ(z) − 1) + 2φ(z) − 1/√π]``, ``z = (y − μ)/σ``. The reference's ``crps`` used an
-  unnormalised Gaussian and ``√(2π)Φ``: for y = (0.3, −1, 2), μ = 0, σ = 0.7 it gives
+  unnormalized Gaussian and ``√(2π)Φ``: for y = (0.3, −1, 2), μ = 0, σ = 0.7 it gives
   (1.584, 0.726, 7.634) instead of (0.214, 0.653, 1.606).
 - ``ensemble_crps`` is the kernel form ``mean_m |x_m − y| − Σ_{m,m'} |x_m − x_m'| / (2 M (M − 1))``
   (the *fair* estimator, Ferro 2014; ``fair=False`` divides by ``2 M²``), differentiable in both terms.
   The reference built the spread term with ``torch.tensor([...])``, cutting its gradient, so
   "kernel_crps" trained as plain MAE. The pair sum uses sorted members,
   ``Σ_{m,m'} |x_m − x_m'| = 2 Σ_i (2i − M − 1) x_(i)``: O(M log M) time and O(M) memory per point.
-- ``stats`` is AtmoRep's statistical loss ``mean((G − 1)²) + mean(√σ)`` with the unnormalised
+- ``stats`` is AtmoRep's statistical loss ``mean((G − 1)²) + mean(√σ)`` with the unnormalized
   Gaussian ``G = exp(−(y − μ)²/(2σ²))``: G → 1 asks σ to cover the error, √σ penalises spread.
   A tiny ε keeps ``σ = 0, y = μ`` finite.
 

@@ -6,7 +6,7 @@ the target tokens ``tokens[target]`` (``[N, t, y, x]``, in the row-major order o
 ``target.nonzero()``).
 
 Hidden tokens are zeroed in ``inputs`` and the model replaces their embedding by a *learned mask
-embedding* (``multiformer.FieldEmbedding``). The reference code set them to 0, the normalised mean,
+embedding* (``multiformer.FieldEmbedding``). The reference code set them to 0, the normalized mean,
 which the model cannot tell apart from a token that really is average; the learned vector is an
 unambiguous "masked" flag, while the token's metadata and position are still added.
 
@@ -14,7 +14,7 @@ Strategies (``StrategyConfig.kind``):
 
 - ``BERT``: per sample and level draw ``r ~ U(0, total)`` and select ``ceil(r * T*Y*X)`` tokens
   without replacement; each selected token is independently hidden (``mask``), noised
-  (``x <- (1 - w) x + w eps``, ``w ~ U(0, 1)``, ``eps ~ N(0, 1)`` in normalised units; ``noise``) and
+  (``x <- (1 - w) x + w eps``, ``w ~ U(0, 1)``, ``eps ~ N(0, 1)`` in normalized units; ``noise``) and
   coarsened (``coarsen``). Selected tokens all stay targets, distorted or not.
 - ``forecast``: the last ``forecast_slices`` time slices (all levels and places) are hidden targets;
   ``context_noise`` optionally shifts the visible tokens of predicted fields (rollout-like errors).

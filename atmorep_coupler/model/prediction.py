@@ -36,7 +36,7 @@ def predict_global(network: Network, windows: Mapping[str, torch.Tensor], hidden
     """Masked prediction of ``B`` global windows on the grid ``latitudes x longitudes`` by ``network``
     (a model of ``config``) over every tile of ``tiling``.
 
-    ``windows``: normalised ``[B, L, nt, nlat, nlon]`` per field (input-only fields may be broadcast
+    ``windows``: normalized ``[B, L, nt, nlat, nlon]`` per field (input-only fields may be broadcast
     views); ``hidden``/``targets`` (default: ``hidden``): point masks ``[nt, nlat, nlon]`` shared by all
     windows (a tile's token is hidden, or a target, when any of its points is); ``times``:
     ``datetime64 [B, nt]``; ``heads``: per window the tail head to take, None for the mean of the heads.

@@ -57,7 +57,7 @@ class EnsembleTail(nn.Module):
     """``M`` heads ``LayerNorm -> [Linear, GELU] x hidden_layers -> Linear`` on the target tokens.
 
     Weights are ``[M, out, in]`` (``nn.Linear``'s layout per member), so the members' first layer is one
-    matrix product of the shared normalised tokens with all members' weights at once, without a copy.
+    matrix product of the shared normalized tokens with all members' weights at once, without a copy.
     """
 
     def __init__(self, dim: int, token_size: tuple[int, int, int], members: int, hidden_layers: int = 0):

@@ -93,7 +93,7 @@ def rotated_to_geographic(
     ``pole_lat``/``pole_lon`` are ``grid_north_pole_latitude/longitude``; ``north_pole_grid_longitude``
     is 0. ``sin(lat) = cos(pl) cos(rlat) cos(rlon) + sin(pl) sin(rlat)``,
     ``lon = pole_lon + 180 + atan2(cos(rlat) sin(rlon), sin(pl) cos(rlat) cos(rlon) - cos(pl) sin(rlat))``,
-    normalised to [-180, 180). Agrees with PROJ ``ob_tran`` to ~1e-14 degrees.
+    normalized to [-180, 180). Agrees with PROJ ``ob_tran`` to ~1e-14 degrees.
     """
     phi = np.deg2rad(np.asarray(rlat_deg, dtype=np.float64))
     lam = np.deg2rad(np.asarray(rlon_deg, dtype=np.float64))
@@ -123,7 +123,7 @@ def east_north_vectors(lon_deg: np.ndarray, lat_deg: np.ndarray) -> tuple[np.nda
 def bounding_caps(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centre (unit vector) and chord radius of a cap containing each polygon ``(n, nv, 3)``.
 
-    The cap around the normalised vertex mean that reaches the farthest vertex contains the whole
+    The cap around the normalized vertex mean that reaches the farthest vertex contains the whole
     polygon (caps smaller than a hemisphere are convex, and so is a cell with great-circle edges),
     so two cells can only overlap when their centres are closer than the sum of the radii.
     """

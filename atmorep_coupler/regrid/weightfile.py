@@ -183,7 +183,7 @@ def read_weight_file(path: str | Path) -> WeightFile:
 
 
 def _scrip_links(nc, path: Path, attrs: dict, cells: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, str | None]:
-    """``(row, col, S, method)`` of a SCRIP file, its weights brought to ESMF's normalisations.
+    """``(row, col, S, method)`` of a SCRIP file, its weights brought to ESMF's normalizations.
 
     SCRIP's ``normalization = "none"`` stores raw overlap areas (steradians): they are divided by the
     destination areas, which is ESMF's DSTAREA. Of several weights per link (second-order

@@ -58,7 +58,7 @@ class Period(Validated):
 @dataclass(frozen=True)
 class DataConfig(Validated):
     store: str
-    """Path or fsspec URL of the ERA5-layout zarr store (with its normalisation statistics); ``--store``
+    """Path or fsspec URL of the ERA5-layout zarr store (with its normalization statistics); ``--store``
     overrides it."""
     train: Period = field(default_factory=Period)
     """Training period."""

@@ -15,8 +15,9 @@
   the rank selects a disjoint, deterministic batch stream (``SeedSequence(seed, (stream, rank,
   index))`` in the sampler and the masker). The model is wrapped in DDP (gloo on CPU, NCCL on GPU) or
   sharded with FSDP2 (``fully_shard`` per encoder/decoder layer) for models that do not fit one GPU;
-  the Trainer already runs bf16 autocast on CUDA. Training metrics are averaged over ranks at
-  logging steps; rank 0 writes the CSV/TensorBoard logs and drives the progress bar.
+  the Trainer already runs bf16 autocast on CUDA. The loop is the single-process one
+  (``training/loop.py``, its cadence included); training metrics are averaged over ranks where it computes
+  them; rank 0 writes the CSV/TensorBoard logs and drives the progress bar.
 - **Checkpoints**: every ``checkpoint.every_steps`` and at the end, every rank calls
   ``ray.train.report`` (it is a barrier: equal call counts on all ranks) with a directory that Ray
   merges into ``<storage>/<run>/checkpoint_<step>/``: rank 0 contributes ``trainer.pt`` (the Trainer's
@@ -60,7 +61,8 @@ from atmorep_coupler.config import Validated, to_dict
 from atmorep_coupler.errors import AtmoRepError, ConfigError, package_error
 from atmorep_coupler.model.checkpoint import RNG_FORMAT, load_state, load_trainer_state, save_state
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
-from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT, MetricsLogger, Trainer
+from atmorep_coupler.training.loop import MetricsLogger, train_loop
+from atmorep_coupler.training.trainer import CHECKPOINT_FORMAT, Trainer
 
 __all__ = [
     "DistributedOptions",
@@ -503,53 +505,42 @@ def train_worker(spec: dict) -> None:
 
 
 def _train(trainer: Trainer, strategy: Strategy, run_dir: Path, *, progress: bool) -> None:
-    cfg, rank, device = trainer.config, trainer.rank, trainer.device
-    end, start = cfg.steps, trainer.step
-    status = _WorkerStatus(run_dir, rank, device, resumed_from=start)
-    status.write(start)
+    """The shared loop (``training/loop.py``) with this rank's hooks; rank 0 logs under ``run_dir/logs``."""
+    start = trainer.step
     logger = bar = None
-    if rank == 0:
+    if trainer.rank == 0:
         for kind in ("train", "validation"):
             _truncate_csv(run_dir / "logs" / f"{kind}.csv", start)
-        logger = MetricsLogger(run_dir / "logs", cfg.logging.tensorboard)
+        logger = MetricsLogger(run_dir / "logs", trainer.config.logging.tensorboard)
         if progress:
             from ray.experimental.tqdm_ray import tqdm
 
-            bar = tqdm(total=end, desc="training", unit="step")
+            bar = tqdm(total=trainer.config.steps, desc="training", unit="step")
             bar.n = start
-    every_log, every_val, every_ckpt = cfg.logging.every_steps, cfg.validation.every_steps, cfg.checkpoint.every_steps
-    metrics: dict[str, float] = {}
-    samples, clock = 0.0, time.perf_counter()
-    try:
-        while trainer.step < end:
-            local = trainer.train_step()
-            step, last = trainer.step, trainer.step == end
-            samples += local["samples"]
-            checkpoint = last or (every_ckpt and step % every_ckpt == 0)
-            if last or checkpoint or (every_log and step % every_log == 0):
-                metrics = _mean_over_ranks(local, device)
-                now = time.perf_counter()
-                metrics["samples_per_s"] = samples * trainer.world_size / (now - clock)
-                samples, clock = 0.0, now
-                if logger:
-                    logger.log("train", step, metrics)
-            if trainer.validation_sampler is not None and every_val and (step % every_val == 0 or last):
-                val = trainer.validate()
-                metrics.update({f"val/{k}": v for k, v in val.items()})
-                if logger:
-                    logger.log("validation", step, val)
-            if bar is not None:
-                bar.update(1)
-                if metrics:
-                    bar.set_description(f"training (loss {metrics['loss']:.4f})")
-            if checkpoint:
-                status.write(step, _report(trainer, metrics, strategy))
-    finally:
-        if logger:
-            logger.close()
-        if bar is not None:
-            bar.close()
-    if rank == 0 and metrics:
-        summary = {"step": trainer.step, "world_size": trainer.world_size, "resumed_from": start, "metrics": metrics}
-        (run_dir / RESULT_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    train_loop(trainer, _RayReports(trainer, strategy, run_dir), end=trainer.config.steps, logger=logger, bar=bar)
 
+
+class _RayReports:
+    """:class:`~atmorep_coupler.training.loop.LoopHooks` of a Ray Train rank: metrics averaged over ranks,
+    checkpoints through ``ray.train.report`` (:func:`_report`), the worker's status file, ``result.json``."""
+
+    def __init__(self, trainer: Trainer, strategy: Strategy, run_dir: Path) -> None:
+        self.trainer, self.strategy, self.run_dir = trainer, strategy, run_dir
+        self.start = trainer.step
+        self.status = _WorkerStatus(run_dir, trainer.rank, trainer.device, resumed_from=self.start)
+        self.status.write(self.start)
+
+    def reduce(self, metrics: dict[str, float]) -> dict[str, float]:
+        return _mean_over_ranks(metrics, self.trainer.device)
+
+    def checkpoint(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.status.write(step, _report(self.trainer, metrics, self.strategy))
+
+    def finish(self, metrics: Mapping[str, float], stepped: bool) -> None:
+        trainer = self.trainer
+        if stepped:  # the last step's checkpoint; a run resumed at its end has it already
+            self.checkpoint(trainer.step, metrics)
+        if trainer.rank == 0 and metrics:
+            summary = {"step": trainer.step, "world_size": trainer.world_size, "resumed_from": self.start,
+                       "metrics": dict(metrics)}
+            (self.run_dir / RESULT_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))

@@ -8,12 +8,12 @@ last hidden slice, the one ``s`` token time steps after the last visible step: l
 time size x the store's time step (hours in the output; with tokens of several time steps the scored
 slice spans the leads just below that). Every lead is scored on the same batches and places.
 
-Baselines, de-normalised to store units like the model:
+Baselines, de-normalized to store units like the model:
 
 - **persistence** repeats the last visible time step;
-- **climatology** is the store's local (per grid point) monthly mean from the normalisation
-  statistics (``data/normalization.py``) at the target time, interpolated between mid-month values: the de-normalised 0 of a locally
-  normalised field, and for a globally normalised one the local mean, which the statistics pass
+- **climatology** is the store's local (per grid point) monthly mean from the normalization
+  statistics (``data/normalization.py``) at the target time, interpolated between mid-month values: the de-normalized 0 of a locally
+  normalized field, and for a globally normalized one the local mean, which the statistics pass
   always stores too. It is *in-sample*: the statistics span the whole store, validation period
   included, so it is a slightly optimistic reference.
 
@@ -57,7 +57,7 @@ from atmorep_coupler.units import udunits
 __all__ = ["build_parser", "evaluate_forecast", "main"]
 
 _KINDS = ("model", "persistence", "climatology")
-CLIMATOLOGY_NOTE = ("climatology: the store's local monthly mean at the target time (normalisation "
+CLIMATOLOGY_NOTE = ("climatology: the store's local monthly mean at the target time (normalization "
                     "statistics, interpolated between mid-month values); in-sample, computed over the whole store "
                     "including the validation period")
 
@@ -128,7 +128,7 @@ def evaluate_forecast(model: Multiformer, sampler: NeighbourhoodSampler, *, slic
 
 def _physical(sampler: NeighbourhoodSampler, name: str, clean: torch.Tensor, origins: np.ndarray) -> dict:
     """Store-unit tokens of one field: the truth, the local monthly mean (climatology), and the affine
-    map ``offset + scale * x`` from normalised to store units (de-normalisation is affine per point)."""
+    map ``offset + scale * x`` from normalized to store units (de-normalization is affine per point)."""
     zeros = torch.zeros_like(clean)
     offset = torch.from_numpy(sampler.denormalize(name, zeros, origins)).double()
     scale = torch.from_numpy(sampler.denormalize(name, zeros + 1, origins)).double() - offset

@@ -3,7 +3,8 @@
 ``Trainer`` owns the model, optimiser (AdamW), schedule (linear warm-up, then cosine/linear decay to a
 floor), the batch streams and the checkpoint format. One ``train_step`` is one optimiser step on the
 next batch of this rank's stream; ``validate`` scores fixed batches of the held-out period;
-``fit`` is the local loop with a progress bar, CSV + TensorBoard logs and checkpoints.
+``fit`` runs the training loop (``training/loop.py``, shared with the Ray path) with a progress bar,
+CSV + TensorBoard logs and checkpoint files.
 
 Distributed training (``training/distributed.py``) passes ``rank``/``world_size``, a ``wrap_model``
 (e.g. ``ray.train.torch.prepare_model``) and ``reduce_metrics``, a function that **sums** a
@@ -12,7 +13,7 @@ Distributed training (``training/distributed.py``) passes ``rank``/``world_size`
 Exact resume: a checkpoint holds the model, optimiser and scheduler states, the step (which is
 also the position of the batch stream: batch ``k`` is a pure function of (seed, rank, k)), the torch
 RNG state (dropout), the frozen parameter names, the run config as YAML text, a fingerprint of the
-normalisation statistics and what inference must repeat of the data (``data``: the time step, per field the
+normalization statistics and what inference must repeat of the data (``data``: the time step, per field the
 units and whether missing values occurred and how they were filled; ``NeighbourhoodSampler.record``). It
 contains only tensors, numbers, strings, lists and dicts, so ``torch.load(path, weights_only=True)`` reads
 it; ``model/checkpoint.py`` adds its format version and a checksum, verified on load. On CPU a resumed run
@@ -28,9 +29,7 @@ GradScaler state is needed); the ensemble tail and the losses run in fp32. No ef
 
 from __future__ import annotations
 
-import csv
 import math
-import time
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
@@ -50,6 +49,7 @@ from atmorep_coupler.model.masking import Masker
 from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores, target_rows
 from atmorep_coupler.model.multiformer import Multiformer, checkpointing_needed, compile_model, load_fields, load_weights
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
+from atmorep_coupler.training.loop import MetricsLogger, train_loop
 
 __all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT"]
 
@@ -234,7 +234,7 @@ class Trainer:
         fingerprint = normalization_fingerprint(self.store.normalization)
         if state["normalization"]["fingerprint"] != fingerprint:
             raise CheckpointError(
-                f"normalisation statistics of store {str(self.store.path)!r} differ from those the "
+                f"normalization statistics of store {str(self.store.path)!r} differ from those the "
                 f"checkpoint was trained with ({state['normalization']['source']}); use the same store "
                 "or statistics, or start a new run with init_from"
             )
@@ -282,82 +282,34 @@ class Trainer:
     # ------------------------------------------------------------------------------ local loop
     def fit(self, num_steps: int | None = None, *, progress: bool = True) -> dict[str, float]:
         """Train until step ``num_steps`` (default ``config.steps``) with logs and checkpoints under
-        ``log_dir``; returns the last training metrics (plus ``val/...`` of the last validation)."""
-        cfg = self.config
-        end = cfg.steps if num_steps is None else num_steps
+        ``log_dir`` (:func:`~atmorep_coupler.training.loop.train_loop`); returns the last logged training
+        metrics (plus ``val/...`` of the last validation)."""
+        end = self.config.steps if num_steps is None else num_steps
         main = self.rank == 0 and self.log_dir is not None
-        logger = MetricsLogger(self.log_dir, cfg.logging.tensorboard) if main else None
-        metrics: dict[str, float] = {}
-        bar = tqdm(total=end, initial=self.step, desc="training", unit="step",
-                   disable=not progress or self.rank != 0)
-        try:
-            while self.step < end:
-                start = time.perf_counter()
-                metrics = self.train_step()
-                metrics["samples_per_s"] = metrics["samples"] / (time.perf_counter() - start)
-                bar.update(1)
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_per_s=f"{metrics['samples_per_s']:.1f}")
-                if logger and (self.step % cfg.logging.every_steps == 0 or self.step == end):
-                    logger.log("train", self.step, metrics)
-                val_every = cfg.validation.every_steps
-                if self.validation_sampler is not None and val_every and (self.step % val_every == 0 or self.step == end):
-                    val = self.validate()
-                    metrics.update({f"val/{k}": v for k, v in val.items()})
-                    bar.write(f"step {self.step}: validation loss {val['loss']:.4f}")
-                    if logger:
-                        logger.log("validation", self.step, val)
-                every = cfg.checkpoint.every_steps
-                if main and every and self.step % every == 0 and self.step != end:
-                    self._save_periodic()
-            if main:
-                self.save_checkpoint(self.log_dir / "checkpoints" / "last.pt")
-        finally:
-            bar.close()
-            if logger:
-                logger.close()
-        return metrics
+        logger = MetricsLogger(self.log_dir, self.config.logging.tensorboard) if main else None
+        bar = tqdm(total=end, initial=self.step, desc="training", unit="step") if progress and self.rank == 0 else None
+        return train_loop(self, _LocalCheckpoints(self, main), end=end, logger=logger, bar=bar)
 
-    def _save_periodic(self) -> None:
-        folder = self.log_dir / "checkpoints"
-        self.save_checkpoint(folder / f"step_{self.step:08d}.pt")
-        self.save_checkpoint(folder / "last.pt")
-        old = sorted(folder.glob("step_*.pt"))[: -self.config.checkpoint.keep or None]
-        for path in old:
+
+class _LocalCheckpoints:
+    """:class:`~atmorep_coupler.training.loop.LoopHooks` of one process: metrics as they are, checkpoint files
+    under ``log_dir/checkpoints`` (``step_<n>.pt``, the newest ``keep``, and ``last.pt``)."""
+
+    def __init__(self, trainer: Trainer, main: bool) -> None:
+        self.trainer, self.main = trainer, main
+
+    def reduce(self, metrics: dict[str, float]) -> dict[str, float]:
+        return dict(metrics)
+
+    def checkpoint(self, step: int, metrics) -> None:
+        if not self.main:
+            return
+        folder = self.trainer.log_dir / "checkpoints"
+        self.trainer.save_checkpoint(folder / f"step_{step:08d}.pt")
+        self.trainer.save_checkpoint(folder / "last.pt")
+        for path in sorted(folder.glob("step_*.pt"))[: -self.trainer.config.checkpoint.keep or None]:
             path.unlink()
 
-
-class MetricsLogger:
-    """CSV files (``train.csv``, ``validation.csv``; appended on resume) and TensorBoard scalars."""
-
-    def __init__(self, folder: Path, tensorboard: bool):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
-        self._writers: dict[str, tuple] = {}
-        self.tensorboard = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tensorboard = SummaryWriter(str(folder / "tensorboard"))
-
-    def log(self, kind: str, step: int, metrics: Mapping[str, float]) -> None:
-        row = {"step": step, **metrics}
-        if kind not in self._writers:
-            path = self.folder / f"{kind}.csv"
-            new = not path.exists()
-            handle = path.open("a", newline="")
-            writer = csv.DictWriter(handle, fieldnames=list(row), extrasaction="ignore", lineterminator="\n")
-            if new:
-                writer.writeheader()
-            self._writers[kind] = (handle, writer)
-        handle, writer = self._writers[kind]
-        writer.writerow(row)
-        handle.flush()
-        if self.tensorboard is not None:
-            for key, value in metrics.items():
-                self.tensorboard.add_scalar(f"{kind}/{key}", value, step)
-
-    def close(self) -> None:
-        for handle, _ in self._writers.values():
-            handle.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+    def finish(self, metrics, stepped: bool) -> None:
+        if self.main:
+            self.trainer.save_checkpoint(self.trainer.log_dir / "checkpoints" / "last.pt")

@@ -4,7 +4,7 @@ Definitions (Rasp et al. 2024, WeatherBench 2), per field, level and lead, over 
 
 - **latitude weights** ``w_i`` proportional to the band area of row ``i`` (bounds midway between
   neighbouring latitudes and at the poles, ``sin(upper) - sin(lower)``; about ``cos φ_i``),
-  normalised to mean 1 over latitude. They are the only weights, applied once; every longitude
+  normalized to mean 1 over latitude. They are the only weights, applied once; every longitude
   counts alike;
 - ``MSE_s = mean_ij w_i (f - o)²``; **RMSE** ``= sqrt(mean_s MSE_s)`` (the root after the mean over
   start dates); **bias** ``= mean_s mean_ij w_i (f - o)``;
@@ -36,7 +36,7 @@ METRICS = ("rmse", "bias", "acc", "crps", "spread", "spread_skill")
 
 
 def latitude_weights(latitudes: np.ndarray) -> np.ndarray:
-    """WeatherBench 2's latitude weights: band areas normalised to mean 1 over the rows."""
+    """WeatherBench 2's latitude weights: band areas normalized to mean 1 over the rows."""
     area = row_areas(np.asarray(latitudes, dtype=np.float64))
     return area / area.mean()
 

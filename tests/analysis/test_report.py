@@ -86,7 +86,7 @@ def check_training_table(found: dict, logs: Path) -> None:
     rows = {row["at the last step"]: row for row in found["at the last step"]}
     assert same(rows["loss"]["training"], train["loss"]) and same(rows["loss"]["validation"], validation["loss"])
     for name in ("temperature", "u_component_of_wind"):
-        assert same(rows[f"{name} RMSE (normalised)"]["validation"], validation[f"{name}/rmse"])
+        assert same(rows[f"{name} RMSE (normalized)"]["validation"], validation[f"{name}/rmse"])
 
 
 @pytest.fixture(scope="module")

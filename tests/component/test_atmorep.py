@@ -118,7 +118,7 @@ def test_unit_strings_parse_with_real_udunits2(checkpoint, tiny_store):
 def test_initial_state_is_the_store_at_start(checkpoint, tiny_store, store):
     c = make(checkpoint, tiny_store)
     truth = store.read("temperature", time=[store.time_index(np.datetime64(START))], levels=LEVELS)[0]
-    np.testing.assert_allclose(c.get_field("temperature").values, truth, rtol=1e-6)  # normalised and back
+    np.testing.assert_allclose(c.get_field("temperature").values, truth, rtol=1e-6)  # normalized and back
     assert [d.isoformat() for d in c.window_times()] == ["2000-01-01T00:00:00", "2000-01-01T03:00:00", START]
 
 
@@ -292,7 +292,7 @@ def test_tokens_of_several_time_steps_with_imports_are_refused(tiny_store, tmp_p
 # ------------------------------------------------------------------------------- tiling in the component
 class IdentityNetwork:
     """The network replaced by the identity: each target token is predicted as its own input (plus
-    ``offset``, in normalised units, to show that the predictions are what ends up in the field)."""
+    ``offset``, in normalized units, to show that the predictions are what ends up in the field)."""
 
     def __init__(self, members: int, offset: float = 0.0):
         self.members, self.offset = members, offset
@@ -311,14 +311,14 @@ def test_identity_network_reconstructs_the_field_through_the_tiling(checkpoint, 
     ds = c.predict(targets=last)  # nothing hidden; the last time step is predicted by every tile
     for name in ("temperature", "u_component_of_wind"):
         np.testing.assert_array_equal(ds[name].isel(time=-1).values, c.get_field(name).values)
-    c.network = IdentityNetwork(members=2, offset=1.0)  # +1 normalised = +1 standard deviation
+    c.network = IdentityNetwork(members=2, offset=1.0)  # +1 normalized = +1 standard deviation
     shifted = c.predict(targets=last).temperature.isel(time=-1).values - c.get_field("temperature").values
     std = c.norm.std("temperature", [0])[0][c.norm.level_index(LEVELS)]  # local, January, [level, lat, lon]
     np.testing.assert_allclose(shifted, std, rtol=1e-4, atol=1e-4)  # float32 round-off of ~280 K
 
 
 class TokenBlockNetwork(IdentityNetwork):
-    """The identity plus an offset per target token and window (normalised units): the token-level errors
+    """The identity plus an offset per target token and window (normalized units): the token-level errors
     of a network that decodes each token from one embedding, which the trained default model shows as
     jumps at token edges (docs/components.md). Offsets are a fixed draw per call."""
 
@@ -433,7 +433,7 @@ def test_mismatched_checkpoints_are_refused(checkpoint, tiny_store, tmp_path):
     shutil.copytree(tiny_store, other)
     stats = zarr.open_group(str(other / "normalization"), mode="r+")
     stats["global_mean_temperature"][0, 0] = stats["global_mean_temperature"][0, 0] + 1.0
-    with pytest.raises(CheckpointError, match="trained with other normalisation statistics"):
+    with pytest.raises(CheckpointError, match="trained with other normalization statistics"):
         make(checkpoint, other)
 
     state = torch.load(checkpoint, weights_only=True)

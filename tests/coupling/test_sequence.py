@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from atmorep_coupler.coupling.schema import load_coupling_config
-from atmorep_coupler.coupling.sequence import Action, compile_sequence, format_sequence
+from atmorep_coupler.coupling.sequence import Action, Block, Stage, compile_sequence, format_sequence, schedule
 from atmorep_coupler.run import main
 
 from .conftest import base_config, write_config
@@ -71,13 +71,45 @@ def test_zero_lag_sources_step_first_whatever_the_yaml_order():
                      Action("get", 0, "a", 0), Action("step", H, "a"), Action("step", 2 * H, "a")]
 
 
-def test_print_sequence_prints_the_compiled_sequence(tmp_path, capsys):
+def stages(config: dict, concurrent: bool = True) -> list[Stage]:
+    return schedule(compiled(config), load_coupling_config(config)[0], concurrent=concurrent)
+
+
+def test_lag_equal_to_the_period_lets_both_sides_step_together():
+    """b's window [T, T + 3 h) takes a's put for T, closed in the interval before: b's step depends on no step
+    of a in its interval, so it joins a's first step; a's steps stay in order, one stage each."""
+    config = six_hours(lag="PT3H", time_reduction="instant")
+    a = lambda h, *more: Block("a", (Action("step", h * H, "a"), *more))  # noqa: E731
+    b = lambda h: Block("b", (Action("get", (h - 3) * H, "b", 0), Action("step", h * H, "b")))  # noqa: E731
+    closes = lambda h: Action("put", h * H, "a", 0, closes=True)  # noqa: E731
+    assert stages(config) == [
+        Stage(barrier=Action("put", 0, "a", 0, initial=True)),
+        Stage((a(1), b(3))), Stage((a(2),)), Stage((a(3, closes(3)),)), Stage(barrier=Action("sync", 3 * H)),
+        Stage((a(4), b(6))), Stage((a(5),)), Stage((a(6, closes(6)),)), Stage(barrier=Action("sync", 6 * H)),
+    ]
+    sequential = stages(config, concurrent=False)  # one block per stage: the sequence itself, in its order
+    assert [len(s.blocks) for s in sequential if s.barrier is None] == [1] * 8
+    assert [x for s in sequential for x in s.actions] == compiled(config)
+
+
+def test_a_step_waits_for_the_put_its_import_takes():
+    """Lag 0: b's window takes a's window over the same span, closed by a's third step: b comes after it."""
+    config = six_hours(lag="PT0S", time_reduction="average")
+    first = stages(config)[:4]
+    assert [[b.component for b in s.blocks] for s in first] == [["a"], ["a"], ["a"], ["b"]]
+    assert first[3].blocks[0].gets == (Action("get", 0, "b", 0),)
+
+
+def test_print_sequence_prints_the_compiled_stages(tmp_path, capsys):
     config = six_hours(lag="PT3H", time_reduction="instant")
     path = write_config(tmp_path, config)
     assert main([str(path), "--print-sequence"]) == 0
     printed = capsys.readouterr().out
-    assert printed == format_sequence(compiled(config)) + "\n"
-    assert printed.splitlines()[0].split() == ["0", "s", "put", "a", "->", "couplings[0]", "(initial", "state)"]
+    assert printed == format_sequence(stages(config)) + "\n"
+    lines = printed.splitlines()
+    assert lines[0].split() == ["0", "s", "put", "a", "->", "couplings[0]", "(initial", "state)"]
+    assert lines[1:5] == ["stage: a | b", "       3600 s  step    a", "          0 s  get     couplings[0] -> b",
+                          "      10800 s  step    b"]
 
 
 @pytest.mark.parametrize("kind", ["get", "step", "put", "output", "sync", "restart"])

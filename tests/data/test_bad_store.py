@@ -107,7 +107,7 @@ def _trainer(store: Path) -> Trainer:
     (None, "variable 'temperature': has no CF 'units' attribute; add one (e.g. 'K')"),
     ("Kelvin degrees", "variable 'temperature': cannot parse units 'Kelvin degrees'"),
     ("m", "variable 'temperature': units 'm' do not fit its CF standard_name 'air_temperature' (canonical units 'K')"),
-    ("degC", "variable 'temperature': units 'degC', but its normalisation statistics"),
+    ("degC", "variable 'temperature': units 'degC', but its normalization statistics"),
 ])
 def test_units_attribute_is_checked_where_training_and_the_component_start(units, fragment, copy_store,
                                                                            tiny_default_checkpoint):

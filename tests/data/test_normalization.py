@@ -1,4 +1,4 @@
-"""Normalisation statistics against numpy on the whole array; storage and reload; normalize."""
+"""Normalization statistics against numpy on the whole array; storage and reload; normalize."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def test_sidecar_statistics_beside_a_store(make_era5, write_store, tmp_path):
 def test_missing_statistics_and_variables(make_era5, write_store, tmp_path):
     path = write_store(make_era5(), tmp_path / "plain.zarr")
     store = open_store(path)
-    with pytest.raises(DataError, match=r"no normalisation statistics found.*plain\.zarr.*make|stats STORE"):
+    with pytest.raises(DataError, match=r"no normalization statistics found.*plain\.zarr.*make|stats STORE"):
         store.normalization
     stats = compute_normalization(store, ["t"], progress=False)
     with pytest.raises(DataError, match=r"no variable 'q'.*temperature"):
@@ -167,7 +167,7 @@ def test_missing_statistics_and_variables(make_era5, write_store, tmp_path):
 
 def test_statistics_are_interpolated_linearly_between_mid_month_values(three_months):
     """A month's statistics hold at its middle (16 Jan 12:00, 15 Feb 00:00 in 2001: 29.5 days apart) and
-    move linearly in time between middles, so a constant physical value normalises without a step at
+    move linearly in time between middles, so a constant physical value normalizes without a step at
     the month boundary; the sampler and the component (cftime dates) see the same positions."""
     import cftime
 

@@ -49,7 +49,7 @@ def test_fine_tokens_hold_the_fine_truth_minus_bilinear_interpolation(analytic_p
     coarse_rows = batch.origins[:, 1:2] + np.arange(8)
     lat_c, lat_f = pairs.coarse.latitudes[coarse_rows], pairs.fine.latitudes[rows]
     assert np.all(np.abs(lat_f.mean(1) - lat_c.mean(1)) < 1e-9)
-    # the departure is normalised over the training period
+    # the departure is normalized over the training period
     np.testing.assert_allclose(pairs.departure.std(axis=(0, 2, 3)), 1.0, rtol=1e-3)
 
 

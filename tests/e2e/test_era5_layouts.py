@@ -156,14 +156,14 @@ def test_plain_bmi_calls_treat_imports_as_training_did(trained, tmp_path):
                                              r"checkpoint \S+last.pt was trained on 'toa_incident_solar_radiation' in 'J m-2'"):
         model.set_value("toa_incident_solar_radiation", six_hours.reshape(-1))
 
-    # SST NaN over land is filled as training filled it: the normalised mean (SST is globally normalised)
+    # SST NaN over land is filled as training filled it: the normalized mean (SST is globally normalized)
     sst = feed(model, store)
     land = np.isnan(sst)
     assert 0 < land.sum() < land.size
     model.update()
     with_nan = model.get_value("temperature", np.empty(model.get_grid_size(model.get_var_grid("temperature")),
                                                        np.float32))
-    window = model._window["sea_surface_temperature"][0, -1].numpy()  # [lat, lon] normalised, newest step
+    window = model._window["sea_surface_temperature"][0, -1].numpy()  # [lat, lon] normalized, newest step
     assert np.array_equal(window[land], np.zeros(land.sum(), np.float32))
     month_mean = float(model.norm.mean("sea_surface_temperature", [0], mode="global")[0])
     runs = {}

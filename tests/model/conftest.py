@@ -42,7 +42,7 @@ def co2(hours):
 
 
 def write_analytic_store(path, times) -> None:
-    """ERA5-layout zarr with the analytic fields above at ``times`` and its normalisation group."""
+    """ERA5-layout zarr with the analytic fields above at ``times`` and its normalization group."""
     times = np.asarray(times, dtype="datetime64[ns]")
     hours = (times - np.datetime64("2000-01-01", "ns")) / np.timedelta64(1, "h")
     h = hours[:, None, None, None]

@@ -23,14 +23,14 @@ def sampler_for(store, config=None, **kw):
     return NeighbourhoodSampler(store, config, **kw)
 
 
-def normalised(store, var, values, times, level_idx=None, rows=None, cols=None, mode="global"):
+def normalized(store, var, values, times, level_idx=None, rows=None, cols=None, mode="global"):
     from atmorep_coupler.data.normalization import month_index
 
     return store.normalization.normalize(var, values, month_index(times), level_idx, rows, cols, mode=mode)
 
 
 @pytest.mark.parametrize("mode", ["global", "local"])
-def test_tokens_are_the_normalised_analytic_fields(analytic_store, mode):
+def test_tokens_are_the_normalized_analytic_fields(analytic_store, mode):
     d = tiny_config_dict()
     for f in d["fields"][:2]:
         f["normalization"] = mode
@@ -47,10 +47,10 @@ def test_tokens_are_the_normalised_analytic_fields(analytic_store, mode):
         for name, fn in (("temperature", temperature), ("u_component_of_wind", u_wind)):
             phys = fn(hours[b][:, None, None, None], np.array([850.0, 500.0])[None, :, None, None],
                       lat[b][None, None, :, None], lon[b][None, None, None, :])
-            want = normalised(analytic_store, name, phys.astype(np.float32), times[b], [1, 2], rows, cols, mode)
+            want = normalized(analytic_store, name, phys.astype(np.float32), times[b], [1, 2], rows, cols, mode)
             got = detokenize(batch.tokens[name][b].numpy()).transpose(1, 0, 2, 3)
             np.testing.assert_allclose(got, want, atol=2e-5)
-        want = normalised(analytic_store, "co2_equivalent", co2(hours[b]).astype(np.float32), times[b])
+        want = normalized(analytic_store, "co2_equivalent", co2(hours[b]).astype(np.float32), times[b])
         got = detokenize(batch.tokens["co2_equivalent"][b].numpy())[0]  # [nt, ny, nx]
         np.testing.assert_allclose(got, np.broadcast_to(want[:, None, None], got.shape), atol=1e-5)
     sst = batch.tokens["sea_surface_temperature"]

@@ -29,7 +29,7 @@ def reference_field(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
 
 
 def harmonic_field(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
-    """A smooth field of (unnormalised) real spherical harmonics, 3 + Y_3^2 + Y_5^1 + Y_4^0.
+    """A smooth field of (unnormalized) real spherical harmonics, 3 + Y_3^2 + Y_5^1 + Y_4^0.
 
     With ``x = sin(lat) = cos(colatitude)``: ``Y_3^2 ~ (1 - x^2) x cos(2 lon)``,
     ``Y_5^1 ~ sqrt(1 - x^2) (21 x^4 - 14 x^2 + 1) sin(lon)``, ``Y_4^0 ~ 35 x^4 - 30 x^2 + 3``;

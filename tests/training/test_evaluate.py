@@ -1,6 +1,6 @@
 """Forecast evaluation by lead time against independent computations from raw store reads: persistence,
 the monthly-mean climatology, and the ensemble's RMSE, spread and CRPS (scoringrules) of the model's
-own members, de-normalised here with numpy from the stored statistics."""
+own members, de-normalized here with numpy from the stored statistics."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_leads_structure_and_backward_compatible_keys(evaluated):
 
 def baselines_from_store(trainer, batches: int, leads) -> dict[tuple, float]:
     """``{(kind, lead, field, level): RMSE}`` of persistence and the monthly-mean climatology, from
-    whole-store reads and numpy means (no normalisation statistics involved)."""
+    whole-store reads and numpy means (no normalization statistics involved)."""
     sampler, store = trainer.validation_sampler, trainer.store
     nt, ny, nx = sampler.extent
     months = store.times.astype("datetime64[M]")
@@ -99,8 +99,8 @@ def test_persistence_and_climatology_match_raw_store_computation(evaluated):
         assert got == pytest.approx(rmse, rel=1e-4), (kind, s, name, level)
 
 
-def test_climatology_of_globally_normalised_fields_is_the_local_monthly_mean(tiny_store):
-    """With global normalisation the de-normalised 0 is the global mean; climatology stays local."""
+def test_climatology_of_globally_normalized_fields_is_the_local_monthly_mean(tiny_store):
+    """With global normalization the de-normalized 0 is the global mean; climatology stays local."""
     from atmorep_coupler.train import config_path
     from atmorep_coupler.training.config import load_run_config
 
@@ -113,7 +113,7 @@ def test_climatology_of_globally_normalised_fields_is_the_local_monthly_mean(tin
 
 
 def test_ensemble_rmse_spread_crps_match_scoringrules(evaluated):
-    """The model's members for batch 0 at lead 2, de-normalised with numpy from the stored monthly
+    """The model's members for batch 0 at lead 2, de-normalized with numpy from the stored monthly
     statistics, scored with scoringrules' fair CRPS and numpy."""
     trainer, _ = evaluated
     sampler, store, model = trainer.validation_sampler, trainer.store, trainer.raw_model

@@ -88,14 +88,14 @@ def test_checkpoint_loads_with_weights_only(tiny_run, tmp_path):
     assert isinstance(state["rng"]["torch"], torch.Tensor)
 
 
-def test_resume_refuses_other_normalisation(tiny_run, tiny_store, tmp_path):
+def test_resume_refuses_other_normalization(tiny_run, tiny_store, tmp_path):
     trainer = Trainer(tiny_run)
     path = trainer.save_checkpoint(tmp_path / "c.pt")
     other = tmp_path / "other.zarr"
     shutil.copytree(tiny_store, other)
     stats = zarr.open_group(str(other / "normalization"), mode="r+")
     stats["global_mean_temperature"][0, 0] = stats["global_mean_temperature"][0, 0] + 1.0
-    with pytest.raises(CheckpointError, match="normalisation statistics .* differ"):
+    with pytest.raises(CheckpointError, match="normalization statistics .* differ"):
         Trainer.from_checkpoint(path, store=str(other))
 
 

@@ -94,7 +94,7 @@ def test_persistence_and_climatology_equal_numpy_on_raw_store_reads(card, tiny_s
 
 def conservative_to_fine(coarse_lat_bounds_sin: np.ndarray, fine_lat: np.ndarray, nlon_coarse: int,
                          nlon_fine: int) -> scipy.sparse.csr_matrix:
-    """First-order conservative weights (destination-area normalised) between two global lat-lon grids with
+    """First-order conservative weights (destination-area normalized) between two global lat-lon grids with
     cells bounded by parallels and meridians, cells centred on 0 deg longitude: overlaps in sin(latitude)
     times overlaps in longitude, as a scipy sparse Kronecker product."""
     fine_bounds = np.concatenate([[90.0], 0.5 * (fine_lat[1:] + fine_lat[:-1]), [-90.0]])
