@@ -582,12 +582,12 @@ class AtmoRepComponent(Component):
         months = np.repeat(month_position([self.datetime_at(target)]), self.members)
         for spec, coarse in self._nudged:
             window = self._window[spec.name]  # [member, L, nt, lat, lon]
-            state = self._denormalise(spec, window[:, :, -1].transpose(0, 1), months)  # [member, L, lat, lon]
+            state = self._denormalize(spec, window[:, :, -1].transpose(0, 1), months)  # [member, L, lat, lon]
             toward = self._arrays[coarse.name].astype(np.float64)
             if self._coarse_bias is not None:
                 toward = toward - self._coarse_bias.at(spec.name, float(months[0]))
             relaxed = relax_large_scales(state, toward, self.latitudes, weight, nudging.truncation)
-            x = self._normalise(spec, relaxed, months, where=f"component {self.name!r}: large-scale relaxation")
+            x = self._normalize(spec, relaxed, months, where=f"component {self.name!r}: large-scale relaxation")
             window[:, :, -1] = x.transpose(0, 1)
 
     def _predict(self, windows: Mapping[str, torch.Tensor], hidden: torch.Tensor, times: np.ndarray,
