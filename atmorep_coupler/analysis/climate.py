@@ -11,8 +11,8 @@ against the truth over the same times and on the same grid:
 - **transient eddies**: kinetic energy ``½ (u'² + v'²)`` and temperature variance ``T'²``, primes being
   departures from the point's time mean, time-averaged (storm tracks);
 - **power spectra by total wavenumber** ``n`` of single fields, averaged over times, from a spherical
-  harmonic transform on a Gaussian grid (fields on a regular grid are first mapped conservatively to
-  the Gaussian grid with the same number of latitudes, truth and run alike): the speckle or blockiness
+  harmonic transform with an exact quadrature on each field's own grid (Gauss–Legendre on Gaussian rows,
+  Fejér on regular cell-centre rows; :mod:`atmorep_coupler.regrid.harmonics`): the speckle or blockiness
   of a field shows up as excess power at large ``n``;
 - **global-mean trend** of temperature (least squares, per year).
 
@@ -25,7 +25,6 @@ the truth store and write ``climate.json`` and PNG figures.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import xarray as xr  # noqa: E402
 
 from atmorep_coupler.analysis.plots import zonal_panels  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
+from atmorep_coupler.regrid import harmonics  # noqa: E402
 from atmorep_coupler.verification.scores import latitude_weights  # noqa: E402
 
 __all__ = [
@@ -89,73 +89,18 @@ def trend_per_year(times: np.ndarray, series: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------ spectra
-@functools.lru_cache(maxsize=8)
-def _legendre(nlat: int, truncation: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre weights ``w[j]`` (north first) and orthonormal associated Legendre functions
-    ``P[m, n, j]`` (``∫ P_n^m(μ)² dμ = 1``; zero for n < m) at the nodes, by the standard stable recursion."""
-    nodes, weights = np.polynomial.legendre.leggauss(nlat)
-    mu, w = nodes[::-1], weights[::-1]  # sin(latitude), north first
-    root = np.sqrt(1.0 - mu**2)
-    p = np.zeros((truncation + 1, truncation + 1, nlat))
-    diagonal = np.full(nlat, np.sqrt(0.5))
-    for m in range(truncation + 1):
-        if m > 0:
-            diagonal = np.sqrt((2 * m + 1) / (2 * m)) * root * diagonal
-        p[m, m] = diagonal
-        if m + 1 <= truncation:
-            p[m, m + 1] = np.sqrt(2 * m + 3) * mu * diagonal
-        for n in range(m + 2, truncation + 1):
-            a = np.sqrt((4 * n * n - 1) / (n * n - m * m))
-            b = np.sqrt(((n - 1) ** 2 - m * m) / (4 * (n - 1) ** 2 - 1))
-            p[m, n] = a * (mu * p[m, n - 1] - b * p[m, n - 2])
-    return w, p
-
-
 def _gaussian_latitudes(nlat: int) -> np.ndarray:
     return np.rad2deg(np.arcsin(np.polynomial.legendre.leggauss(nlat)[0][::-1]))
 
 
-@functools.lru_cache(maxsize=8)
-def _to_gaussian(lat: bytes, lon: bytes):
-    """The conservative map from a regular grid (centres as bytes) to the Gaussian grid of as many rows."""
-    from atmorep_coupler.regrid import GaussianGrid, LatLonGrid, Regridder
-
-    lat_c, lon_c = np.frombuffer(lat), np.frombuffer(lon)
-    order = "descending" if lat_c[0] > lat_c[-1] else "ascending"
-    return Regridder(LatLonGrid.from_centers(lat_c, lon_c), GaussianGrid(lat_c.size, lon_c.size, lat_order=order),
-                     "conservative_normed", progress=False)
-
-
 def power_spectrum(x: np.ndarray, lat: np.ndarray, truncation: int | None = None) -> np.ndarray:
-    """Power per total wavenumber ``n = 0 .. truncation`` of fields ``[..., lat, lon]`` on a global grid
-    (equally spaced longitudes from 0), ``[..., n]``; the powers of a field resolved by the transform sum to
-    its area-mean square. Gaussian latitudes are transformed as they are; other grids are first mapped
-    conservatively to the Gaussian grid with as many rows. ``truncation``: default ``(2 nlat - 1) / 3`` rounded
-    down (the truncation whose quadratic, alias-free grid has these rows: T21 on 32, T15 on 24)."""
+    """Power per total wavenumber ``n = 0 .. truncation`` of fields ``[..., lat, lon]`` on a global Gaussian or
+    regular cell-centre grid, ``[..., n]`` (:func:`atmorep_coupler.regrid.harmonics.power_spectrum`: exact
+    quadratures, no remapping). ``truncation``: default ``(2 nlat - 1) / 3`` rounded down (the truncation whose
+    quadratic, alias-free grid has these rows: T21 on 32, T15 on 24)."""
     x = np.asarray(x, np.float64)
-    lat = np.asarray(lat, np.float64)
-    nlat, nlon = x.shape[-2:]
-    if lat.size != nlat:
-        raise DataError(f"power_spectrum: {lat.size} latitudes for fields with {nlat} rows")
-    truncation = (2 * nlat - 1) // 3 if truncation is None else int(truncation)
-    if truncation >= nlat or truncation > nlon // 2:
-        raise DataError(f"power_spectrum: truncation T{truncation} is too high for a {nlat} x {nlon} grid")
-    gaussian = _gaussian_latitudes(nlat)
-    if np.allclose(lat, gaussian, atol=1e-6):
-        pass
-    elif np.allclose(lat, gaussian[::-1], atol=1e-6):
-        x, lat = x[..., ::-1, :], lat[::-1]
-    else:
-        lon = 360.0 * np.arange(nlon) / nlon
-        x = _to_gaussian(lat.tobytes(), lon.tobytes()).apply(x)
-        if lat[0] < lat[-1]:
-            x = x[..., ::-1, :]
-    w, p = _legendre(nlat, truncation)
-    fourier = np.fft.rfft(x, axis=-1)[..., : truncation + 1] * (2 * np.pi / nlon) / np.sqrt(2 * np.pi)
-    coefficients = np.einsum("...jm,mnj,j->...mn", fourier, p, w)  # a_n^m for m >= 0
-    power = np.abs(coefficients) ** 2
-    power[..., 1:, :] *= 2.0  # m and -m
-    return power.sum(axis=-2) / (4 * np.pi)
+    truncation = (2 * x.shape[-2] - 1) // 3 if truncation is None else int(truncation)
+    return harmonics.power_spectrum(x, lat, truncation)
 
 
 # ------------------------------------------------------------------------------------------ runs

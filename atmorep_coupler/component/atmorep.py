@@ -76,6 +76,7 @@ from atmorep_coupler.config import Validated
 from atmorep_coupler.component.base import Component
 from atmorep_coupler.component.fine_grid import FineGrid, fine_heads
 from atmorep_coupler.component.items import SCALAR_GRID, ComponentGrid, ExchangeItem, member_item
+from atmorep_coupler.component.large_scales import CoarseBias, LargeScaleNudging, relax_large_scales
 from atmorep_coupler.component.settings import ComponentConfig
 from atmorep_coupler.data.conditioning import physical_variable
 from atmorep_coupler.data.normalization import Normalization, load_normalization, month_position
@@ -166,6 +167,9 @@ class AtmoRepConfig(ComponentConfig):
     """Seed of the ensemble randomness."""
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     """Ensemble trajectories and their initial perturbations."""
+    large_scales: LargeScaleNudging = field(default_factory=LargeScaleNudging)
+    """Relaxation of the predicted fields' large scales toward their ``coarse_*`` conditioning after each step
+    (:mod:`atmorep_coupler.component.large_scales`); off unless ``tau`` is set."""
 
     def validate(self) -> None:
         super().validate()
@@ -263,6 +267,10 @@ class AtmoRepComponent(Component):
         self.tiling = self._tiling(config)
         self.members = config.ensemble.members
         self._declare(store)
+        self._nudged = self._nudging_pairs(path)
+        bias = config.large_scales.bias
+        self._coarse_bias = None if bias is None or not self._nudged else CoarseBias(
+            self.resolve_path(bias), {p.name: tuple(p.config.levels) for p, _ in self._nudged}, self.latitudes)
         self._exported: dict[str, np.ndarray] = {}
         self._window = self._read_window(store)
         self._perturb(config.ensemble.perturbation)
@@ -356,9 +364,7 @@ class AtmoRepComponent(Component):
                       for k in range(self.members)]
         for spec in self.inputs:
             attrs = dict(store.dataset[spec.variable].attrs)
-            # the coarse model's state: the store's coarse_* run, or the truth coarsened (transform coarse:T<N>)
-            coarse = spec.variable != physical_variable(spec.variable) or (
-                (spec.config.transform or "").partition(":")[0] == "coarse")
+            coarse = self.is_conditioning(spec)
             long_name = attrs.get("long_name", spec.variable)
             items.append(ExchangeItem(
                 spec.name, cf_standard_name(spec.variable, attrs) or cf_standard_name(physical_variable(spec.variable)),
@@ -382,6 +388,27 @@ class AtmoRepComponent(Component):
             self._item_list += fine_items
             self._arrays.update(fine_arrays)
         self._expose(self._grid_table, self._item_list, self._arrays)
+
+    @staticmethod
+    def is_conditioning(spec: _FieldSpec) -> bool:
+        """The coarse model's state: the store's ``coarse_*`` run, or the truth coarsened (transform ``coarse:T<N>``)."""
+        return spec.variable != physical_variable(spec.variable) or (
+            (spec.config.transform or "").partition(":")[0] == "coarse")
+
+    def _nudging_pairs(self, path: Path) -> list[tuple[_FieldSpec, _FieldSpec]]:
+        """(predicted field, its ``coarse_*`` conditioning on the same levels) for ``large_scales``; empty when off."""
+        if self.config.large_scales.tau is None:
+            return []
+        pairs = [(p, c) for p in self.predicted for c in self.inputs
+                 if self.is_conditioning(c) and physical_variable(c.variable) == p.variable
+                 and tuple(c.config.levels) == tuple(p.config.levels)]
+        if not pairs:
+            raise ConfigError(
+                f"component {self.name!r}: large_scales.tau is set, but checkpoint {path} has no coarse-model "
+                "conditioning field (coarse_<field>) on the levels of a predicted field to relax toward; leave "
+                "large_scales.tau null for this checkpoint"
+            )
+        return pairs
 
     # ------------------------------------------------------------------------------ what training did
     def trained_units(self, spec: _FieldSpec) -> str:
@@ -568,7 +595,26 @@ class AtmoRepComponent(Component):
         steps = self.slice_steps
         for spec in self.predicted:
             self._window[spec.name][:, :, -steps:] = predicted[spec.name][:, :, -steps:].to(torch.float32)
+        self._relax_large_scales(step.target)
         self._refresh_exports(step.target)
+
+    def _relax_large_scales(self, target: float) -> None:
+        """``large_scales``: every member's predicted fields at ``target`` relaxed toward their coarse-model
+        imports of that time (:mod:`~atmorep_coupler.component.large_scales`), in physical units."""
+        if not self._nudged:
+            return
+        nudging = self.config.large_scales
+        weight = nudging.weight(self.get_time_step())
+        months = np.repeat(month_position([self.datetime_at(target)]), self.members)
+        for spec, coarse in self._nudged:
+            window = self._window[spec.name]  # [member, L, nt, lat, lon]
+            state = self._denormalize(spec, window[:, :, -1].transpose(0, 1), months)  # [member, L, lat, lon]
+            toward = self._arrays[coarse.name].astype(np.float64)
+            if self._coarse_bias is not None:
+                toward = toward - self._coarse_bias.at(spec.name, float(months[0]))
+            relaxed = relax_large_scales(state, toward, self.latitudes, weight, nudging.truncation)
+            x = self._normalize(spec, relaxed, months, where=f"component {self.name!r}: large-scale relaxation")
+            window[:, :, -1] = x.transpose(0, 1)
 
     def _predict(self, windows: Mapping[str, torch.Tensor], hidden: Masks, times: np.ndarray,
                  heads: Sequence[int | None], *, targets: Masks | None = None) -> tuple[dict, dict]:

@@ -6,7 +6,7 @@ grid's rows and columns must be whole multiples of the neighbourhood's), all fed
 with the fine field fully hidden; the fine tokens are put back on the global fine grid and turned into
 the field (bilinear baseline plus departure). Scores: :class:`~atmorep_coupler.verification.scores.ForecastScores`
 (WeatherBench 2 definitions, latitude weights once; every time is a "start date", lead 0), and the power
-spectrum by total wavenumber (:mod:`.spectrum`) of the truth, the ensemble members and each interpolation.
+spectrum by total wavenumber (:mod:`atmorep_coupler.regrid.harmonics`, up to ``nlon / 2 - 1``) of the truth, the ensemble members and each interpolation.
 """
 
 from __future__ import annotations
@@ -18,12 +18,17 @@ import torch
 
 from atmorep_coupler.data.tokens import detokenize
 from atmorep_coupler.downstream.pairs import DownscalingPairs, downscaling_masks
-from atmorep_coupler.downstream.spectrum import power_spectrum
 from atmorep_coupler.errors import ConfigError
 from atmorep_coupler.model.multiformer import Multiformer
+from atmorep_coupler.regrid.harmonics import power_spectrum as _power
 from atmorep_coupler.verification.scores import ForecastScores
 
 __all__ = ["global_origins", "downscale", "score_downscaling"]
+
+
+def power_spectrum(field: np.ndarray, latitudes: np.ndarray) -> np.ndarray:
+    """Power by total wavenumber up to ``nlon / 2 - 1`` (past the fine truth's own truncation)."""
+    return _power(field, latitudes, np.shape(field)[-1] // 2 - 1)
 
 
 def global_origins(pairs: DownscalingPairs, t0: int) -> np.ndarray:

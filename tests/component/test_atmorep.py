@@ -468,3 +468,30 @@ def test_initialize_from_a_yaml_file_with_relative_paths(checkpoint, tiny_store,
     c.finalize()
     with pytest.raises(ComponentError, match="call initialize"):
         c.get_current_time()
+
+
+# ----------------------------------------------------------------------------- large-scale relaxation
+def test_large_scale_relaxation_moves_the_global_mean_toward_the_coarse_model(checkpoint, tiny_store, store):
+    """With truncation 0 the relaxed harmonic is the area mean: one step moves each level's area-mean departure
+    from the coarse import by 1 - exp(-3 h / 6 h), leaves every other scale and the unpaired field alone."""
+    plain = make(checkpoint, tiny_store)
+    nudged = make(checkpoint, tiny_store, large_scales={"tau": "PT6H", "truncation": 0})
+    for c in (plain, nudged):
+        feed(c, store)
+        c.update()
+    x = plain.get_field("temperature").values.astype(np.float64)  # [level, lat, lon]
+    coarse = nudged.get_value_ptr("coarse_temperature").reshape(x.shape).astype(np.float64)
+    # the rows' interpolatory quadrature (exact for Legendre polynomials of degree < 32), solved for here
+    mu = np.sin(np.deg2rad(store.latitudes))
+    weights = np.linalg.solve(np.polynomial.legendre.legvander(mu, mu.size - 1).T, np.eye(mu.size)[0] * 2.0)
+    departure = np.einsum("j,kjl->k", weights, coarse - x) / (2.0 * x.shape[-1])
+    assert np.abs(departure).max() > 0.05  # the tiny model's mean differs from its coarse model's
+    expect = x + (1.0 - np.exp(-0.5)) * departure[:, None, None]
+    np.testing.assert_allclose(nudged.get_field("temperature").values, expect, rtol=0, atol=2e-4)
+    np.testing.assert_array_equal(nudged.get_field("u_component_of_wind").values,
+                                  plain.get_field("u_component_of_wind").values)
+
+
+def test_large_scale_relaxation_is_refused_without_a_positive_time_scale(checkpoint, tiny_store):
+    with pytest.raises(ConfigError, match="tau: must be a positive duration"):
+        make(checkpoint, tiny_store, large_scales={"tau": "PT0S"})
