@@ -22,25 +22,9 @@ from atmorep_coupler.analysis.climate import (
 from atmorep_coupler.data import open_store
 from atmorep_coupler.errors import DataError
 
-special = pytest.importorskip("scipy.special")
+pytest.importorskip("scipy.special")
 
-
-def regular_latitudes(nlat: int) -> np.ndarray:
-    return 90.0 - 180.0 * (np.arange(nlat) + 0.5) / nlat
-
-
-def gaussian_latitudes(nlat: int) -> np.ndarray:
-    return np.rad2deg(np.arcsin(np.polynomial.legendre.leggauss(nlat)[0]))[::-1]
-
-
-def real_harmonic(n: int, m: int, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """A real spherical harmonic of unit mean square times 4 pi (orthonormal on the sphere), from scipy."""
-    theta, phi = np.deg2rad(90.0 - lat)[:, None], np.deg2rad(lon)[None, :]
-    if hasattr(special, "sph_harm_y"):
-        y = special.sph_harm_y(n, m, theta, phi)
-    else:  # scipy < 1.15: sph_harm(m, n, azimuth, polar)
-        y = special.sph_harm(m, n, phi, theta)
-    return np.real(y) * (np.sqrt(2.0) if m else 1.0)
+from tests.spherical import gaussian_latitudes, real_harmonic, regular_latitudes  # noqa: E402
 
 
 def test_area_mean_of_a_latitude_only_field_is_the_spherical_mean():

@@ -9,22 +9,9 @@ import pytest
 from atmorep_coupler.errors import DataError
 from atmorep_coupler.regrid.harmonics import coefficients, low_pass, power_spectrum, synthesis
 
-special = pytest.importorskip("scipy.special")
+pytest.importorskip("scipy.special")
 
-
-def regular_latitudes(nlat: int) -> np.ndarray:
-    return 90.0 - 180.0 * (np.arange(nlat) + 0.5) / nlat
-
-
-def gaussian_latitudes(nlat: int) -> np.ndarray:
-    return np.rad2deg(np.arcsin(np.polynomial.legendre.leggauss(nlat)[0]))[::-1]
-
-
-def real_harmonic(n: int, m: int, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Re Y_nm from scipy, times √2 for m > 0: mean square 1/(4π) on the sphere."""
-    theta, phi = np.deg2rad(90.0 - lat)[:, None], np.deg2rad(lon)[None, :]
-    y = special.sph_harm_y(n, m, theta, phi) if hasattr(special, "sph_harm_y") else special.sph_harm(m, n, phi, theta)
-    return np.real(y) * (np.sqrt(2.0) if m else 1.0)
+from tests.spherical import gaussian_latitudes, real_harmonic, regular_latitudes  # noqa: E402
 
 
 def band_weights(lat: np.ndarray) -> np.ndarray:
