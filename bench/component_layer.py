@@ -97,7 +97,7 @@ def main() -> None:
                 "fields": [{"name": "t_eq", "units": "K"}],
             }
         )
-        t_eq = xr.DataArray(np.full((180, 360), 20.0), dims=("lat", "lon"), attrs={"units": "degC"})
+        t_eq = xr.DataArray(np.full((180, 360), 20.0), dims=("latitude", "longitude"), attrs={"units": "degC"})
         results["set_field_1deg_degC_checked_ms"] = 1e3 * best_per_call(
             lambda: receiver.set_field("t_eq", t_eq), 50, args.repeat
         )

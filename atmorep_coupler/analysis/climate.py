@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from atmorep_coupler.analysis.plots import zonal_panels  # noqa: E402
+from atmorep_coupler.analysis.plots import output_axes, zonal_panels  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
 from atmorep_coupler.regrid import harmonics  # noqa: E402
 from atmorep_coupler.verification.scores import latitude_weights  # noqa: E402
@@ -104,12 +104,6 @@ def power_spectrum(x: np.ndarray, lat: np.ndarray, truncation: int | None = None
 
 
 # ------------------------------------------------------------------------------------------ runs
-def _grid_of(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    lat = np.asarray(ds["lat"].values if "lat" in ds.coords else ds["latitude"].values)
-    lon = np.asarray(ds["lon"].values if "lon" in ds.coords else ds["longitude"].values)
-    return (lat[:, 0], lon[0]) if lat.ndim == 2 else (lat, lon)
-
-
 def read_run(path: Path, fields, levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``(times, lat, lon, {field: [time, level, lat, lon]})`` from a coupled run's output store."""
     if not Path(path).exists():
@@ -118,7 +112,7 @@ def read_run(path: Path, fields, levels) -> tuple[np.ndarray, np.ndarray, np.nda
         missing = [f for f in fields if f not in ds]
         if missing:
             raise DataError(f"{path}: has no variables {missing} (it has {sorted(ds.data_vars)})")
-        lat, lon = _grid_of(ds)
+        lat, lon = output_axes(ds)
         data = {f: ds[f].sel(level=list(levels)).transpose("time", "level", ...).values.astype(np.float64)
                 for f in fields}
         return ds.time.values.astype("datetime64[ns]"), lat, lon, data

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from atmorep_coupler.config import from_dict  # noqa: E402
 from atmorep_coupler.data import forcings  # noqa: E402
 from atmorep_coupler.data.default import STATE_FILE, STATE_GROUP, DefaultDataConfig  # noqa: E402
+from atmorep_coupler.analysis.plots import output_axes  # noqa: E402
 from atmorep_coupler.errors import DataError  # noqa: E402
 from atmorep_coupler.verification.scores import latitude_weights  # noqa: E402
 
@@ -111,8 +112,8 @@ def run_series(run: Path, store: str, field: str) -> tuple[np.ndarray, ZonalMean
         if field not in ds:
             raise DataError(f"{Path(run) / store}: has no variable {field!r} (it has {sorted(ds.data_vars)})")
         da = ds[field].transpose("time", "level", ...)
-        lat = np.asarray(da.lat.values)
-        return da.time.values, (lat[:, 0] if lat.ndim == 2 else lat, da.level.values.astype(float),
+        lat, _ = output_axes(da)
+        return da.time.values, (lat, da.level.values.astype(float),
                                 da.values.astype(np.float64).mean(axis=-1))
 
 

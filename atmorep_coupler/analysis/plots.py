@@ -30,6 +30,16 @@ __all__ = ["build_parser", "global_mean", "plot_run", "run_and_truth", "zonal_pa
 OUTPUT_STORE = "atmorep.zarr"
 
 
+def output_axes(ds: xr.Dataset | xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """1-D ``(latitudes, longitudes)`` of a run's output (rows/columns of 2-D curvilinear coordinates).
+
+    A tolerant reader: runs written before the axes were named ``latitude``/``longitude`` (and files
+    from elsewhere) call them ``lat``/``lon``."""
+    lat = np.asarray(ds["latitude"].values if "latitude" in ds.coords else ds["lat"].values)
+    lon = np.asarray(ds["longitude"].values if "longitude" in ds.coords else ds["lon"].values)
+    return (lat[:, 0], lon[0]) if lat.ndim == 2 else (lat, lon)
+
+
 def run_and_truth(run_dir: Path, truth: ERA5Store, field: str, level: float | None) -> tuple[np.ndarray, ...]:
     """``(times, lat, lon, run, truth)``: the run's ``field`` (at ``level`` hPa, or all levels when None:
     dims ``time, level, y, x``) and the truth store's at the same times and on the same grid."""
@@ -45,10 +55,7 @@ def run_and_truth(run_dir: Path, truth: ERA5Store, field: str, level: float | No
                 raise DataError(f"{path}: {field!r} has no level {level:g} hPa (levels {da.level.values.tolist()})")
             da = da.sel(level=[level])
         run = da.transpose("time", "level", ...).values.astype(np.float64)
-        lat = np.asarray(da.lat.values)
-        lat = lat[:, 0] if lat.ndim == 2 else lat
-        lon = np.asarray(da.lon.values)
-        lon = lon[0] if lon.ndim == 2 else lon
+        lat, lon = output_axes(da)
         times = da.time.values.astype("datetime64[ns]")
         levels = da.level.values.tolist()
     if not (np.allclose(lat, truth.latitudes) and np.allclose(lon, truth.longitudes)):

@@ -674,11 +674,11 @@ class AtmoRepComponent(Component):
         for spec in self.predicted:
             values = self._denormalize(spec, predicted[spec.name][0].float(), months)
             item = self._item_named(spec.name)
-            dims = ("time", "level", "lat", "lon") if spec.config.levels else ("time", "lat", "lon")
+            dims = ("time", "level", "latitude", "longitude") if spec.config.levels else ("time", "latitude", "longitude")
             attrs = {"units": item.units, "standard_name": item.standard_name} if item.standard_name else {"units": item.units}
             data[spec.name] = (dims, values, attrs)
         grid = self._grid_table[self._item_named(self.predicted[0].name).grid]
-        coords = {"time": ("time", times), "lat": ("lat", self.latitudes), "lon": ("lon", self.longitudes)}
+        coords = {"time": ("time", times), "latitude": ("latitude", self.latitudes), "longitude": ("longitude", self.longitudes)}
         if grid.levels:
             coords["level"] = ("level", np.asarray(grid.levels), {"units": "hPa"})
         return xr.Dataset(data, coords=coords)

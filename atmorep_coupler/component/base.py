@@ -498,17 +498,17 @@ def _dlpack_device_type(value: Any) -> int | None:
 
 
 def _grid_coords(grid: ComponentGrid) -> dict[str, Any]:
-    """xarray coordinates of a grid: 1-D lat/lon for rectilinear grids, 2-D for curvilinear ones."""
+    """xarray coordinates of a grid: 1-D latitude/longitude for rectilinear grids, 2-D on (y, x) for curvilinear ones."""
     if grid.horizontal is None:
         return {}
     coords: dict[str, Any] = {}
     if grid.levels:
         coords["level"] = ("level", np.asarray(grid.levels), {"units": grid.level_units})
     if grid.is_rectilinear:
-        coords["lat"] = ("lat", grid.node_coordinates("y"), {"units": "degrees_north", "standard_name": "latitude"})
-        coords["lon"] = ("lon", grid.node_coordinates("x"), {"units": "degrees_east", "standard_name": "longitude"})
+        coords["latitude"] = ("latitude", grid.node_coordinates("y"), {"units": "degrees_north", "standard_name": "latitude"})
+        coords["longitude"] = ("longitude", grid.node_coordinates("x"), {"units": "degrees_east", "standard_name": "longitude"})
     else:
         h = grid.horizontal
-        coords["lat"] = (("y", "x"), np.asarray(h.center_lat), {"units": "degrees_north", "standard_name": "latitude"})
-        coords["lon"] = (("y", "x"), np.asarray(h.center_lon), {"units": "degrees_east", "standard_name": "longitude"})
+        coords["latitude"] = (("y", "x"), np.asarray(h.center_lat), {"units": "degrees_north", "standard_name": "latitude"})
+        coords["longitude"] = (("y", "x"), np.asarray(h.center_lon), {"units": "degrees_east", "standard_name": "longitude"})
     return coords

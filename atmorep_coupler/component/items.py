@@ -111,7 +111,7 @@ class ComponentGrid:
         """Dimension names of fields on this grid, matching :attr:`shape`."""
         if self.horizontal is None:
             return ()
-        horizontal = ("lat", "lon") if self.is_rectilinear else ("y", "x")
+        horizontal = ("latitude", "longitude") if self.is_rectilinear else ("y", "x")
         return (("level",) if self.levels else ()) + horizontal
 
     @cached_property

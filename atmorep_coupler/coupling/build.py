@@ -93,7 +93,7 @@ def _read_mask(where: str, file: Path, variable: str, grid: Grid) -> np.ndarray:
             raise ConfigError(f"{where}.mask.variable: {variable!r} is not in {file} (it has {sorted(ds.variables)})")
         var = ds[variable]
         values = np.asarray(var.values)
-        lat_name = next((c for c in ("lat", "latitude") if c in var.coords and var[c].ndim == 1), None)
+        lat_name = next((c for c in ("latitude", "lat") if c in var.coords and var[c].ndim == 1), None)
         lat = np.asarray(var[lat_name].values) if lat_name else None
     if values.shape != grid.shape:
         raise ConfigError(f"{where}.mask: {variable!r} in {file} has shape {values.shape}, the grid {grid.shape}")

@@ -145,23 +145,23 @@ class Grid:
 
     # -- xarray and files ------------------------------------------------------------------------
     def coords(self) -> dict[str, tuple]:
-        """xarray coordinates of the cell centres (2-D ``lat``/``lon`` on :attr:`dims`)."""
+        """xarray coordinates of the cell centres (2-D ``latitude``/``longitude`` on :attr:`dims`)."""
         return {
-            "lat": (self.dims, self.center_lat, {"standard_name": "latitude", "units": "degrees_north"}),
-            "lon": (self.dims, self.center_lon, {"standard_name": "longitude", "units": "degrees_east"}),
+            "latitude": (self.dims, self.center_lat, {"standard_name": "latitude", "units": "degrees_north"}),
+            "longitude": (self.dims, self.center_lon, {"standard_name": "longitude", "units": "degrees_east"}),
         }
 
     def to_dataset(self):
-        """The grid as a CF dataset: centres, ``lat_bounds``/``lon_bounds`` (4 vertices), mask, area."""
+        """The grid as a CF dataset: centres, ``latitude_bounds``/``longitude_bounds`` (4 vertices), mask, area."""
         import xarray as xr
 
         coords = self.coords()
-        for name in ("lat", "lon"):
+        for name in ("latitude", "longitude"):
             coords[name][2]["bounds"] = f"{name}_bounds"
         ds = xr.Dataset(
             {
-                "lat_bounds": ((*self.dims, "nv"), self.corner_lat, {"units": "degrees_north"}),
-                "lon_bounds": ((*self.dims, "nv"), self.corner_lon, {"units": "degrees_east"}),
+                "latitude_bounds": ((*self.dims, "nv"), self.corner_lat, {"units": "degrees_north"}),
+                "longitude_bounds": ((*self.dims, "nv"), self.corner_lon, {"units": "degrees_east"}),
                 "mask": (self.dims, self.mask.astype(np.int8), {"long_name": "1 = active cell"}),
                 "area": (self.dims, self.area, {"units": "sr", "long_name": "great-circle cell area"}),
             },
@@ -283,7 +283,7 @@ class LatLonGrid(Grid):
     the poles) from 1-D centres, with cell edges halfway between them unless bounds are given.
     """
 
-    dims = ("lat", "lon")
+    dims = ("latitude", "longitude")
 
     def __init__(
         self,
@@ -407,7 +407,7 @@ class LatLonGrid(Grid):
         }
 
     def to_dataset(self):
-        """CF dataset with 1-D ``lat``/``lon``, ``lat_bounds``/``lon_bounds`` ``(n, 2)``, mask and area."""
+        """CF dataset with 1-D ``latitude``/``longitude``, their ``_bounds`` ``(n, 2)``, mask and area."""
         import xarray as xr
 
         lat_dim, lon_dim = self.dims

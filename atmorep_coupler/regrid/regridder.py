@@ -345,13 +345,16 @@ class Regridder:
 
     # -- xarray ----------------------------------------------------------------------------------
     def _xarray_src_dims(self, obj) -> tuple[str, str]:
-        """Names of the source grid dimensions in an xarray object: the grid's own, else the last two."""
+        """Names of the source grid dimensions in an xarray object: the grid's own (or, for data from
+        elsewhere, the short ``lat``/``lon`` of a lat-lon grid), else the last two."""
         import xarray as xr
 
-        names = self.src_grid.dims
         arrays = [obj] if isinstance(obj, xr.DataArray) else list(obj.data_vars.values())
-        if any(set(names) <= set(da.dims) for da in arrays):
-            return names
+        names = self.src_grid.dims
+        short = ("lat", "lon") if names == ("latitude", "longitude") else names
+        for candidate in (names, short):
+            if any(set(candidate) <= set(da.dims) for da in arrays):
+                return candidate
         for da in arrays:
             if da.ndim >= 2 and da.shape[-2:] == self.src_grid.shape:
                 return da.dims[-2], da.dims[-1]

@@ -99,7 +99,7 @@ def test_items_grids_and_units(checkpoint, tiny_store, store):
     np.testing.assert_array_equal(c.get_grid_y(grid, np.empty(32)), store.latitudes)
     np.testing.assert_array_equal(c.get_grid_z(grid, np.empty(2)), LEVELS)
     assert all(c.get_var_grid(f"temperature_member_{k}") == grid for k in range(3))  # one item per member
-    assert c.get_field("temperature_member_2").dims == ("level", "lat", "lon")
+    assert c.get_field("temperature_member_2").dims == ("level", "latitude", "longitude")
     assert items["temperature"].standard_name == "air_temperature"
     assert items["co2_equivalent"].standard_name == ""  # no CF name: none, rather than the variable name
     assert "standard_name" not in c.get_field("co2_equivalent").attrs

@@ -73,7 +73,7 @@ def test_classical_model_conditions_the_atmorep_component(tiny_store, tmp_path):
     import xarray as xr
 
     out = xr.open_zarr(tmp_path / "out" / "atm.zarr")
-    assert out.sizes["time"] == 2 and out.temperature_member_1.dims == ("time", "level", "lat", "lon")
+    assert out.sizes["time"] == 2 and out.temperature_member_1.dims == ("time", "level", "latitude", "longitude")
     np.testing.assert_allclose(out.temperature.values, (out.temperature_member_0 + out.temperature_member_1).values / 2,
                                rtol=1e-6)  # the prognostic export is the mean of the members
     assert np.isfinite(out.temperature.values).all()

@@ -275,7 +275,7 @@ def test_nan_import_names_field_time_and_component(ocean, setter):
         elif setter == "set_value_at_indices":
             ocean.set_value_at_indices("t_eq", np.arange(n), values)
         else:
-            ocean.set_field("t_eq", xr.DataArray(values.reshape(18, 36), dims=("lat", "lon"), attrs={"units": "K"}))
+            ocean.set_field("t_eq", xr.DataArray(values.reshape(18, 36), dims=("latitude", "longitude"), attrs={"units": "K"}))
     message = str(err.value)
     assert "component 'ocean'" in message and "'t_eq'" in message and "2000-01-02T12:00:00" in message
     assert "NaN" in message
@@ -339,7 +339,7 @@ def test_curvilinear_grid_is_structured_quadrilateral_with_node_arrays(data_dir,
         {"start": "2000-01-01", "time_step": "PT6H", "path": str(data_dir / "curvilinear.nc"), "variable": "ts"}
     )
     with xr.open_dataset(data_dir / "curvilinear.nc") as ds:
-        lat, lon = ds["lat"].values, ds["lon"].values
+        lat, lon = ds["latitude"].values, ds["longitude"].values
     assert component.get_grid_type(0) == "structured_quadrilateral"
     shape = component.get_grid_shape(0, np.empty(2, dtype=np.int64))
     assert shape.tolist() == [9, 13]
@@ -347,7 +347,7 @@ def test_curvilinear_grid_is_structured_quadrilateral_with_node_arrays(data_dir,
     np.testing.assert_array_equal(component.get_grid_x(0, x), lon.reshape(-1))
     np.testing.assert_array_equal(component.get_grid_y(0, y), lat.reshape(-1))
     field = component.get_field("ts")
-    assert field.dims == ("y", "x") and field["lat"].shape == (9, 13)
+    assert field.dims == ("y", "x") and field["latitude"].shape == (9, 13)
     np.testing.assert_allclose(field.values, 280.0 + lat)
 
 

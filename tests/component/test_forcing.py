@@ -148,7 +148,7 @@ def test_insolation_matches_the_numerical_daily_integral(calendar):
     days = (ins.current_datetime - epoch).total_seconds() / DAY
     phase = days % 365.2425
     field = ins.get_field("insolation")
-    reference = _daily_mean_insolation(field["lat"].values, phase, 1361.0)
+    reference = _daily_mean_insolation(field["latitude"].values, phase, 1361.0)
     np.testing.assert_allclose(field.values, np.broadcast_to(reference[:, None], field.shape), rtol=0, atol=1e-3)
     assert np.all(field.values[-3:] == 0.0)  # polar night in the south
     assert ins.get_var_units("insolation") == "W m-2"

@@ -37,10 +37,10 @@ def test_advance_to_a_date_and_step_counts(sst):
 
 def test_get_field_is_a_labelled_copy_with_unit_conversion(sst, sst_truth):
     field = sst.get_field("sst")
-    assert field.dims == ("lat", "lon") and field.attrs["units"] == "K"
+    assert field.dims == ("latitude", "longitude") and field.attrs["units"] == "K"
     assert field.attrs["standard_name"] == "sea_surface_temperature"
     assert field["time"].item() == cftime.datetime(2000, 2, 27, calendar="noleap")
-    assert field["lat"].values[0] == 89.5 and field["lon"].values[-1] == 359.5
+    assert field["latitude"].values[0] == 89.5 and field["longitude"].values[-1] == 359.5
     celsius = sst.get_field("sst", units="degC")
     expected = sst_truth.records_K[0].astype(np.float32).astype(np.float64) - 273.15
     np.testing.assert_allclose(celsius.values, expected, atol=1e-12, equal_nan=True)
@@ -51,7 +51,7 @@ def test_get_field_is_a_labelled_copy_with_unit_conversion(sst, sst_truth):
 
 def test_set_field_converts_units_and_orders_dims(ocean):
     t_eq = xr.DataArray(
-        np.linspace(5.0, 25.0, 36)[:, None] * np.ones(18), dims=("lon", "lat"), attrs={"units": "degC"}
+        np.linspace(5.0, 25.0, 36)[:, None] * np.ones(18), dims=("longitude", "latitude"), attrs={"units": "degC"}
     ).expand_dims(
         time=1
     )  # transposed dims and a size-1 time dim
@@ -64,8 +64,8 @@ def test_set_field_converts_units_and_orders_dims(ocean):
 
 def test_set_field_needs_units_and_the_grid_shape(ocean):
     with pytest.raises(ComponentError, match="needs units"):
-        ocean.set_field("t_eq", xr.DataArray(np.full((18, 36), 280.0), dims=("lat", "lon")))
-    with pytest.raises(ComponentError, match="expected \\('lat', 'lon'\\)"):
+        ocean.set_field("t_eq", xr.DataArray(np.full((18, 36), 280.0), dims=("latitude", "longitude")))
+    with pytest.raises(ComponentError, match="expected \\('latitude', 'longitude'\\)"):
         ocean.set_field("t_eq", xr.DataArray(np.full((18, 36), 280.0), dims=("y", "x"), attrs={"units": "K"}))
     with pytest.raises(ComponentError, match="shape \\(36, 18\\), expected \\(18, 36\\)"):
         ocean.set_field("t_eq", np.full((36, 18), 280.0), units="K")

@@ -61,9 +61,9 @@ def _run_cli(path: Path, out: Path) -> tuple[int, dict]:
 def test_classical_only_runs_from_the_command_line(runs):
     report, data = runs["control"]["report"], runs["control"]["data"]
     assert report["simulated_days"] == 3.0 and report["last_restart"].endswith("20000104T000000")
-    assert data["temperature"].dims == ("time", "level", "lat", "lon")
+    assert data["temperature"].dims == ("time", "level", "latitude", "longitude")
     assert data["temperature"].shape == (3, 7, 24, 48) and data["co2_equivalent"].dims == ("time",)
-    np.testing.assert_allclose(data["lat"].values, GaussianGrid(24).lat, atol=1e-10)
+    np.testing.assert_allclose(data["latitude"].values, GaussianGrid(24).lat, atol=1e-10)
     units = {name: data[name].attrs["units"] for name in data.data_vars if "units" in data[name].attrs}
     assert units["temperature"] == "K" and units["geopotential"] == "m2 s-2" and units["co2_equivalent"] == "ppm"
     assert data["temperature"].attrs["standard_name"] == "air_temperature"

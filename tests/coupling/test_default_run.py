@@ -182,7 +182,7 @@ def test_two_way_run_conserves_and_restarts_bit_identically(checkpoint, tiny_sto
     assert (reference / "conservation.csv").read_text() == (resumed / "conservation.csv").read_text()
 
     atm = xr.open_zarr(reference / "atmorep.zarr").sel(time=np.datetime64(START + dt.timedelta(hours=9)))
-    lat, lon = atm.lat.values, atm.lon.values
+    lat, lon = atm.latitude.values, atm.longitude.values
     lat, lon = (lat[:, 0], lon[0]) if lat.ndim == 2 else (lat, lon)
     area_latlon = great_circle_cell_areas(np.concatenate([[90.0], 0.5 * (lat[1:] + lat[:-1]), [-90.0]]),
                                           np.append(lon - 0.5 * (lon[1] - lon[0]), lon[-1] + 0.5 * (lon[1] - lon[0])))

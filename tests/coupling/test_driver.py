@@ -119,7 +119,7 @@ def test_outputs_carry_cf_metadata_and_time_bounds(tmp_path):
     assert ds.attrs["Conventions"] == "CF-1.10"
     assert ds["signal"].attrs == {"units": "K", "standard_name": "air_temperature", "long_name": "signal",
                                   "cell_methods": "time: mean"}
-    assert ds["lat"].attrs["standard_name"] == "latitude" and ds["lon"].attrs["units"] == "degrees_east"
+    assert ds["latitude"].attrs["standard_name"] == "latitude" and ds["longitude"].attrs["units"] == "degrees_east"
     assert ds["time"].encoding["calendar"] == "360_day"
     bounds = ds["time_bnds"].values
     assert [(b[0].hour, b[1].hour) for b in bounds] == [(0, 6), (6, 12), (12, 18), (18, 0)]

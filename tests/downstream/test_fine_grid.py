@@ -59,7 +59,7 @@ def test_fine_grid_bmi_queries(finetuned_run, tmp_path):
     assert comp.get_var_units("temperature_fine") == "K" and comp.get_var_location("temperature_fine") == "node"
     assert "temperature_fine" in comp.get_output_var_names() and "temperature_fine" not in comp.get_input_var_names()
     field = comp.get_field("temperature_fine")
-    assert field.dims == ("level", "lat", "lon") and field.shape == (2, 64, 128)
+    assert field.dims == ("level", "latitude", "longitude") and field.shape == (2, 64, 128)
     np.testing.assert_allclose(field, comp.get_field("temperature_fine_member_0") / 2
                                + comp.get_field("temperature_fine_member_1") / 2, rtol=0, atol=1e-4)
     comp.finalize()
@@ -133,15 +133,15 @@ def test_coupled_yaml_writes_and_passes_on_the_downscaled_field(finetuned_run, t
     coarse = xr.open_zarr(tmp_path / "out" / "atmorep.zarr").temperature
     received = xr.open_zarr(tmp_path / "out" / "impacts.zarr").air_temperature
     assert fine.shape == (2, 2, 64, 128) and coarse.shape == (2, 2, 32, 64) and received.shape == (2, 2, 64, 128)
-    np.testing.assert_allclose(fine.lat, 90 - 2.8125 * (np.arange(64) + 0.5))
-    np.testing.assert_allclose(fine.lon, 2.8125 * np.arange(128))
-    fine_grid = LatLonGrid.from_centers(fine.lat.values, fine.lon.values)
+    np.testing.assert_allclose(fine.latitude, 90 - 2.8125 * (np.arange(64) + 0.5))
+    np.testing.assert_allclose(fine.longitude, 2.8125 * np.arange(128))
+    fine_grid = LatLonGrid.from_centers(fine.latitude.values, fine.longitude.values)
     to_t42 = Regridder(fine_grid, GaussianGrid(64, 128, lat_order="descending"), "bilinear", progress=False)
     for t in range(2):  # what the receiver holds after each 3-hour exchange: the fine field, regridded
         np.testing.assert_allclose(received.values[t], to_t42.apply(fine.values[t].astype(np.float64)),
                                    rtol=0, atol=1e-4)
     # the stepped fine field stays the downscaling of the stepped coarse state (within a few departure scales)
-    to_fine = Regridder(LatLonGrid.from_centers(coarse.lat.values, coarse.lon.values), fine_grid, "bilinear",
+    to_fine = Regridder(LatLonGrid.from_centers(coarse.latitude.values, coarse.longitude.values), fine_grid, "bilinear",
                         progress=False)
     assert np.abs(fine.values[-1] - to_fine.apply(coarse.values[-1].astype(np.float64))).max() < 5.0
 

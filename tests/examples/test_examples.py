@@ -75,7 +75,7 @@ def test_bmi_host_loop_matches_native_stepping(tiny_store, tiny_default_checkpoi
         field = reference.get_field(name)
         np.testing.assert_allclose(host[name], field.values, rtol=1e-6, atol=1e-6 * float(np.abs(field).max()))
         # the printed global mean: numpy's area-weighted average of the reference state
-        weights = np.broadcast_to(np.cos(np.deg2rad(field.lat.values))[None, :, None], field.shape)
+        weights = np.broadcast_to(np.cos(np.deg2rad(field.latitude.values))[None, :, None], field.shape)
         expected = np.average(field.values.astype(np.float64), weights=weights)
         assert float(rows[-1][3 + column]) == pytest.approx(expected, rel=1e-6, abs=1e-6)
     # a state that moved: the last step differs from the initial condition
@@ -105,7 +105,7 @@ def test_slab_ocean_coupled_run_follows_the_exact_solution(tmp_path):
     ocean = xr.open_zarr(tmp_path / "out" / "ocean.zarr").load()
     days = 10
     assert ocean.sizes["time"] == days
-    lat = ocean.lat.values
+    lat = ocean.latitude.values
     scenario = forcings.ClimateScenario()
     decay = np.exp(-1.0 / 10.0)  # one-day steps, relaxation_time P10D
     sst = np.full(lat.shape, 290.0)

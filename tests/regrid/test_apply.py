@@ -101,12 +101,12 @@ def test_xarray_keeps_coordinates_and_attributes():
         name="t",
     )
     out = r.apply(da)
-    assert out.dims == ("time", "lat", "lon") and out.name == "t"
+    assert out.dims == ("time", "latitude", "longitude") and out.name == "t"
     assert out.attrs == da.attrs
     np.testing.assert_array_equal(out["time"], [10, 20])
     np.testing.assert_array_equal(out["label"], ["a", "b"])
-    np.testing.assert_array_equal(out["lat"], DST.lat)
-    np.testing.assert_array_equal(out["lon"], DST.lon)
+    np.testing.assert_array_equal(out["latitude"], DST.lat)
+    np.testing.assert_array_equal(out["longitude"], DST.lon)
     np.testing.assert_array_equal(out.values, r.apply(x))
     ds = xr.Dataset({"t": da, "co2": ("time", [400.0, 410.0])}, attrs={"title": "test"})
     out_ds = r.apply(ds)
@@ -132,7 +132,7 @@ def test_xarray_vector_and_curvilinear_destination():
     v = xr.DataArray(field((), 2), dims=("lat", "lon"), name="v", attrs={"units": "m s-1"})
     uo, vo = r.apply_vector(u, v)
     assert uo.dims == ("y", "x") and vo.name == "v" and vo.attrs == v.attrs
-    assert uo["lat"].dims == ("y", "x")
+    assert uo["latitude"].dims == ("y", "x")
     un, vn = r.apply_vector(u.values, v.values)
     np.testing.assert_array_equal(uo.values, un)
     np.testing.assert_array_equal(vo.values, vn)

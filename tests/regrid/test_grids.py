@@ -134,9 +134,7 @@ def test_dataset_and_scrip_round_trips(tmp_path):
 
 def test_dataset_with_cf_bounds_and_descending_latitudes():
     g = LatLonGrid(36, 72)  # north first
-    ds = g.to_dataset().rename(
-        {"lat": "latitude", "lon": "longitude", "lat_bounds": "latitude_bnds", "lon_bounds": "longitude_bnds"}
-    )
+    ds = g.to_dataset().rename({"latitude_bounds": "latitude_bnds", "longitude_bounds": "longitude_bnds"})
     ds["latitude"].attrs["bounds"] = "latitude_bnds"
     ds["longitude"].attrs["bounds"] = "longitude_bnds"
     back = Grid.from_dataset(ds)
