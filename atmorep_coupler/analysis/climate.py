@@ -45,7 +45,9 @@ __all__ = [
     "build_parser",
     "compare",
     "latitude_weights",
+    "on_truth_grid",
     "power_spectrum",
+    "read_run",
     "transient_eddy_kinetic_energy",
     "transient_variance",
     "trend_per_year",
@@ -118,7 +120,7 @@ def read_run(path: Path, fields, levels) -> tuple[np.ndarray, np.ndarray, np.nda
         return ds.time.values.astype("datetime64[ns]"), lat, lon, data
 
 
-def _on_truth_grid(values: np.ndarray, lat, lon, truth_lat, truth_lon) -> np.ndarray:
+def on_truth_grid(values: np.ndarray, lat, lon, truth_lat, truth_lon) -> np.ndarray:
     """Map a run's fields conservatively onto the truth's grid (nothing to do when they share it)."""
     if lat.size == truth_lat.size and np.allclose(lat, truth_lat) and np.allclose(lon, truth_lon):
         return values
@@ -199,7 +201,7 @@ def compare(run_dir: Path, truth_store: str | Path, out: Path, *, coarse_dir: Pa
     truth = {f: truth_store.read(f, time=index, levels=list(levels)).astype(np.float64) for f in FIELDS}
     tlat, tlon = np.asarray(truth_store.latitudes), np.asarray(truth_store.longitudes)
     native = (lat, run)
-    run = {f: _on_truth_grid(v, lat, lon, tlat, tlon) for f, v in run.items()}
+    run = {f: on_truth_grid(v, lat, lon, tlat, tlon) for f, v in run.items()}
     series = {"truth": diagnostics(times, tlat, truth, levels),
               "hybrid": diagnostics(times, tlat, run, levels, native)}
     if coarse_dir is not None:
@@ -209,7 +211,7 @@ def compare(run_dir: Path, truth_store: str | Path, out: Path, *, coarse_dir: Pa
                             "same start, at least as long (a longer one is cut to the run's period)")
         coarse = {f: v[: times.size] for f, v in coarse.items()}
         native = (clat, coarse)
-        coarse = {f: _on_truth_grid(v, clat, clon, tlat, tlon) for f, v in coarse.items()}
+        coarse = {f: on_truth_grid(v, clat, clon, tlat, tlon) for f, v in coarse.items()}
         series["coarse model alone"] = diagnostics(times, tlat, coarse, levels, native)
     summary = {
         "period": [str(times[0])[:19], str(times[-1])[:19]], "times": int(times.size), "levels_hPa": list(levels),

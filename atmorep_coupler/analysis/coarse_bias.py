@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from atmorep_coupler.analysis.climate import _on_truth_grid, read_run
+from atmorep_coupler.analysis.climate import on_truth_grid, read_run
 from atmorep_coupler.errors import AtmoRepError, DataError
 
 __all__ = ["build_parser", "coarse_bias", "main", "monthly_mean"]
@@ -65,7 +65,7 @@ def coarse_bias(coarse_dir: Path, truth_store: str | Path, *, levels=(250.0, 500
                         f"{skip_days:g} days; run it over a whole year of the training period")
     variables = {}
     for f in fields:
-        mapped = _on_truth_grid(coarse[f][keep], lat, lon, tlat, tlon)
+        mapped = on_truth_grid(coarse[f][keep], lat, lon, tlat, tlon)
         error = (mapped - truth.read(f, time=index, levels=list(levels))).mean(axis=-1)  # [time, level, lat]
         variables[f] = (("month", "level", "latitude"), monthly_mean(error, times),
                         {"units": truth.units(f), "long_name": f"coarse model minus truth, zonal mean: {f}"})

@@ -29,9 +29,7 @@ Writes ``response.json`` and ``response_<field>.png`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib

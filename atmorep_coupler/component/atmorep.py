@@ -89,6 +89,7 @@ from atmorep_coupler.model.multiformer import Multiformer, compile_model, load_w
 from atmorep_coupler.model.prediction import Masks, predict_global
 from atmorep_coupler.model.tiling import GlobalTiling
 from atmorep_coupler.regrid.grids import LatLonGrid
+from atmorep_coupler.regrid.harmonics import quadrature_weights
 from atmorep_coupler.timeutil import format_duration
 from atmorep_coupler.units import plausible_range, udunits
 
@@ -408,6 +409,17 @@ class AtmoRepComponent(Component):
                 "conditioning field (coarse_<field>) on the levels of a predicted field to relax toward; leave "
                 "large_scales.tau null for this checkpoint"
             )
+        truncation, (nlat, nlon) = self.config.large_scales.truncation, (self.latitudes.size, self.longitudes.size)
+        if truncation >= nlat or truncation > nlon // 2:
+            raise ConfigError(
+                f"component {self.name!r}: large_scales.truncation: T{truncation} is more than the {nlat}x{nlon} grid "
+                f"resolves; use at most T{min(nlat - 1, nlon // 2)} (the default T10 keeps the coarse model's "
+                "resolved scales)"
+            )
+        try:
+            quadrature_weights(self.latitudes)
+        except DataError as exc:
+            raise ConfigError(f"component {self.name!r}: large_scales: {exc}") from None
         return pairs
 
     # ------------------------------------------------------------------------------ what training did

@@ -48,7 +48,7 @@ from atmorep_coupler.component.items import ComponentGrid, ExchangeItem
 from atmorep_coupler.component.restart_file import STATE_FORMAT, RestartState, read_state, write_state
 from atmorep_coupler.component.settings import ComponentConfig
 from atmorep_coupler.config import load_yaml
-from atmorep_coupler.errors import CheckpointError, ComponentError
+from atmorep_coupler.errors import ComponentError
 from atmorep_coupler.units import convert
 
 __all__ = ["Component"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from atmorep_coupler.data.paired import coarse_grid, fine_origins
+from atmorep_coupler.data.paired import fine_origins
 from atmorep_coupler.data.sampler import TRAIN_STREAM, NeighbourhoodSampler
 from atmorep_coupler.data.store import ERA5Store, open_store
 from atmorep_coupler.data.tokens import token_metadata, tokenize

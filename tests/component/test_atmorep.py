@@ -495,3 +495,8 @@ def test_large_scale_relaxation_moves_the_global_mean_toward_the_coarse_model(ch
 def test_large_scale_relaxation_is_refused_without_a_positive_time_scale(checkpoint, tiny_store):
     with pytest.raises(ConfigError, match="tau: must be a positive duration"):
         make(checkpoint, tiny_store, large_scales={"tau": "PT0S"})
+
+
+def test_large_scale_truncation_beyond_the_grid_is_refused_before_the_first_step(checkpoint, tiny_store):
+    with pytest.raises(ConfigError, match=r"large_scales.truncation: T40 is more than the 32x64 grid resolves; use at most T31"):
+        make(checkpoint, tiny_store, large_scales={"tau": "PT6H", "truncation": 40})

@@ -12,7 +12,7 @@ from bmipy import Bmi
 from atmorep_coupler.component import Component
 from atmorep_coupler.errors import ComponentError, ConfigError
 from atmorep_coupler.units import parse_units, ureg
-from components.forcing import CO2Scenario, PrescribedField
+from components.forcing import PrescribedField
 
 DAY = 86400.0
 

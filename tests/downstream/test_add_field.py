@@ -9,7 +9,6 @@ import dataclasses
 import numpy as np
 import torch
 
-from atmorep_coupler.config import from_dict
 from atmorep_coupler.data.tokens import token_metadata
 from atmorep_coupler.model.config import FieldConfig, ModelConfig
 from atmorep_coupler.model.losses import total_loss
