@@ -28,9 +28,9 @@ so the quickstart can never drift from the documented commands:
 
 ``--tiny`` runs the same chain small (a few minutes on 2 cores): the ``--tiny`` dataset (4 days), the
 default config's fields with a tiny network (:func:`tiny_training_config`, written to
-``<out>/tiny_default.yaml``; its rollout stage :func:`tiny_rollout_config`), one simulated day of coupled runs (:func:`tiny_coupled_overrides`) and a
-verification of two 12-hour forecasts (:data:`TINY_VERIFICATION`). Nothing it shows is skilful; it
-checks the chain.
+``<out>/tiny_default.yaml``; its rollout stage :func:`tiny_rollout_config`), one simulated day of coupled
+runs (:func:`tiny_coupled_overrides`) and a verification of two 12-hour forecasts
+(:data:`TINY_VERIFICATION`). Nothing it shows is skilful; it checks the chain.
 
 Each stage's output goes under ``--out`` (default ``outputs/quickstart``); re-running with the same
 ``--out`` continues the training run where it stopped (Ray Train resumes a run of the same name) and
@@ -198,19 +198,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                              capture=True)
         climatology = printed.strip().splitlines()[-1]
 
+    def train(title: str, name: str, config: str | Path, steps: int, *extra: str) -> Path:
+        """One Ray Train stage as run ``name`` under ``out/runs``; its newest checkpoint."""
+        stages.run(title, ["-m", "atmorep_coupler.train", "--config", str(config), "--store", store,
+                           "--steps", str(steps), *extra, "--num-workers", str(args.workers), "--run-name", name,
+                           "--storage", str(out / "runs")])
+        found = _latest_checkpoint(out / "runs" / name)
+        if found is None:
+            raise SystemExit(f"quickstart: training finished but no checkpoint was found under {out / 'runs' / name}")
+        return found
+
     if args.tiny:
         config = out / "tiny_default.yaml"
         config.write_text(yaml.safe_dump(tiny_training_config(store, steps=steps), sort_keys=False))
     else:
         config = "default"
     run_dir = out / "runs" / "quickstart"
-    stages.run(f"train the {'tiny ' if args.tiny else ''}default multiformer with Ray Train "
-               f"({args.workers} workers, {steps} steps)",
-               ["-m", "atmorep_coupler.train", "--config", str(config), "--store", store, "--steps", str(steps),
-                "--num-workers", str(args.workers), "--run-name", "quickstart", "--storage", str(out / "runs")])
-    checkpoint = _latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise SystemExit(f"quickstart: training finished but no checkpoint was found under {run_dir}")
+    checkpoint = train(f"train the {'tiny ' if args.tiny else ''}default multiformer with Ray Train "
+                       f"({args.workers} workers, {steps} steps)", "quickstart", config, steps)
     rollout_steps = args.rollout_steps if args.rollout_steps is not None else (20 if args.tiny else 300)
     if rollout_steps:
         if args.tiny:
@@ -218,14 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stage.write_text(yaml.safe_dump(tiny_rollout_config(store, steps=rollout_steps), sort_keys=False))
         else:
             stage = "default_rollout"
-        rollout_dir = out / "runs" / "quickstart_rollout"
-        stages.run(f"second training stage: forecasts from the network's own forecasts ({rollout_steps} steps)",
-                   ["-m", "atmorep_coupler.train", "--config", str(stage), "--store", store,
-                    "--steps", str(rollout_steps), "--init-from", str(checkpoint), "--num-workers", str(args.workers),
-                    "--run-name", "quickstart_rollout", "--storage", str(out / "runs")])
-        checkpoint = _latest_checkpoint(rollout_dir)
-        if checkpoint is None:
-            raise SystemExit(f"quickstart: training finished but no checkpoint was found under {rollout_dir}")
+        checkpoint = train(f"second training stage: forecasts from the network's own forecasts "
+                           f"({rollout_steps} steps)", "quickstart_rollout", stage, rollout_steps,
+                           "--init-from", str(checkpoint))
 
     evaluation = TINY_EVALUATION if args.tiny else FULL_EVALUATION
     forecast = out / "forecast.json"
