@@ -4,7 +4,9 @@ Runs the whole chain through the same command lines a user would type, one stage
 so the quickstart can never drift from the documented commands:
 
 1. ``python -m atmorep_coupler.data make-default`` — the Held–Suarez default dataset (cached);
-2. ``python -m atmorep_coupler.train --num-workers 2`` — a small multiformer trained with Ray Train;
+2. ``python -m atmorep_coupler.train --num-workers 2`` — a small multiformer trained with Ray Train, then
+   its second stage on its own forecasts (``--config default_rollout --init-from`` the first stage's
+   checkpoint; ``--rollout-steps 0`` leaves it out); every later stage uses the second stage's checkpoint;
 3. ``python -m atmorep_coupler.training.evaluate --slices 1 2 3`` — forecast skill by lead time against
    persistence and climatology, and the ensemble's spread, skill and CRPS;
 4. ``python -m atmorep_coupler.run coupling_configs/default.yaml`` and ``counterfactual.yaml`` — the
@@ -26,9 +28,9 @@ so the quickstart can never drift from the documented commands:
 
 ``--tiny`` runs the same chain small (a few minutes on 2 cores): the ``--tiny`` dataset (4 days), the
 default config's fields with a tiny network (:func:`tiny_training_config`, written to
-``<out>/tiny_default.yaml``), one simulated day of coupled runs (:func:`tiny_coupled_overrides`) and a
-verification of two 12-hour forecasts (:data:`TINY_VERIFICATION`). Nothing it shows is skilful; it
-checks the chain.
+``<out>/tiny_default.yaml``; its rollout stage :func:`tiny_rollout_config`), one simulated day of coupled
+runs (:func:`tiny_coupled_overrides`) and a verification of two 12-hour forecasts
+(:data:`TINY_VERIFICATION`). Nothing it shows is skilful; it checks the chain.
 
 Each stage's output goes under ``--out`` (default ``outputs/quickstart``); re-running with the same
 ``--out`` continues the training run where it stopped (Ray Train resumes a run of the same name) and
@@ -48,7 +50,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["build_parser", "coupled_overrides", "main", "tiny_coupled_overrides", "tiny_training_config"]
+__all__ = ["build_parser", "coupled_overrides", "main", "tiny_coupled_overrides", "tiny_rollout_config",
+           "tiny_training_config"]
 
 #: The tiny coupled runs: one day from 2 January 2000 (after the tiny store's first day, so its
 #: context window is in the store) with 6-hourly output.
@@ -89,6 +92,17 @@ def tiny_training_config(store: str | Path, *, steps: int = 160) -> dict:
     config["checkpoint"] = {"every_steps": steps, "keep": 1}
     config["logging"] = {"every_steps": max(1, steps // 20), "tensorboard": True}
     config["steps"] = steps
+    return config
+
+
+def tiny_rollout_config(store: str | Path, *, steps: int = 20) -> dict:
+    """:func:`tiny_training_config` as the second stage (``configs/default_rollout.yaml``'s strategies),
+    rolled out up to 2 steps: the tiny store's two training days leave room for no more."""
+    from atmorep_coupler.train import config_path
+
+    config = tiny_training_config(store, steps=steps)
+    config["model"]["strategies"] = yaml.safe_load(config_path("default_rollout").read_text())["model"]["strategies"]
+    config["rollout"] = {"max_steps": 2}
     return config
 
 
@@ -148,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--years", type=float, default=2.0,
                         help="length of the default dataset (default: 2; training uses the first year)")
     parser.add_argument("--steps", type=int, help="training steps (default: 600; 160 with --tiny)")
+    parser.add_argument("--rollout-steps", type=int, help="steps of the second training stage, on the network's "
+                        "own forecasts (default: 300; 20 with --tiny; 0: none)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (default: %(default)s)")
     parser.add_argument("--store", help="use this ERA5-layout store instead of the default dataset "
                                         "(with --tiny: a store made by make-default --tiny)")
@@ -182,19 +198,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                              capture=True)
         climatology = printed.strip().splitlines()[-1]
 
+    def train(title: str, name: str, config: str | Path, steps: int, *extra: str) -> Path:
+        """One Ray Train stage as run ``name`` under ``out/runs``; its newest checkpoint."""
+        stages.run(title, ["-m", "atmorep_coupler.train", "--config", str(config), "--store", store,
+                           "--steps", str(steps), *extra, "--num-workers", str(args.workers), "--run-name", name,
+                           "--storage", str(out / "runs")])
+        found = _latest_checkpoint(out / "runs" / name)
+        if found is None:
+            raise SystemExit(f"quickstart: training finished but no checkpoint was found under {out / 'runs' / name}")
+        return found
+
     if args.tiny:
         config = out / "tiny_default.yaml"
         config.write_text(yaml.safe_dump(tiny_training_config(store, steps=steps), sort_keys=False))
     else:
         config = "default"
     run_dir = out / "runs" / "quickstart"
-    stages.run(f"train the {'tiny ' if args.tiny else ''}default multiformer with Ray Train "
-               f"({args.workers} workers, {steps} steps)",
-               ["-m", "atmorep_coupler.train", "--config", str(config), "--store", store, "--steps", str(steps),
-                "--num-workers", str(args.workers), "--run-name", "quickstart", "--storage", str(out / "runs")])
-    checkpoint = _latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise SystemExit(f"quickstart: training finished but no checkpoint was found under {run_dir}")
+    checkpoint = train(f"train the {'tiny ' if args.tiny else ''}default multiformer with Ray Train "
+                       f"({args.workers} workers, {steps} steps)", "quickstart", config, steps)
+    rollout_steps = args.rollout_steps if args.rollout_steps is not None else (20 if args.tiny else 300)
+    if rollout_steps:
+        if args.tiny:
+            stage = out / "tiny_default_rollout.yaml"
+            stage.write_text(yaml.safe_dump(tiny_rollout_config(store, steps=rollout_steps), sort_keys=False))
+        else:
+            stage = "default_rollout"
+        checkpoint = train(f"second training stage: forecasts from the network's own forecasts "
+                           f"({rollout_steps} steps)", "quickstart_rollout", stage, rollout_steps,
+                           "--init-from", str(checkpoint))
 
     evaluation = TINY_EVALUATION if args.tiny else FULL_EVALUATION
     forecast = out / "forecast.json"
@@ -236,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     scorecard = verification / "scorecard.json"
 
     timings = out / "timings.json"
-    timings.write_text(json.dumps({"mode": "tiny" if args.tiny else "full", "steps": steps, "workers": args.workers,
+    timings.write_text(json.dumps({"mode": "tiny" if args.tiny else "full", "steps": steps,
+                                   "rollout_steps": rollout_steps, "workers": args.workers,
                                    "stages_s": stages.seconds,
                                    "total_s": time.perf_counter() - started}, indent=1) + "\n")
     report = out / "report"

@@ -3,8 +3,10 @@
 Single process here (CPU, or one GPU with ``--device cuda``); the loop lives in
 :class:`atmorep_coupler.training.trainer.Trainer`. ``--resume CHECKPOINT`` continues a run exactly
 where it stopped (config, optimiser, schedule, data stream and RNG state come from the checkpoint).
-``--evaluate-forecast N`` scores N held-out batches against persistence after training.
-Packaged configs: ``--config tiny``, ``--config default``, ``--config reference_u_2024``.
+``--init-from CHECKPOINT`` starts every field from a trained checkpoint (a second training stage, e.g.
+``--config default_rollout`` after ``--config default``). ``--evaluate-forecast N`` scores N held-out
+batches against persistence after training. Packaged configs: ``--config tiny``, ``--config default``,
+``--config default_rollout``, ``--config reference_u_2024``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 
 from atmorep_coupler.errors import AtmoRepError, ConfigError
-from atmorep_coupler.training.config import load_run_config
+from atmorep_coupler.training.config import RunConfig, load_run_config
 from atmorep_coupler.training.trainer import Trainer
 
 __all__ = ["main", "train", "config_path"]
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="train until this step (overrides the config's steps)")
     parser.add_argument("--out", default="runs/atmorep", help="logs and checkpoints (default: %(default)s)")
     parser.add_argument("--store", help="store path or URL (overrides data.store)")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="start every field from this trainer checkpoint (replaces the config's init_from)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--evaluate-forecast", type=int, default=0, metavar="BATCHES",
@@ -92,6 +96,9 @@ def _message(exc: AtmoRepError) -> str:
 def train(argv: Sequence[str] | None = None) -> dict:
     """Parse ``argv`` and train; returns the metrics (and the forecast scores) or raises the project error."""
     args = build_parser().parse_args(argv)
+    if args.resume and args.init_from:
+        raise ConfigError("--init-from starts a new run from a checkpoint's weights; --resume continues a run: "
+                          "give one of them")
     if args.num_workers:
         return _main_distributed(args)
     if args.threads:
@@ -100,8 +107,7 @@ def train(argv: Sequence[str] | None = None) -> dict:
         trainer = Trainer.from_checkpoint(args.resume, store=args.store, steps=args.steps, device=args.device,
                                           log_dir=args.out)
     else:
-        config = load_run_config(config_path(args.config)).with_overrides(steps=args.steps, store=args.store)
-        trainer = Trainer(config, device=args.device, log_dir=args.out)
+        trainer = Trainer(_config(args), device=args.device, log_dir=args.out)
     if args.evaluate_forecast and trainer.validation_sampler is None:
         raise ConfigError("--evaluate-forecast needs data.validation (held-out times) in the config")
     result = {"train": trainer.fit(progress=not args.no_progress)}
@@ -114,6 +120,14 @@ def train(argv: Sequence[str] | None = None) -> dict:
         (Path(args.out) / "forecast.json").write_text(json.dumps(result["forecast"], indent=2, sort_keys=True))
         print(json.dumps(result["forecast"]["ratio"], indent=2, sort_keys=True))
     return result
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    """The run config of ``--config`` with the command line's overrides."""
+    if args.init_from and not Path(args.init_from).is_file():
+        raise ConfigError(f"--init-from {args.init_from}: no such checkpoint file")
+    return load_run_config(config_path(args.config)).with_overrides(steps=args.steps, store=args.store,
+                                                                   init_from=args.init_from)
 
 
 def _main_distributed(args: argparse.Namespace) -> dict:
@@ -134,9 +148,7 @@ def _main_distributed(args: argparse.Namespace) -> dict:
         storage=storage.resolve(),
         progress=not args.no_progress,
     )
-    config = None
-    if args.config:
-        config = load_run_config(config_path(args.config)).with_overrides(steps=args.steps, store=args.store)
+    config = _config(args) if args.config else None
     result = train_distributed(config, options, init_checkpoint=args.resume, steps=args.steps, store=args.store)
     print(json.dumps(result, indent=2, sort_keys=True))
     return result

@@ -187,13 +187,16 @@ class NeighbourhoodSampler:
     def __init__(self, store: ERA5Store, config: NeighbourhoodLayout, *, batch_size: int,
                  start: dt.datetime | None = None, end: dt.datetime | None = None,
                  samples_per_window: int = 4, seed: int = 0, stream: int = TRAIN_STREAM,
-                 rank: int = 0, max_slab_bytes: int = 64 * 2**20):
+                 rank: int = 0, max_slab_bytes: int = 64 * 2**20, history_steps: int = 0):
+        """``history_steps``: time steps before each drawn window that must lie in the period and the record
+        too, without a gap (a rollout's earlier windows, :mod:`atmorep_coupler.training.rollout`)."""
         self.store, self.config = store, config
         self.batch_size, self.samples_per_window = batch_size, max(1, min(samples_per_window, batch_size))
         self.seed, self.stream, self.rank = seed, stream, rank
         self.max_slab_bytes = max_slab_bytes
         self.extent = config.neighbourhood  # time steps, rows, columns
         self.norm = store.normalization
+        self.history_steps = history_steps
         for field in config.fields:
             self._check_field(field)
         self.time_starts = self._valid_time_starts(start, end)
@@ -223,15 +226,16 @@ class NeighbourhoodSampler:
         self.store.check_units(var, statistics=self.norm)  # the units the statistics (and the model) have
 
     def _valid_time_starts(self, start: dt.datetime | None, end: dt.datetime | None) -> np.ndarray:
-        """First time indices of windows inside [start, end] and the record with no gap."""
-        times, nt = self.store.times, self.extent[0]
+        """First time indices of windows inside [start, end] and the record with no gap, their
+        ``history_steps`` earlier steps included."""
+        times, nt, before = self.store.times, self.extent[0] + self.history_steps, self.history_steps
         lo = 0 if start is None else int(np.searchsorted(times, np.datetime64(start, "ns"), side="left"))
         hi = times.size if end is None else int(np.searchsorted(times, np.datetime64(end, "ns"), side="right"))
         candidates = np.arange(lo, hi - nt + 1)
         if candidates.size:
             step = np.median(np.diff(times)) if times.size > 1 else np.timedelta64(0, "ns")
             regular = times[candidates + nt - 1] - times[candidates] == (nt - 1) * step
-            candidates = candidates[regular]
+            candidates = candidates[regular] + before
         if not candidates.size:
             raise DataError(
                 f"store {str(self.store.path)!r}: no window of {nt} consecutive time steps inside "

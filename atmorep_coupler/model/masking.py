@@ -46,7 +46,7 @@ import torch
 
 from atmorep_coupler.model.config import FieldConfig, ModelConfig, StrategyConfig
 
-__all__ = ["MaskedField", "Masker", "coarsen_tokens"]
+__all__ = ["MaskedField", "Masker", "coarsen_tokens", "forecast_last_slice"]
 
 
 @dataclass
@@ -87,9 +87,13 @@ class Masker:
         weights = np.array([s.weight for s in self.strategies], dtype=np.float64)
         self._weights = weights / weights.sum()
 
-    def __call__(self, tokens: dict[str, torch.Tensor], seed: int, key: tuple[int, ...]) -> dict[str, MaskedField]:
+    def strategy(self, seed: int, key: tuple[int, ...]) -> tuple[StrategyConfig, np.random.Generator]:
+        """The strategy of batch ``key``, and the batch generator after its draw (what ``__call__`` uses)."""
         batch_rng = _keyed_rng(seed, key + (0,))
-        strategy = self.strategies[batch_rng.choice(len(self.strategies), p=self._weights)]
+        return self.strategies[batch_rng.choice(len(self.strategies), p=self._weights)], batch_rng
+
+    def __call__(self, tokens: dict[str, torch.Tensor], seed: int, key: tuple[int, ...]) -> dict[str, MaskedField]:
+        strategy, batch_rng = self.strategy(seed, key)
         region = self._region(strategy, batch_rng, next(iter(tokens.values())).shape[0])
         out = {}
         for index, field in enumerate(self.config.fields):
@@ -142,6 +146,14 @@ class Masker:
         shape = x.shape[:5]
         target = selected.reshape(shape)
         return MaskedField(inputs.reshape(x.shape), hidden.reshape(shape), target, x[target])
+
+
+def forecast_last_slice(config: ModelConfig, tokens: dict[str, torch.Tensor]) -> dict[str, MaskedField]:
+    """The plain forecast of every predicted field's last token time slice, nothing else hidden or noised
+    (the masks a coupled run's step uses; :mod:`atmorep_coupler.training.rollout`)."""
+    forecast = StrategyConfig(kind="forecast", forecast_slices=1)
+    return {f.name: _structured(forecast, tokens[f.name], None) if f.predicted else _unmasked(tokens[f.name])
+            for f in config.fields}
 
 
 def _unmasked(x: torch.Tensor) -> MaskedField:

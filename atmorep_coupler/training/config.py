@@ -29,6 +29,7 @@ __all__ = [
     "CheckpointConfig",
     "LoggingConfig",
     "InitFromConfig",
+    "RolloutConfig",
     "RunConfig",
     "load_run_config",
     "run_config_to_yaml",
@@ -143,6 +144,21 @@ class InitFromConfig:
 
 
 @dataclass(frozen=True)
+class RolloutConfig(Validated):
+    """Forecast batches whose context is the network's own forecasts (``training/rollout.py``)."""
+
+    max_steps: int = 0
+    """Each forecast batch draws k uniformly from 0 .. max_steps and first forecasts the k time slices before
+    its own window, one at a time and without gradient, feeding each forecast back as the context of the
+    next, so that the trained forecast starts from the errors a coupled run feeds itself (up to
+    ``max_steps`` steps of them). 0: the truth's past is the context, always."""
+
+    def validate(self) -> None:
+        if self.max_steps < 0:
+            raise ConfigError(f"rollout.max_steps: {self.max_steps} must be >= 0")
+
+
+@dataclass(frozen=True)
 class RunConfig(Validated):
     model: ModelConfig
     """The multiformer (reference: model_config.md)."""
@@ -162,6 +178,8 @@ class RunConfig(Validated):
     """Metric logs."""
     init_from: tuple[InitFromConfig, ...] = ()
     """Checkpoints to initialise fields from (plug and play)."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Forecast batches started from the network's own earlier forecasts (pushforward training)."""
     steps: int = 1000
     """Training steps of the run (also the horizon of the learning-rate decay); ``--steps`` overrides it."""
     seed: int = 0
@@ -180,10 +198,28 @@ class RunConfig(Validated):
             raise ConfigError(f"losses: weights {self.losses} must be > 0")
         if self.steps < 1:
             raise ConfigError(f"steps: {self.steps} must be >= 1")
+        if self.rollout.max_steps:
+            self._check_rollout()
 
-    def with_overrides(self, *, steps: int | None = None, store: str | None = None) -> RunConfig:
-        """A copy with command-line overrides applied."""
+    def _check_rollout(self) -> None:
+        """A rollout slides the window by one token time slice of the predicted fields: they must share its
+        length, and each forecast must be of that one slice."""
+        forecasts = [s for s in self.model.strategies if s.kind == "forecast"]
+        if not forecasts:
+            raise ConfigError("rollout.max_steps: the model's strategies have no forecast to roll out")
+        if any(s.forecast_slices != 1 for s in forecasts):
+            raise ConfigError("rollout.max_steps: rolled-out forecasts must have forecast_slices: 1, not "
+                              f"{[s.forecast_slices for s in forecasts]}")
+        sizes = {f.name: f.token_size[0] for f in self.model.predicted_fields}
+        if len(set(sizes.values())) != 1:
+            raise ConfigError(f"rollout.max_steps: the predicted fields' token time sizes differ ({sizes}); a "
+                              "rollout slides all of them by one token")
+
+    def with_overrides(self, *, steps: int | None = None, store: str | None = None,
+                       init_from: str | None = None) -> RunConfig:
+        """A copy with command-line overrides applied (``init_from``: every field from that checkpoint)."""
         run = self if steps is None else replace(self, steps=steps)
+        run = run if init_from is None else replace(run, init_from=(InitFromConfig(checkpoint=str(init_from)),))
         return run if store is None else replace(run, data=replace(run.data, store=store))
 
 

@@ -50,6 +50,7 @@ from atmorep_coupler.model.metrics import ScoreAccumulator, level_labels, scores
 from atmorep_coupler.model.multiformer import Multiformer, checkpointing_needed, compile_model, load_fields, load_weights
 from atmorep_coupler.training.config import RunConfig, run_config_from_yaml, run_config_to_yaml
 from atmorep_coupler.training.loop import MetricsLogger, train_loop
+from atmorep_coupler.training.rollout import draw_rollout_steps, roll_out_context
 
 __all__ = ["Trainer", "WarmupDecay", "MetricsLogger", "CHECKPOINT_FORMAT"]
 
@@ -139,11 +140,31 @@ class Trainer:
 
     def _sampler(self, stream: int, period, rank: int) -> NeighbourhoodSampler:
         data = self.config.data
+        history = self._rollout_slice * self.config.rollout.max_steps if stream == TRAIN_STREAM else 0
         return NeighbourhoodSampler(
             self.store, self.config.model, batch_size=data.batch_size, start=period.start, end=period.end,
             samples_per_window=data.samples_per_window, seed=self.config.seed, stream=stream, rank=rank,
-            max_slab_bytes=data.max_slab_bytes,
+            max_slab_bytes=data.max_slab_bytes, history_steps=history,
         )
+
+    @property
+    def _rollout_slice(self) -> int:
+        """Time steps in one token time slice of the predicted fields: a rollout's stride."""
+        return self.config.model.predicted_fields[0].token_size[0]
+
+    def _roll_out(self, index: int, batch, masked):
+        """A forecast batch's context replaced by a rollout of its own (``training/rollout.py``); other
+        batches as they are."""
+        cfg = self.config
+        key = (self.train_sampler.stream, self.train_sampler.rank, index)
+        if not cfg.rollout.max_steps or self.masker.strategy(cfg.seed, key)[0].kind != "forecast":
+            return masked
+        steps = draw_rollout_steps(cfg.seed, key, cfg.rollout.max_steps)
+        origins = batch.origin.numpy()
+        stride = np.array([self._rollout_slice, 0, 0])
+        earlier = lambda j: self.train_sampler.read(origins - j * stride)  # noqa: E731
+        with self._autocast():
+            return roll_out_context(self.raw_model, cfg.model, masked, earlier, steps, self.device)
 
     def _loader(self, stream: BatchStream) -> Iterator:
         return batch_loader(stream, self.config.data.num_workers, pin_memory=self.device.type == "cuda")
@@ -166,6 +187,7 @@ class Trainer:
         if index != self.step:  # the stream position is the step; anything else is a bug
             raise RuntimeError(f"batch stream at index {index}, trainer at step {self.step}")
         self.model.train()
+        masked = self._roll_out(index, batch, masked)
         _, _, loss, parts = self._forward(batch, masked)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step}")

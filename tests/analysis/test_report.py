@@ -212,6 +212,11 @@ def test_quickstart_tiny_writes_a_report_of_its_own_numbers(tmp_path):
     assert first["time"] == str(times[0])[:16] and same(first["RMSE (K)"], rmse[0])
     check_scorecard_tables(found, Scorecard.load(out / "verification" / "scorecard.json"))
 
+    # the second training stage's checkpoint is what the later stages ran
+    rollout_run = out / "runs" / "quickstart_rollout"
+    assert Path(Scorecard.load(out / "verification" / "scorecard.json").info["checkpoint"]).is_relative_to(rollout_run)
+    assert f"final checkpoint   {rollout_run}" in result.stdout
+
     timings = {row["stage"]: row["wall time (s)"] for row in found["stage"]}
-    assert len(timings) == 11 and float(timings["total before the report"]) < seconds  # 10 stages and the total
+    assert len(timings) == 12 and float(timings["total before the report"]) < seconds  # 11 stages and the total
     print(f"quickstart --tiny: {seconds:.0f} s")
