@@ -238,9 +238,12 @@ class NeighbourhoodSampler:
             candidates = candidates[regular] + before
         if not candidates.size:
             raise DataError(
-                f"store {str(self.store.path)!r}: no window of {nt} consecutive time steps inside "
-                f"{start} .. {end} (store: {times[0] if times.size else '-'} .. "
+                f"store {str(self.store.path)!r}: no window of {nt} consecutive time steps"
+                + (f" (the neighbourhood's {self.extent[0]} and {before} before it for rollout.max_steps)"
+                   if before else "")
+                + f" inside {start} .. {end} (store: {times[0] if times.size else '-'} .. "
                 f"{times[-1] if times.size else '-'}); widen the period or shorten the neighbourhood"
+                + (" or lower rollout.max_steps" if before else "")
             )
         return candidates
 

@@ -12,7 +12,7 @@ import yaml
 
 from atmorep_coupler.data.sampler import NeighbourhoodSampler
 from atmorep_coupler.data.store import open_store
-from atmorep_coupler.errors import ConfigError
+from atmorep_coupler.errors import ConfigError, DataError
 from atmorep_coupler.model.masking import MaskedField
 from atmorep_coupler.train import config_path, main
 from atmorep_coupler.training.config import RolloutConfig, RunConfig, load_run_config
@@ -173,3 +173,10 @@ def test_init_from_on_the_command_line_starts_a_new_run_from_a_checkpoint(tiny_s
     assert f"--init-from {tmp_path / 'nothing.pt'}: no such checkpoint file" in capsys.readouterr().err
     assert main(["--resume", str(first), "--init-from", str(first)]) == 2
     assert "give one of them" in capsys.readouterr().err
+
+
+def test_a_rollout_longer_than_the_training_period_is_refused_naming_the_key(tiny_run):
+    store = open_store(tiny_run.data.store)
+    period = tiny_run.data.train
+    with pytest.raises(DataError, match=r"3 and 40 before it for rollout.max_steps.*lower rollout.max_steps"):
+        NeighbourhoodSampler(store, tiny_run.model, batch_size=4, start=period.start, end=period.end, history_steps=40)
